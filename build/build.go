@@ -1,0 +1,299 @@
+// Package build makes the deployable artifact once, on the local machine: a
+// scratch copy of the source, the user's build commands run in it, and a tar
+// stream of the result without the excluded paths, with a checksum of its content.
+package build
+
+import (
+	"archive/tar"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Options says what to build.
+type Options struct {
+	Source   string   // local folder
+	Commands []string // run with `sh -c` in a scratch copy of Source, in order
+	Exclude  []string // relative paths (or path.Match patterns) left out
+	Output   io.Writer
+	TempDir  string // where the scratch copy and the archive go; "" for os.TempDir
+}
+
+// Artifact is a finished build on local disk.
+type Artifact struct {
+	Archive  string // path of the tar file
+	Checksum string // "sha256:<hex>" over the manifest of the build's content
+	Files    int
+	Bytes    int64 // size of the archive
+	dir      string
+}
+
+// Open returns the archive for streaming to a host.
+func (a *Artifact) Open() (io.ReadCloser, error) { return os.Open(a.Archive) }
+
+// Remove deletes the artifact's temporary files.
+func (a *Artifact) Remove() error { return os.RemoveAll(a.dir) }
+
+// Make builds the artifact. The caller removes it with Remove.
+func Make(ctx context.Context, o Options) (*Artifact, error) {
+	st, err := os.Stat(o.Source)
+	if err != nil {
+		return nil, fmt.Errorf("source: %w", err)
+	}
+	if !st.IsDir() {
+		return nil, fmt.Errorf("source %s is not a directory", o.Source)
+	}
+	dir, err := os.MkdirTemp(o.TempDir, "fleetdeploy-build-")
+	if err != nil {
+		return nil, err
+	}
+	a := &Artifact{dir: dir, Archive: filepath.Join(dir, "build.tar")}
+	ok := false
+	defer func() {
+		if !ok {
+			os.RemoveAll(dir)
+		}
+	}()
+	tree := o.Source
+	if len(o.Commands) > 0 {
+		tree = filepath.Join(dir, "src")
+		if err := copyTree(o.Source, tree); err != nil {
+			return nil, fmt.Errorf("copying source: %w", err)
+		}
+		for _, c := range o.Commands {
+			if err := runLocal(ctx, tree, c, o.Output); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := a.pack(tree, o.Exclude); err != nil {
+		return nil, err
+	}
+	ok = true
+	return a, nil
+}
+
+func runLocal(ctx context.Context, dir, command string, out io.Writer) error {
+	cmd := exec.CommandContext(ctx, "sh", "-c", command)
+	cmd.Dir = dir
+	var tailBuf strings.Builder
+	w := io.Writer(&limitWriter{b: &tailBuf, max: 8192})
+	if out != nil {
+		w = io.MultiWriter(out, w)
+	}
+	cmd.Stdout, cmd.Stderr = w, w
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("build command %q: %v: %s", command, err, strings.TrimSpace(tailBuf.String()))
+	}
+	return nil
+}
+
+type limitWriter struct {
+	b   *strings.Builder
+	max int
+}
+
+func (l *limitWriter) Write(p []byte) (int, error) {
+	if room := l.max - l.b.Len(); room > 0 {
+		if len(p) > room {
+			l.b.Write(p[:room])
+		} else {
+			l.b.Write(p)
+		}
+	}
+	return len(p), nil
+}
+
+// excluded reports whether rel (slash-separated) or one of its parents matches an exclude entry.
+func excluded(rel string, exclude []string) bool {
+	for _, e := range exclude {
+		for p := rel; p != "."; p = path.Dir(p) {
+			if m, _ := path.Match(e, p); m || p == e {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// pack writes the tree into a tar with owner-less entries, in sorted order, and
+// computes the checksum. Symlinks that would point outside the build are refused:
+// they could make the host write outside its build folder.
+func (a *Artifact) pack(tree string, exclude []string) error {
+	f, err := os.OpenFile(a.Archive, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	tw := tar.NewWriter(f)
+	sum := sha256.New()
+	err = walkSorted(tree, func(rel string, info fs.FileInfo) error {
+		if excluded(rel, exclude) {
+			if info.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		full := filepath.Join(tree, filepath.FromSlash(rel))
+		hdr := &tar.Header{Name: rel, ModTime: info.ModTime().Truncate(time.Second), Mode: int64(info.Mode().Perm()), Format: tar.FormatPAX}
+		switch {
+		case info.Mode().IsDir():
+			hdr.Typeflag, hdr.Name = tar.TypeDir, rel+"/"
+			fmt.Fprintf(sum, "d %o %s\n", info.Mode().Perm(), rel)
+		case info.Mode()&fs.ModeSymlink != 0:
+			target, err := os.Readlink(full)
+			if err != nil {
+				return err
+			}
+			if escapes(rel, target) {
+				return fmt.Errorf("%s is a symlink to %s, outside the build: refusing to ship it", rel, target)
+			}
+			hdr.Typeflag, hdr.Linkname, hdr.Mode = tar.TypeSymlink, target, 0o777
+			fmt.Fprintf(sum, "l %s -> %s\n", rel, target)
+		case info.Mode().IsRegular():
+			hdr.Typeflag, hdr.Size = tar.TypeReg, info.Size()
+		default:
+			return fmt.Errorf("%s is not a regular file, directory or symlink", rel)
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if hdr.Typeflag == tar.TypeReg {
+			src, err := os.Open(full)
+			if err != nil {
+				return err
+			}
+			h := sha256.New()
+			n, err := io.Copy(io.MultiWriter(tw, h), src)
+			src.Close()
+			if err != nil {
+				return err
+			}
+			if n != info.Size() {
+				return fmt.Errorf("%s changed size while being packed", rel)
+			}
+			fmt.Fprintf(sum, "f %o %d %x %s\n", info.Mode().Perm(), n, h.Sum(nil), rel)
+		}
+		a.Files++
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("packing build: %w", err)
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	a.Bytes = st.Size()
+	a.Checksum = "sha256:" + hex.EncodeToString(sum.Sum(nil))
+	return f.Close()
+}
+
+// escapes reports whether a symlink at rel with this target resolves outside the tree.
+func escapes(rel, target string) bool {
+	if path.IsAbs(target) || target == "" {
+		return true
+	}
+	p := path.Join(path.Dir(rel), target)
+	return p == ".." || strings.HasPrefix(p, "../")
+}
+
+// walkSorted calls fn for every entry below root (not root itself) in lexical
+// order of slash-separated relative paths; fn may return filepath.SkipDir for a directory.
+func walkSorted(root string, fn func(rel string, info fs.FileInfo) error) error {
+	var walk func(dir, rel string) error
+	walk = func(dir, rel string) error {
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return err
+		}
+		names := make([]string, len(entries))
+		for i, e := range entries {
+			names[i] = e.Name()
+		}
+		sort.Strings(names)
+		for _, n := range names {
+			full := filepath.Join(dir, n)
+			r := n
+			if rel != "" {
+				r = rel + "/" + n
+			}
+			info, err := os.Lstat(full)
+			if err != nil {
+				return err
+			}
+			err = fn(r, info)
+			if errors.Is(err, filepath.SkipDir) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if info.IsDir() {
+				if err := walk(full, r); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	return walk(root, "")
+}
+
+// copyTree copies src into dst (created), keeping modes and symlinks.
+func copyTree(src, dst string) error {
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return err
+	}
+	return walkSorted(src, func(rel string, info fs.FileInfo) error {
+		from := filepath.Join(src, filepath.FromSlash(rel))
+		to := filepath.Join(dst, filepath.FromSlash(rel))
+		switch {
+		case info.IsDir():
+			return os.Mkdir(to, info.Mode().Perm()|0o700)
+		case info.Mode()&fs.ModeSymlink != 0:
+			t, err := os.Readlink(from)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(t, to)
+		case info.Mode().IsRegular():
+			in, err := os.Open(from)
+			if err != nil {
+				return err
+			}
+			defer in.Close()
+			out, err := os.OpenFile(to, os.O_WRONLY|os.O_CREATE|os.O_EXCL, info.Mode().Perm())
+			if err != nil {
+				return err
+			}
+			if _, err := io.Copy(out, in); err != nil {
+				out.Close()
+				return err
+			}
+			if err := out.Close(); err != nil {
+				return err
+			}
+			return os.Chtimes(to, info.ModTime(), info.ModTime())
+		}
+		return nil // sockets and devices are not copied; pack refuses them in a source without build commands
+	})
+}

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"errors"
+
+	"github.com/fleetdeploy/fleetdeploy/inventory"
+	"github.com/fleetdeploy/fleetdeploy/plan"
+	"github.com/fleetdeploy/fleetdeploy/steps"
+)
+
+// Exit codes; README.md documents them.
+const (
+	exitOK          = 0
+	exitFailed      = 1   // deploy/rollback failed, fleet unchanged
+	exitUsage       = 2   // usage or inventory error
+	exitLocked      = 3   // locked by another deploy
+	exitDrift       = 4   // status found drift or an unreachable host
+	exitSplit       = 5   // cutover incomplete: the fleet may be split
+	exitAfterHook   = 6   // deployed, but a finishing step (after_cutover hook, cleanup) failed
+	exitInterrupted = 130 // interrupted before the barrier
+)
+
+// usageError is a command line the tool cannot act on.
+type usageError struct{ msg string }
+
+func (e *usageError) Error() string { return e.msg }
+
+// driftError is a status that found hosts out of line.
+type driftError struct{ msg string }
+
+func (e *driftError) Error() string { return e.msg }
+
+// exitCode is the one place errors become exit codes.
+func exitCode(err error) int {
+	var (
+		inv    inventory.Errors
+		usage  *usageError
+		locked *steps.LockedError
+		cut    *plan.CutoverError
+		fin    *plan.FinishError
+		intr   *plan.InterruptedError
+		drift  *driftError
+	)
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.As(err, &inv), errors.As(err, &usage):
+		return exitUsage
+	case errors.As(err, &cut):
+		if cut.Split() {
+			return exitSplit
+		}
+		return exitFailed
+	case errors.As(err, &fin):
+		return exitAfterHook
+	case errors.As(err, &intr), errors.Is(err, context.Canceled):
+		return exitInterrupted
+	case errors.As(err, &locked):
+		return exitLocked
+	case errors.As(err, &drift):
+		return exitDrift
+	}
+	return exitFailed
+}

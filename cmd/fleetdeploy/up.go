@@ -1,0 +1,134 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/fleetdeploy/fleetdeploy/build"
+	"github.com/fleetdeploy/fleetdeploy/plan"
+)
+
+// up deploys a new build to every host of env, or prints the plan.
+func (g *globals) up(ctx context.Context, envName string, dryRun bool) error {
+	env, err := g.loadEnv(envName)
+	if err != nil {
+		return err
+	}
+	start := g.now()
+	f, _, err := g.connect(ctx, env, false)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	targets, err := f.inspectAll(ctx)
+	if err != nil {
+		return err
+	}
+	release := plan.ChooseRelease(g.now(), targets)
+	by := who()
+	if dryRun {
+		b := plan.Build{Checksum: "(computed by the build)", Open: nil}
+		p, err := plan.Deploy(env, targets, release, b, by, g.now())
+		if err != nil {
+			return err
+		}
+		if len(env.Build) > 0 {
+			fmt.Fprintf(g.stdout, "build (not run in a dry run): in a scratch copy of %s: %q\n", env.Source, env.Build)
+		}
+		plan.Print(g.stdout, p)
+		return nil
+	}
+	if err := checkLocks(targets); err != nil {
+		return err
+	}
+
+	fmt.Fprintf(g.stdout, "building %s\n", env.Source)
+	var buildOut io.Writer
+	if g.verbose {
+		buildOut = g.stdout
+	}
+	art, err := build.Make(ctx, build.Options{Source: env.Source, Commands: env.Build, Exclude: env.Exclude, Output: buildOut})
+	if err != nil {
+		return fmt.Errorf("building: %w", err)
+	}
+	defer art.Remove()
+	fmt.Fprintf(g.stdout, "built %d files, %s, %s\n", art.Files, human(art.Bytes), art.Checksum[:19])
+
+	p, err := plan.Deploy(env, targets, release, plan.Build{Checksum: art.Checksum, Size: art.Bytes, Open: art.Open}, by, g.now())
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(g.stdout, "%s\n", p.Describe())
+	res, err := plan.Execute(ctx, p, f.conns, g.execOptions())
+	g.summary(res, start)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(g.stdout, "deployed %s to %d hosts in %s\n", release, len(env.Hosts), since(start, g.now))
+	return nil
+}
+
+// rollback switches every host to one earlier build.
+func (g *globals) rollback(ctx context.Context, envName, to string, dryRun bool) error {
+	env, err := g.loadEnv(envName)
+	if err != nil {
+		return err
+	}
+	start := g.now()
+	f, _, err := g.connect(ctx, env, false)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	targets, err := f.inspectAll(ctx)
+	if err != nil {
+		return err
+	}
+	p, err := plan.Rollback(env, targets, to, who(), g.now())
+	if err != nil {
+		return err
+	}
+	if dryRun {
+		plan.Print(g.stdout, p)
+		return nil
+	}
+	fmt.Fprintf(g.stdout, "%s\n", p.Describe())
+	res, err := plan.Execute(ctx, p, f.conns, g.execOptions())
+	g.summary(res, start)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(g.stdout, "rolled back %d hosts to %s in %s\n", len(env.Hosts), p.Release, since(start, g.now))
+	return nil
+}
+
+// checkLocks fails at once, before taking any lock, when a host is locked.
+func checkLocks(targets []plan.Target) error {
+	var errs []error
+	for _, t := range targets {
+		if t.State.Lock != "" {
+			errs = append(errs, &plan.HostError{Host: t.Host.Name, Step: "checking lock", Err: lockedErr(t.State.Lock)})
+		}
+	}
+	return plan.JoinHostErrors(errs)
+}
+
+func (g *globals) execOptions() plan.Options {
+	return plan.Options{
+		Parallel:    g.parallel,
+		Observe:     g.observe,
+		UndoTimeout: g.undoTimeout,
+		Now:         g.now,
+	}
+}
+
+func human(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}

@@ -1,0 +1,270 @@
+// Package sshtest runs a fleet of real OpenSSH sshd processes on 127.0.0.1 so
+// end-to-end tests meet the server fleetdeploy meets in production, including
+// hosts that die (Kill), go silent (Freeze) and come back (Restart).
+//
+// Every host is its own sshd with its own port, ed25519 host key, config, pid
+// file and deploy root; all hosts share one client key and one known_hosts
+// file. Everything is stopped and removed when the test ends.
+//
+// The login user is the user running the test, except for root: root's shell
+// start-up files are slow on these machines and sshd runs every command
+// through the login shell, so root's fleets log in as a dedicated user,
+// fdtest, created on first use with /bin/sh as its shell.
+//
+// Each sshd runs in a PID namespace of its own (with a user namespace mapping
+// only the current uid when not root, falling back to no namespace where the
+// kernel refuses), so a command left running by a closed session cannot
+// outlive its host. Inside such a user namespace files of other users show as
+// owned by nobody.
+package sshtest
+
+import (
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
+)
+
+const (
+	// sshdPath must be absolute: sshd re-executes itself for every connection.
+	sshdPath = "/usr/sbin/sshd"
+	// privsepDir is the privilege separation directory sshd refuses to start without.
+	privsepDir = "/run/sshd"
+	// readyTimeout bounds how long a host may take to answer with its banner.
+	readyTimeout = 10 * time.Second
+	// stopTimeout bounds how long signalled processes may take to stop or die.
+	stopTimeout = 5 * time.Second
+)
+
+// Fleet is a set of running sshd hosts sharing one client key and one known_hosts file.
+type Fleet struct {
+	Hosts      []*Host
+	Dir        string // everything lives below it
+	User       string // login user on every host
+	Identity   string // path of the client's private key (ed25519, OpenSSH PEM format, no passphrase)
+	KnownHosts string // known_hosts listing every host's key as "[127.0.0.1]:PORT ssh-ed25519 ..."
+
+	t       testing.TB // owner, for errors from methods that take no t
+	sshd    string     // sshd binary
+	account *account   // the login user, to run local commands as it
+	extra   []string   // version-dependent sshd_config lines
+}
+
+// options are the environment-dependent inputs of Start, separate so tests can vary them.
+type options struct {
+	sshd string // absolute path of the sshd binary
+	ci   bool   // a missing sshd fails the test instead of skipping it
+}
+
+// Start runs n sshd hosts on 127.0.0.1 and stops and removes them in t.Cleanup.
+// Without a usable sshd it skips the test, or fails it when $CI is set, so CI
+// cannot pass by skipping every end-to-end test.
+func Start(t testing.TB, n int) *Fleet {
+	t.Helper()
+	return start(t, n, options{sshd: sshdPath, ci: os.Getenv("CI") != ""})
+}
+
+func start(t testing.TB, n int, o options) *Fleet {
+	t.Helper()
+	if n < 1 {
+		t.Fatalf("sshtest: a fleet needs at least one host, got %d", n)
+	}
+	if err := checkSSHD(o.sshd); err != nil {
+		msg := fmt.Sprintf("sshtest: OpenSSH server unusable: %v (install openssh-server, or run .ci/run as root)", err)
+		if o.ci {
+			t.Fatal(msg)
+		}
+		t.Skip(msg + "; skipping, set CI=1 to fail instead")
+	}
+	acct, err := loginAccount()
+	if err != nil {
+		t.Fatalf("sshtest: %v", err)
+	}
+	extra, err := versionOptions(o.sshd)
+	if err != nil {
+		t.Fatalf("sshtest: %v", err)
+	}
+	// Not t.TempDir: its 0700 root-owned parents would lock out the login user.
+	dir, err := os.MkdirTemp("", "sshtest-")
+	if err != nil {
+		t.Fatalf("sshtest: %v", err)
+	}
+	f := &Fleet{Dir: dir, User: acct.name, t: t, sshd: o.sshd, account: acct, extra: extra}
+	t.Cleanup(func() { f.stop(t) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatalf("sshtest: %v", err)
+	}
+	if err := f.writeClientKey(); err != nil {
+		t.Fatalf("sshtest: client key: %v", err)
+	}
+
+	for i := range n {
+		h, err := f.newHost(i)
+		if err != nil {
+			t.Fatalf("sshtest: host %d: %v", i, err)
+		}
+		f.Hosts = append(f.Hosts, h)
+	}
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i, h := range f.Hosts {
+		wg.Go(func() { errs[i] = h.startFresh() })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatalf("sshtest: starting %d hosts: %v", n, err)
+	}
+
+	var kh strings.Builder
+	for _, h := range f.Hosts {
+		kh.WriteString(knownhosts.Line([]string{knownhosts.Normalize(h.Name)}, h.HostKey))
+		kh.WriteByte('\n')
+	}
+	f.KnownHosts = filepath.Join(dir, "known_hosts")
+	if err := os.WriteFile(f.KnownHosts, []byte(kh.String()), 0o644); err != nil {
+		t.Fatalf("sshtest: %v", err)
+	}
+	return f
+}
+
+// ClientConfig returns a client config for User that authenticates with
+// Identity and checks host keys against KnownHosts, as a real client would.
+func (f *Fleet) ClientConfig(t testing.TB) *ssh.ClientConfig {
+	t.Helper()
+	pemBytes, err := os.ReadFile(f.Identity)
+	if err != nil {
+		t.Fatalf("sshtest: %v", err)
+	}
+	signer, err := ssh.ParsePrivateKey(pemBytes)
+	if err != nil {
+		t.Fatalf("sshtest: parsing %s: %v", f.Identity, err)
+	}
+	hostKeys, err := knownhosts.New(f.KnownHosts)
+	if err != nil {
+		t.Fatalf("sshtest: %v", err)
+	}
+	return &ssh.ClientConfig{
+		User:            f.User,
+		Auth:            []ssh.AuthMethod{ssh.PublicKeys(signer)},
+		HostKeyCallback: hostKeys,
+		Timeout:         readyTimeout,
+	}
+}
+
+// writeClientKey writes the shared client identity and the authorized_keys
+// file every host reads (as the login user, hence world-readable).
+func (f *Fleet) writeClientKey() error {
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return err
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "sshtest client")
+	if err != nil {
+		return err
+	}
+	f.Identity = filepath.Join(f.Dir, "id_ed25519")
+	// 0600 and owned by the test process: the OpenSSH client refuses laxer keys.
+	if err := os.WriteFile(f.Identity, pem.EncodeToMemory(block), 0o600); err != nil {
+		return err
+	}
+	sshPub, err := ssh.NewPublicKey(pub)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(f.Dir, "authorized_keys"), ssh.MarshalAuthorizedKey(sshPub), 0o644)
+}
+
+// stop kills every host, shows the sshd logs of a failed test and removes Dir.
+func (f *Fleet) stop(t testing.TB) {
+	t.Helper()
+	var wg sync.WaitGroup
+	errs := make([]error, len(f.Hosts))
+	for i, h := range f.Hosts {
+		wg.Go(func() { errs[i] = h.kill() })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("sshtest: stopping %s: %v", f.Hosts[i].Name, err)
+		}
+	}
+	if t.Failed() {
+		for _, h := range f.Hosts {
+			if tail := h.log.String(); tail != "" {
+				t.Logf("sshtest: %s sshd log (tail):\n%s", h.Name, tail)
+			}
+		}
+	}
+	if err := removeAll(f.Dir); err != nil {
+		t.Errorf("sshtest: %v", err)
+	}
+}
+
+// checkSSHD reports why sshd cannot run here, if it cannot.
+func checkSSHD(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if fi.IsDir() || fi.Mode().Perm()&0o111 == 0 {
+		return fmt.Errorf("%s is not executable", path)
+	}
+	if _, err := os.Stat(privsepDir); errors.Is(err, fs.ErrNotExist) && os.Geteuid() == 0 {
+		if err := os.MkdirAll(privsepDir, 0o755); err != nil {
+			return err
+		}
+	}
+	if fi, err := os.Stat(privsepDir); err != nil || !fi.IsDir() {
+		return fmt.Errorf("sshd needs the directory %s (create it as root)", privsepDir)
+	}
+	return nil
+}
+
+// versionPattern finds the OpenSSH version in `sshd -V` output, which older
+// releases print inside their usage message.
+var versionPattern = regexp.MustCompile(`OpenSSH_(\d+)\.(\d+)`)
+
+// versionOptions returns config lines needed by this sshd version only.
+// OpenSSH 9.8 added PerSourcePenalties, which would refuse 127.0.0.1 after the
+// killed sessions, readiness probes and timeouts that tests cause on purpose.
+func versionOptions(sshd string) ([]string, error) {
+	out, _ := exec.Command(sshd, "-V").CombinedOutput() // exits non-zero by design
+	m := versionPattern.FindSubmatch(out)
+	if m == nil {
+		return nil, fmt.Errorf("cannot tell the version of %s from %q", sshd, out)
+	}
+	major, _ := strconv.Atoi(string(m[1]))
+	minor, _ := strconv.Atoi(string(m[2]))
+	if major > 9 || major == 9 && minor >= 8 {
+		return []string{"PerSourcePenalties no"}, nil
+	}
+	return nil, nil
+}
+
+// removeAll removes dir even when a test left read-only folders in it.
+func removeAll(dir string) error {
+	if err := os.RemoveAll(dir); err == nil {
+		return nil
+	}
+	_ = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			_ = os.Chmod(path, 0o755)
+		}
+		return nil
+	})
+	return os.RemoveAll(dir)
+}

@@ -1,0 +1,72 @@
+package inventory
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// FuzzParse checks that no input makes Parse or Resolve panic, and that every
+// failure comes as a non-empty Errors naming the file.
+func FuzzParse(f *testing.F) {
+	seeds, _ := filepath.Glob("testdata/*.yml")
+	seeds = append(seeds, "../hosts.example.yml")
+	for _, name := range seeds {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	for _, s := range []string{
+		"",
+		"~",
+		"[]",
+		"app: shop\nsource: .\nroot: /srv\nenvironments: {p: {hosts: [w]}}\n",
+		"keep: five\nhooks: {before_cutover: [{run: x, once: true, timeout: 0s}]}\n",
+		"environments:\n  a: &e {hosts: ['[::1]:22', 'u@h:0', {address: x, port: 99999}]}\n  b: *e\n",
+		"shared: [a/, a/b, ../c, /d, '']\nexclude: [., '']\n",
+		"x: &a [*a]\n",
+		"a: 1\n---\nb: 2\n",
+		"<<: {app: x}\n",
+		"app: \"\\x01\"\n\xff",
+		"environments: {p: {hosts: ['2001:db8::1', '[fe80::1%eth0]:22', '@h', 'u@', ':22', '[]']}}\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		inv, err := Parse(bytes.NewReader(data), "fuzz.yml")
+		if err != nil {
+			checkErrors(t, err)
+			return
+		}
+		if inv == nil {
+			t.Fatal("Parse returned neither an inventory nor an error")
+		}
+		for _, name := range append(inv.Environments(), "no-such-environment") {
+			env, err := inv.Resolve(name)
+			if err != nil {
+				checkErrors(t, err)
+				continue
+			}
+			if len(env.Hosts) == 0 || env.Keep < 1 {
+				t.Fatalf("%s: resolved without hosts or keep: %+v", name, env)
+			}
+		}
+	})
+}
+
+func checkErrors(t *testing.T, err error) {
+	t.Helper()
+	var errs Errors
+	if !errors.As(err, &errs) || len(errs) == 0 {
+		t.Fatalf("error %T is not a non-empty Errors: %v", err, err)
+	}
+	for _, p := range errs {
+		if p.File != "fuzz.yml" || p.Msg == "" || p.Line < 0 {
+			t.Fatalf("bad problem %#v", p)
+		}
+	}
+}

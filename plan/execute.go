@@ -1,0 +1,394 @@
+package plan
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/fleetdeploy/fleetdeploy/remote"
+	"github.com/fleetdeploy/fleetdeploy/steps"
+	"golang.org/x/sync/errgroup"
+)
+
+// EventKind says what happened.
+type EventKind int
+
+// Events, in the order a host meets them.
+const (
+	StepStarted EventKind = iota
+	OpStarted
+	StepDone
+	StepFailed
+	Output  // a line or chunk of a hook's output
+	Swapped // a host's latest was switched (or failed to be)
+	Undoing // a step is being undone after a failure
+	Warning
+)
+
+// Event is what the scheduler tells its observer; the CLI renders it, and a
+// --json stream can serialise it.
+type Event struct {
+	Time  time.Time
+	Kind  EventKind
+	Phase string
+	Host  string
+	Step  string
+	Op    string
+	Text  string
+	Err   error
+}
+
+// Options bound a run.
+type Options struct {
+	Parallel       int           // hosts preparing at once; 0 means all
+	Observe        func(Event)   // called from many goroutines, serialised by Execute
+	UndoTimeout    time.Duration // for cleaning up after a failure or Ctrl-C
+	CutoverTimeout time.Duration // for the swaps, which Ctrl-C does not interrupt
+	Now            func() time.Time
+}
+
+// Swap is one host's cutover, timed from the client.
+type Swap struct {
+	Host      string
+	Sent, Ack time.Time
+	Err       error
+	Unknown   bool // the connection was lost before the answer: did it switch?
+}
+
+// Result is what a finished run measured.
+type Result struct {
+	Swaps []Swap // inventory order
+}
+
+// Skew is the spread of the swap midpoints across the fleet, and its upper
+// bound (last answer minus first request).
+func (r *Result) Skew() (mid, bound time.Duration) {
+	var lo, hi, first, last time.Time
+	for i, s := range r.Swaps {
+		m := s.Sent.Add(s.Ack.Sub(s.Sent) / 2)
+		if i == 0 || m.Before(lo) {
+			lo = m
+		}
+		if i == 0 || m.After(hi) {
+			hi = m
+		}
+		if i == 0 || s.Sent.Before(first) {
+			first = s.Sent
+		}
+		if i == 0 || s.Ack.After(last) {
+			last = s.Ack
+		}
+	}
+	return hi.Sub(lo), last.Sub(first)
+}
+
+type run struct {
+	p     *Plan
+	hosts map[string]remote.Host
+	o     Options
+	mu    sync.Mutex
+	done  map[string][]steps.Step // per host, steps started, for undo
+}
+
+func (r *run) emit(e Event) {
+	if r.o.Observe == nil {
+		return
+	}
+	e.Time = r.o.Now()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.o.Observe(e)
+}
+
+// Execute runs a plan: locks, prepares every host, waits at the barrier, cuts
+// over all hosts together, then finishes. Any failure before the barrier undoes
+// everything on every host; a failure during the cutover switches back the
+// hosts that switched.
+func Execute(ctx context.Context, p *Plan, hosts map[string]remote.Host, o Options) (*Result, error) {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.UndoTimeout <= 0 {
+		o.UndoTimeout = time.Minute
+	}
+	if o.CutoverTimeout <= 0 {
+		o.CutoverTimeout = 30 * time.Second
+	}
+	r := &run{p: p, hosts: hosts, o: o, done: map[string][]steps.Step{}}
+
+	if err := r.lock(ctx); err != nil {
+		return nil, r.abort(ctx, err)
+	}
+	if err := r.parallel(ctx, p.Prepare, true); err != nil {
+		return nil, r.abort(ctx, err)
+	}
+	if ctx.Err() != nil {
+		return nil, r.abort(ctx, nil)
+	}
+	// The barrier: every host is prepared. From here on Ctrl-C no longer stops
+	// the run; it finishes or switches back.
+	res, err := r.cutover(context.WithoutCancel(ctx))
+	if err != nil {
+		return res, err
+	}
+	if err := r.parallel(context.WithoutCancel(ctx), p.Finish, false); err != nil {
+		return res, &FinishError{Err: err}
+	}
+	return res, nil
+}
+
+// lock takes the first host's lock alone, then the others together.
+func (r *run) lock(ctx context.Context) error {
+	if len(r.p.LockOrder) == 0 {
+		return nil
+	}
+	first := r.p.LockOrder[0]
+	if err := r.hostSteps(ctx, r.p.Lock.Name, first, r.p.Lock.Steps[first], true); err != nil {
+		return JoinHostErrors([]error{err})
+	}
+	rest := Phase{Name: r.p.Lock.Name, Steps: map[string][]steps.Step{}}
+	for _, h := range r.p.LockOrder[1:] {
+		rest.Steps[h] = r.p.Lock.Steps[h]
+	}
+	return r.parallel(ctx, rest, true)
+}
+
+// parallel runs each host's steps of a phase, hosts concurrently. With
+// failFast, the first failure cancels the other hosts (their cancellation is
+// not reported as an error of theirs); otherwise every step runs on every host
+// and every failure is reported.
+func (r *run) parallel(ctx context.Context, ph Phase, failFast bool) error {
+	gctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	errFailed := errors.New("another host failed")
+	var g errgroup.Group
+	if r.o.Parallel > 0 {
+		g.SetLimit(r.o.Parallel)
+	}
+	var mu sync.Mutex
+	var errs []error
+	for _, host := range r.p.Hosts {
+		list, ok := ph.Steps[host]
+		if !ok {
+			continue
+		}
+		g.Go(func() error {
+			err := r.hostSteps(gctx, ph.Name, host, list, failFast)
+			if err == nil {
+				return nil
+			}
+			if failFast && errors.Is(context.Cause(gctx), errFailed) && errors.Is(err, context.Canceled) {
+				return nil // stopped because another host failed
+			}
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
+			if failFast && ctx.Err() == nil {
+				cancel(errFailed)
+			}
+			return nil
+		})
+	}
+	g.Wait()
+	if ctx.Err() != nil && len(errs) == 0 {
+		return ctx.Err()
+	}
+	return JoinHostErrors(errs)
+}
+
+// hostSteps runs steps on one host in order. A step is recorded for undo
+// before it runs: its undo is safe on a step that did not finish.
+func (r *run) hostSteps(ctx context.Context, phase, host string, list []steps.Step, stopOnError bool) error {
+	h := r.hosts[host]
+	var errs []error
+	for _, s := range list {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if len(s.Undo) > 0 {
+			r.mu.Lock()
+			r.done[host] = append(r.done[host], s)
+			r.mu.Unlock()
+		}
+		r.emit(Event{Kind: StepStarted, Phase: phase, Host: host, Step: s.Name})
+		out := &lineWriter{emit: func(line string) {
+			r.emit(Event{Kind: Output, Phase: phase, Host: host, Step: s.Name, Text: line})
+		}}
+		err := steps.RunOps(ctx, h, s.Ops, out, func(op steps.Op) {
+			r.emit(Event{Kind: OpStarted, Phase: phase, Host: host, Step: s.Name, Op: op.Desc})
+		})
+		out.Flush()
+		if err != nil {
+			if ctx.Err() != nil && !errors.Is(err, remote.ErrConnLost) {
+				err = ctx.Err()
+			}
+			r.emit(Event{Kind: StepFailed, Phase: phase, Host: host, Step: s.Name, Err: err})
+			herr := &HostError{Host: host, Step: s.Name, Err: err}
+			if stopOnError {
+				return herr
+			}
+			errs = append(errs, herr)
+			continue
+		}
+		r.emit(Event{Kind: StepDone, Phase: phase, Host: host, Step: s.Name})
+	}
+	return errors.Join(errs...)
+}
+
+// abort undoes every started step on every host, newest first, and returns
+// the reason together with anything that could not be undone.
+func (r *run) abort(ctx context.Context, cause error) error {
+	undoErr := r.undoAll(r.p.Hosts)
+	if ctx.Err() != nil && (cause == nil || errors.Is(cause, context.Canceled)) {
+		return &InterruptedError{Err: undoErr}
+	}
+	if undoErr != nil {
+		return fmt.Errorf("%w\ncleaning up after the failure also failed:\n%v", cause, undoErr)
+	}
+	return cause
+}
+
+func (r *run) undoAll(hosts []string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), r.o.UndoTimeout)
+	defer cancel()
+	var mu sync.Mutex
+	var errs []error
+	var wg sync.WaitGroup
+	for _, host := range hosts {
+		r.mu.Lock()
+		list := slices.Clone(r.done[host])
+		r.done[host] = nil
+		r.mu.Unlock()
+		if len(list) == 0 {
+			continue
+		}
+		wg.Go(func() {
+			for i := len(list) - 1; i >= 0; i-- {
+				s := list[i]
+				r.emit(Event{Kind: Undoing, Host: host, Step: s.Name})
+				if err := steps.RunOps(ctx, r.hosts[host], s.Undo, nil, nil); err != nil {
+					e := &HostError{Host: host, Step: "undoing " + s.Name, Err: err}
+					if s.Name == "locking" {
+						e.Err = fmt.Errorf("%v: the host keeps this run's lock; once it is back run `fleetdeploy unlock %s`", err, r.p.Env)
+					}
+					mu.Lock()
+					errs = append(errs, e)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return JoinHostErrors(errs)
+}
+
+// cutover releases every host's swap at once and, if any fails, switches the
+// others back.
+func (r *run) cutover(ctx context.Context) (*Result, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.o.CutoverTimeout)
+	defer cancel()
+	res := &Result{Swaps: make([]Swap, len(r.p.Hosts))}
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, host := range r.p.Hosts {
+		swap := r.p.Cutover.Steps[host]
+		res.Swaps[i].Host = host
+		wg.Go(func() {
+			<-start
+			s := &res.Swaps[i]
+			s.Sent = r.o.Now()
+			s.Err = steps.RunOps(ctx, r.hosts[host], swap[0].Ops, nil, nil)
+			s.Ack = r.o.Now()
+			s.Unknown = s.Err != nil && (errors.Is(s.Err, remote.ErrConnLost) || ctx.Err() != nil)
+		})
+	}
+	close(start)
+	wg.Wait()
+	var failed []error
+	for _, s := range res.Swaps {
+		r.emit(Event{Kind: OpStarted, Phase: r.p.Cutover.Name, Host: s.Host, Step: "switching latest", Op: r.p.Cutover.Steps[s.Host][0].Ops[0].Desc})
+		r.emit(Event{Kind: Swapped, Phase: r.p.Cutover.Name, Host: s.Host, Step: "switching latest", Err: s.Err})
+		if s.Err != nil {
+			failed = append(failed, &HostError{Host: s.Host, Step: "switching latest", Err: s.Err})
+		}
+	}
+	if len(failed) == 0 {
+		return res, nil
+	}
+	// Switch back every host that switched; leave unknown hosts as they are.
+	cerr := &CutoverError{}
+	var undo []string
+	rctx, rcancel := context.WithTimeout(context.Background(), r.o.UndoTimeout)
+	defer rcancel()
+	var mu sync.Mutex
+	var wg2 sync.WaitGroup
+	for _, s := range res.Swaps {
+		switch {
+		case s.Unknown:
+			cerr.Unknown = append(cerr.Unknown, s.Host)
+		case s.Err != nil:
+			undo = append(undo, s.Host) // definitely still on the old build
+		default:
+			wg2.Go(func() {
+				err := steps.RunOps(rctx, r.hosts[s.Host], r.p.Cutover.Steps[s.Host][0].Undo, nil, nil)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					failed = append(failed, &HostError{Host: s.Host, Step: "switching back", Err: err})
+					cerr.Unknown = append(cerr.Unknown, s.Host)
+					return
+				}
+				cerr.Reverted = append(cerr.Reverted, s.Host)
+				undo = append(undo, s.Host)
+			})
+		}
+	}
+	wg2.Wait()
+	if err := r.undoAll(undo); err != nil {
+		failed = append(failed, err)
+	}
+	cerr.Err = JoinHostErrors(failed)
+	return res, cerr
+}
+
+// lineWriter turns a stream into lines for Output events, bounding each line.
+type lineWriter struct {
+	mu   sync.Mutex // stdout and stderr arrive from two goroutines
+	emit func(string)
+	buf  []byte
+}
+
+func (w *lineWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	for {
+		i := slices.Index(w.buf, '\n')
+		if i < 0 {
+			break
+		}
+		w.emit(string(w.buf[:i]))
+		w.buf = w.buf[i+1:]
+	}
+	if len(w.buf) > 4096 {
+		w.emit(string(w.buf))
+		w.buf = w.buf[:0]
+	}
+	return len(p), nil
+}
+
+// Flush emits a last unterminated line.
+func (w *lineWriter) Flush() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.buf) > 0 {
+		w.emit(string(w.buf))
+		w.buf = nil
+	}
+}
+
+var _ io.Writer = (*lineWriter)(nil)

@@ -1,0 +1,99 @@
+// Package remote reaches one host over SSH: it dials with verified host keys,
+// runs commands, and changes files through SFTP. Everything that reaches a
+// remote shell is rendered by Cmd.Render, which quotes every value.
+package remote
+
+import (
+	"io"
+	"strings"
+)
+
+// Script is a fixed shell program of ours, run as `sh -c BODY fleetdeploy-NAME ARGS...`,
+// so that values only ever reach it as quoted positional parameters.
+type Script struct {
+	Name string
+	Body string
+}
+
+// Cmd is a remote command as data. Nothing else in fleetdeploy builds shell text.
+type Cmd struct {
+	Dir    string   // directory to run in; "" for the login directory
+	Env    []string // KEY=VALUE pairs, set with env(1)
+	Script *Script  // when set, Args are the script's positional parameters
+	Args   []string // argv, or the script's parameters
+
+	// Stdin, when set, is streamed to the command; the command then ends when it
+	// reads EOF. When nil, the command reads /dev/null and is killed on the host,
+	// with its whole process group, as soon as the session goes away.
+	Stdin io.Reader
+	// Stdout and Stderr, when set, receive the command's output as it arrives.
+	Stdout io.Writer
+	Stderr io.Writer
+	// Secret hides the values of Env in String (they still reach the host).
+	Secret bool
+}
+
+// Quote single-quotes s for a POSIX shell: every byte stands for itself.
+func Quote(s string) string {
+	if s == "" {
+		return "''"
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// Render is the shell text sent to the host.
+func (c Cmd) Render() string { return c.render(false) }
+
+// String is the command as shown to people: a script of ours is shown by its
+// name rather than its body, and secret values are masked.
+func (c Cmd) String() string { return c.render(true) }
+
+func (c Cmd) render(display bool) string {
+	var b []string
+	if c.Dir != "" {
+		b = append(b, "cd", Quote(c.Dir), "&&")
+	}
+	if len(c.Env) > 0 {
+		b = append(b, "env")
+		for _, e := range c.Env {
+			if display && c.Secret {
+				k, _, _ := strings.Cut(e, "=")
+				e = k + "=***"
+			}
+			b = append(b, Quote(e))
+		}
+	}
+	if c.Script != nil {
+		if display {
+			b = append(b, "fleetdeploy-"+c.Script.Name)
+		} else {
+			b = append(b, "sh", "-c", Quote(c.Script.Body), Quote("fleetdeploy-"+c.Script.Name))
+		}
+	}
+	for _, a := range c.Args {
+		b = append(b, Quote(a))
+	}
+	return strings.Join(b, " ")
+}
+
+// killOnHangup runs $1 in its own session and process group and watches the
+// SSH channel's stdin: when the channel closes (the client cancelled, timed out
+// or vanished) the whole group is sent SIGTERM, then SIGKILL. sshd alone would
+// leave it running.
+const killOnHangup = `exec 3<&0
+if command -v setsid >/dev/null 2>&1; then setsid sh -c "$1" </dev/null & else sh -c "$1" </dev/null & fi
+p=$!
+( cat <&3 >/dev/null 2>&1; kill -TERM -"$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null; sleep 3; kill -KILL -"$p" 2>/dev/null ) >/dev/null 2>&1 &
+w=$!
+exec 3<&-
+wait "$p"; rc=$?
+kill "$w" 2>/dev/null
+exit "$rc"`
+
+// wire is what is sent in the SSH exec request.
+func (c Cmd) wire() string {
+	if c.Stdin != nil {
+		return "sh -c " + Quote(c.Render())
+	}
+	return "sh -c " + Quote(killOnHangup) + " fleetdeploy-run " + Quote(c.Render())
+}

@@ -1,0 +1,137 @@
+package remote
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestQuoteSurvivesShell(t *testing.T) {
+	cases := []string{
+		"",
+		"plain",
+		"with space",
+		"it's",
+		`"double"`,
+		"$(touch /tmp/pwned)",
+		"`id`",
+		"$HOME",
+		"semi;colon && rm -rf /",
+		"new\nline",
+		"back\\slash",
+		"tab\there",
+		"'''",
+		"-n",
+		"*",
+	}
+	for _, c := range cases {
+		out, err := exec.Command("sh", "-c", "printf '%s' "+Quote(c)).Output()
+		if err != nil {
+			t.Fatalf("%q: %v", c, err)
+		}
+		if string(out) != c {
+			t.Errorf("Quote(%q) reached the shell as %q", c, out)
+		}
+	}
+}
+
+func TestRender(t *testing.T) {
+	tests := []struct {
+		name    string
+		cmd     Cmd
+		render  string
+		display string
+	}{
+		{
+			name:    "args",
+			cmd:     Cmd{Args: []string{"rm", "-rf", "--", "/var/www/a b"}},
+			render:  `'rm' '-rf' '--' '/var/www/a b'`,
+			display: `'rm' '-rf' '--' '/var/www/a b'`,
+		},
+		{
+			name:    "dir and env",
+			cmd:     Cmd{Dir: "/srv/x", Env: []string{"A=it's"}, Args: []string{"sh", "-c", "echo $A"}},
+			render:  `cd '/srv/x' && env 'A=it'\''s' 'sh' '-c' 'echo $A'`,
+			display: `cd '/srv/x' && env 'A=it'\''s' 'sh' '-c' 'echo $A'`,
+		},
+		{
+			name:    "script",
+			cmd:     Cmd{Script: &Script{Name: "probe", Body: `echo "$1"`}, Args: []string{"/r"}},
+			render:  `sh -c 'echo "$1"' 'fleetdeploy-probe' '/r'`,
+			display: `fleetdeploy-probe '/r'`,
+		},
+		{
+			name:    "secret",
+			cmd:     Cmd{Env: []string{"TOKEN=hunter2"}, Secret: true, Args: []string{"true"}},
+			render:  `env 'TOKEN=hunter2' 'true'`,
+			display: `env 'TOKEN=***' 'true'`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.cmd.Render(); got != tt.render {
+				t.Errorf("Render:\n got %s\nwant %s", got, tt.render)
+			}
+			if got := tt.cmd.String(); got != tt.display {
+				t.Errorf("String:\n got %s\nwant %s", got, tt.display)
+			}
+		})
+	}
+}
+
+// The rendered command, run through two shells as it is on a host (the login
+// shell, then the kill-on-hangup wrapper), hands every argument over intact.
+func TestWireArgumentsArriveIntact(t *testing.T) {
+	args := []string{"a b", "it's", "$(echo x)", "`id`", "new\nline", `"q"`, "$HOME", ";"}
+	c := Cmd{Dir: "/", Env: []string{"V=$(no) 'x'"}, Args: append([]string{"sh", "-c", `printf '[%s]' "$V" "$@"`, "sh"}, args...)}
+	sh := exec.Command("sh", "-c", c.wire())
+	stdin, err := sh.StdinPipe() // held open, as an SSH channel is while the command runs
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stdin.Close()
+	out, err := sh.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "[$(no) 'x']"
+	for _, a := range args {
+		want += "[" + a + "]"
+	}
+	if string(out) != want {
+		t.Errorf("got  %q\nwant %q", out, want)
+	}
+	if !strings.Contains(c.wire(), "setsid") {
+		t.Error("a command without stdin must run under the kill-on-hangup wrapper")
+	}
+}
+
+// Closing stdin (what sshd does when the channel goes away) kills the command's
+// whole process group, not just the shell.
+func TestWireKillsProcessGroupOnHangup(t *testing.T) {
+	dir := t.TempDir()
+	marker := filepath.Join(dir, "survived")
+	c := Cmd{Args: []string{"sh", "-c", "sleep 2; touch " + marker + " & sleep 2; touch " + marker}}
+	sh := exec.Command("sh", "-c", c.wire())
+	stdin, err := sh.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sh.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stdin.Close()
+	err = sh.Wait()
+	if err == nil {
+		t.Fatal("command finished normally; want it killed")
+	}
+	// Wait past the point where a survivor would write the marker.
+	if out, err := exec.Command("sleep", "2.5").CombinedOutput(); err != nil {
+		t.Fatal(err, string(out))
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("a process of the killed command's group lived on")
+	}
+}

@@ -1,0 +1,473 @@
+package remote
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pkg/sftp"
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/agent"
+)
+
+// Default bounds on a host that stops answering; see README "Timeouts".
+const (
+	DefaultConnectTimeout    = 10 * time.Second // TCP connect + SSH handshake + auth
+	DefaultKeepaliveInterval = 5 * time.Second
+	DefaultKeepaliveMax      = 3 // unanswered keepalives before the connection is dropped
+)
+
+// Config says how to reach one host.
+type Config struct {
+	Name       string // as the inventory writes it, for messages
+	Addr       string // host:port
+	User       string
+	Identity   string // private key file; "" means ~/.ssh/id_* that exist
+	KnownHosts string
+
+	// Agent, when set, is the path of an ssh-agent socket (SSH_AUTH_SOCK).
+	Agent string
+
+	ConnectTimeout    time.Duration
+	KeepaliveInterval time.Duration
+	KeepaliveMax      int
+}
+
+func (c *Config) defaults() {
+	if c.ConnectTimeout <= 0 {
+		c.ConnectTimeout = DefaultConnectTimeout
+	}
+	if c.KeepaliveInterval <= 0 {
+		c.KeepaliveInterval = DefaultKeepaliveInterval
+	}
+	if c.KeepaliveMax <= 0 {
+		c.KeepaliveMax = DefaultKeepaliveMax
+	}
+}
+
+// Client is a Host reached over SSH, with one SFTP session multiplexed on the
+// same connection.
+type Client struct {
+	name   string
+	conn   net.Conn
+	ssh    *ssh.Client
+	sftp   *sftp.Client
+	closer []io.Closer
+	done   chan struct{}
+	once   sync.Once
+
+	mu   sync.Mutex
+	lost error // why the connection was dropped by us, if it was
+}
+
+var _ Host = (*Client)(nil)
+
+// Dial connects to a host, verifies its key against known_hosts, authenticates
+// with the agent and/or key file, and opens SFTP. Every stage is bounded by
+// cfg.ConnectTimeout; afterwards keepalives detect a host gone silent.
+func Dial(ctx context.Context, cfg Config) (*Client, error) {
+	cfg.defaults()
+	hostKey, algos, err := hostKeyCheck(cfg.KnownHosts, cfg.Addr)
+	if err != nil {
+		return nil, err
+	}
+	auth, closers, err := authMethods(cfg)
+	if err != nil {
+		return nil, err
+	}
+	closeAll := func() {
+		for _, c := range closers {
+			c.Close()
+		}
+	}
+	ctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
+	defer cancel()
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "tcp", cfg.Addr)
+	if err != nil {
+		closeAll()
+		return nil, dialError(ctx, err, cfg.ConnectTimeout)
+	}
+	// x/crypto/ssh's Timeout covers only the TCP dial: bound the handshake and
+	// authentication too, and give up at once if ctx is cancelled.
+	deadline, _ := ctx.Deadline()
+	conn.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	sshConf := &ssh.ClientConfig{
+		User:              cfg.User,
+		Auth:              auth,
+		HostKeyCallback:   hostKey,
+		HostKeyAlgorithms: algos,
+		Timeout:           cfg.ConnectTimeout,
+	}
+	c, chans, reqs, err := ssh.NewClientConn(conn, cfg.Addr, sshConf)
+	if err != nil {
+		stop()
+		conn.Close()
+		closeAll()
+		if hk, ok := asHostKeyError(err); ok {
+			return nil, hk
+		}
+		if ctx.Err() != nil {
+			return nil, dialError(ctx, ctx.Err(), cfg.ConnectTimeout)
+		}
+		return nil, fmt.Errorf("ssh handshake: %w", err)
+	}
+	client := ssh.NewClient(c, chans, reqs)
+	sc, err := sftp.NewClient(client)
+	if err != nil {
+		stop()
+		client.Close()
+		closeAll()
+		if ctx.Err() != nil {
+			return nil, dialError(ctx, ctx.Err(), cfg.ConnectTimeout)
+		}
+		return nil, fmt.Errorf("opening sftp (is the sftp subsystem enabled in sshd_config?): %w", err)
+	}
+	if !stop() && ctx.Err() != nil {
+		sc.Close()
+		client.Close()
+		closeAll()
+		return nil, dialError(ctx, ctx.Err(), cfg.ConnectTimeout)
+	}
+	conn.SetDeadline(time.Time{})
+	cl := &Client{name: cfg.Name, conn: conn, ssh: client, sftp: sc, closer: closers, done: make(chan struct{})}
+	go cl.keepalive(cfg.KeepaliveInterval, cfg.KeepaliveMax)
+	return cl, nil
+}
+
+func dialError(ctx context.Context, err error, limit time.Duration) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
+		return fmt.Errorf("no SSH connection within %s (host down or not answering)", limit)
+	}
+	if errors.Is(err, context.Canceled) {
+		return context.Canceled
+	}
+	return fmt.Errorf("connecting: %w", err)
+}
+
+// authMethods offers the agent's keys (when SSH_AUTH_SOCK is set) and the key files.
+func authMethods(cfg Config) ([]ssh.AuthMethod, []io.Closer, error) {
+	var signers []ssh.Signer
+	var closers []io.Closer
+	var problems []string
+	if cfg.Agent != "" {
+		if conn, err := net.Dial("unix", cfg.Agent); err == nil {
+			closers = append(closers, conn)
+			if s, err := agent.NewClient(conn).Signers(); err == nil {
+				signers = append(signers, s...)
+			}
+		}
+	}
+	files := []string{cfg.Identity}
+	if cfg.Identity == "" {
+		files = nil
+		if home, err := os.UserHomeDir(); err == nil {
+			for _, n := range []string{"id_ed25519", "id_ecdsa", "id_rsa"} {
+				files = append(files, filepath.Join(home, ".ssh", n))
+			}
+		}
+	}
+	for _, f := range files {
+		pem, err := os.ReadFile(f)
+		if err != nil {
+			if cfg.Identity != "" {
+				problems = append(problems, fmt.Sprintf("identity %s: %v", f, err))
+			}
+			continue
+		}
+		s, err := ssh.ParsePrivateKey(pem)
+		var pp *ssh.PassphraseMissingError
+		if errors.As(err, &pp) {
+			problems = append(problems, fmt.Sprintf("identity %s is passphrase-protected: load it into ssh-agent", f))
+			continue
+		}
+		if err != nil {
+			problems = append(problems, fmt.Sprintf("identity %s: %v", f, err))
+			continue
+		}
+		signers = append(signers, s)
+	}
+	if len(signers) == 0 {
+		for _, c := range closers {
+			c.Close()
+		}
+		msg := "no SSH key to offer: set ssh.identity in the inventory or start ssh-agent"
+		if len(problems) > 0 {
+			msg += " (" + strings.Join(problems, "; ") + ")"
+		}
+		return nil, nil, errors.New(msg)
+	}
+	return []ssh.AuthMethod{ssh.PublicKeys(signers...)}, closers, nil
+}
+
+// keepalive drops the connection when the host stops answering, so that every
+// operation in flight fails instead of hanging.
+func (c *Client) keepalive(every time.Duration, maxMissed int) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	replies := make(chan error, 1)
+	inFlight := false
+	last := time.Now()
+	for {
+		select {
+		case <-c.done:
+			return
+		case err := <-replies:
+			inFlight = false
+			if err != nil {
+				return // connection already gone
+			}
+			last = time.Now()
+		case now := <-t.C:
+			if silent := now.Sub(last); silent >= every*time.Duration(maxMissed) {
+				c.drop(fmt.Errorf("host silent for %s (no answer to keepalives)", silent.Round(time.Second)))
+				return
+			}
+			if !inFlight {
+				inFlight = true
+				go func() {
+					_, _, err := c.ssh.SendRequest("keepalive@openssh.com", true, nil)
+					replies <- err
+				}()
+			}
+		}
+	}
+}
+
+func (c *Client) drop(why error) {
+	c.mu.Lock()
+	if c.lost == nil {
+		c.lost = why
+	}
+	c.mu.Unlock()
+	c.conn.Close()
+}
+
+// Name is the host as the inventory writes it.
+func (c *Client) Name() string { return c.name }
+
+// Close ends the SFTP session and the connection.
+func (c *Client) Close() error {
+	c.once.Do(func() { close(c.done) })
+	c.sftp.Close()
+	err := c.ssh.Close()
+	for _, cl := range c.closer {
+		cl.Close()
+	}
+	if errors.Is(err, net.ErrClosed) {
+		err = nil
+	}
+	return err
+}
+
+// connErr turns a transport failure into ErrConnLost with the reason we know.
+func (c *Client) connErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	c.mu.Lock()
+	lost := c.lost
+	c.mu.Unlock()
+	if lost != nil {
+		return fmt.Errorf("%w: %v", ErrConnLost, lost)
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, sftp.ErrSSHFxConnectionLost) || strings.Contains(err.Error(), "use of closed network connection") {
+		return fmt.Errorf("%w: %v", ErrConnLost, err)
+	}
+	return err
+}
+
+// Run runs cmd in a new session on the connection.
+func (c *Client) Run(ctx context.Context, cmd Cmd) ([]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s, err := c.ssh.NewSession()
+	if err != nil {
+		return nil, c.connErr(fmt.Errorf("opening session: %w", err))
+	}
+	defer s.Close()
+	var stdout limitedBuffer
+	stdout.max = 16 << 20
+	errTail := &tail{max: 4096}
+	if cmd.Stdout != nil {
+		s.Stdout = cmd.Stdout
+	} else {
+		s.Stdout = &stdout
+	}
+	if cmd.Stderr != nil {
+		s.Stderr = io.MultiWriter(cmd.Stderr, errTail)
+	} else {
+		s.Stderr = errTail
+	}
+	var stdin io.WriteCloser
+	if cmd.Stdin != nil {
+		s.Stdin = cmd.Stdin
+	} else {
+		// Held open for the command's life: closing it tells the host to kill it.
+		if stdin, err = s.StdinPipe(); err != nil {
+			return nil, c.connErr(err)
+		}
+	}
+	if err := s.Start(cmd.wire()); err != nil {
+		return nil, c.connErr(fmt.Errorf("starting command: %w", err))
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Wait() }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		if stdin != nil {
+			stdin.Close()
+		}
+		s.Close()
+		<-done
+		return nil, ctx.Err()
+	}
+	if stdin != nil {
+		stdin.Close()
+	}
+	if err != nil {
+		var ee *ssh.ExitError
+		if errors.As(err, &ee) {
+			x := &ExitError{Status: ee.ExitStatus(), Signal: ee.Signal(), Stderr: errTail.String()}
+			if x.Signal != "" {
+				x.Status = -1
+			}
+			return stdout.Bytes(), x
+		}
+		var missing *ssh.ExitMissingError
+		if errors.As(err, &missing) {
+			return stdout.Bytes(), c.connErr(fmt.Errorf("%w: command ended without an exit status", ErrConnLost))
+		}
+		return stdout.Bytes(), c.connErr(err)
+	}
+	return stdout.Bytes(), nil
+}
+
+// limitedBuffer keeps at most max bytes of output; Run's callers read small outputs.
+type limitedBuffer struct {
+	max int
+	b   []byte
+}
+
+func (l *limitedBuffer) Write(p []byte) (int, error) {
+	if room := l.max - len(l.b); room > 0 {
+		if len(p) > room {
+			l.b = append(l.b, p[:room]...)
+		} else {
+			l.b = append(l.b, p...)
+		}
+	}
+	return len(p), nil
+}
+
+func (l *limitedBuffer) Bytes() []byte { return l.b }
+
+// sftpCall runs an SFTP request, returning early (as ctx.Err) if ctx ends first.
+// pkg/sftp takes no context; the request itself ends when the connection does.
+func (c *Client) sftpCall(ctx context.Context, f func() error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	select {
+	case err := <-done:
+		return c.connErr(sftpErr(err))
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// sftpErr maps SFTP status codes onto the fs errors callers test for.
+func sftpErr(err error) error {
+	var se *sftp.StatusError
+	if errors.As(err, &se) {
+		switch se.FxCode() {
+		case sftp.ErrSSHFxNoSuchFile:
+			return fmt.Errorf("%w (%v)", fs.ErrNotExist, err)
+		case sftp.ErrSSHFxPermissionDenied:
+			return fmt.Errorf("%w (%v)", fs.ErrPermission, err)
+		}
+	}
+	return err
+}
+
+// ReadFile reads a small remote file.
+func (c *Client) ReadFile(ctx context.Context, p string) ([]byte, error) {
+	var data []byte
+	err := c.sftpCall(ctx, func() error {
+		f, err := c.sftp.Open(p)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		data, err = io.ReadAll(io.LimitReader(f, 16<<20))
+		return err
+	})
+	return data, err
+}
+
+// WriteFile writes data to a temporary name beside path, then renames it over path.
+func (c *Client) WriteFile(ctx context.Context, p string, data []byte, perm fs.FileMode) error {
+	tmp := path.Join(path.Dir(p), fmt.Sprintf(".%s.tmp-%d", path.Base(p), time.Now().UnixNano()))
+	return c.sftpCall(ctx, func() error {
+		f, err := c.sftp.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
+		if err != nil {
+			return err
+		}
+		_, werr := f.Write(data)
+		if werr == nil {
+			werr = f.Chmod(perm)
+		}
+		if cerr := f.Close(); werr == nil {
+			werr = cerr
+		}
+		if werr == nil {
+			werr = c.sftp.PosixRename(tmp, p)
+		}
+		if werr != nil {
+			c.sftp.Remove(tmp)
+		}
+		return werr
+	})
+}
+
+// Symlink creates path -> target. (pkg/sftp's client swaps the arguments for
+// OpenSSH's reversed SSH_FXP_SYMLINK, so this reads as os.Symlink does.)
+func (c *Client) Symlink(ctx context.Context, target, p string) error {
+	return c.sftpCall(ctx, func() error { return c.sftp.Symlink(target, p) })
+}
+
+// Readlink returns a symlink's target.
+func (c *Client) Readlink(ctx context.Context, p string) (string, error) {
+	var t string
+	err := c.sftpCall(ctx, func() (err error) { t, err = c.sftp.ReadLink(p); return err })
+	return t, err
+}
+
+// Rename replaces newpath by oldpath atomically (posix-rename@openssh.com).
+func (c *Client) Rename(ctx context.Context, oldpath, newpath string) error {
+	return c.sftpCall(ctx, func() error { return c.sftp.PosixRename(oldpath, newpath) })
+}
+
+// Remove removes a file, symlink or empty directory.
+func (c *Client) Remove(ctx context.Context, p string) error {
+	return c.sftpCall(ctx, func() error { return c.sftp.Remove(p) })
+}
+
+// MkdirAll creates a directory and its parents.
+func (c *Client) MkdirAll(ctx context.Context, p string) error {
+	return c.sftpCall(ctx, func() error { return c.sftp.MkdirAll(p) })
+}

@@ -1,0 +1,259 @@
+package steps
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/fleetdeploy/fleetdeploy/inventory"
+	"github.com/fleetdeploy/fleetdeploy/remote"
+)
+
+// Lock takes the host's deploy lock atomically, then checks that nothing
+// changed since the state the plan was made from was read.
+func Lock(l Layout, holder string, shared []string, fingerprint string) Step {
+	lock := Symlink(holder, l.Lock())
+	lock.Desc = fmt.Sprintf("sftp symlink %s -> <lock holder>", remote.Quote(l.Lock()))
+	take := lock.Run
+	lock.Run = func(ctx context.Context, h remote.Host, out io.Writer) error {
+		err := take(ctx, h, out)
+		if err == nil || errors.Is(err, remote.ErrConnLost) || ctx.Err() != nil {
+			return err
+		}
+		if who, rerr := h.Readlink(ctx, l.Lock()); rerr == nil {
+			return &LockedError{Holder: who}
+		}
+		return err
+	}
+	inspect := InspectCmd(l.Root, shared)
+	verify := Op{Desc: inspect.String(), Run: func(ctx context.Context, h remote.Host, _ io.Writer) error {
+		st, err := Inspect(ctx, h, l.Root, shared)
+		if err != nil {
+			return err
+		}
+		if st.Fingerprint() != fingerprint {
+			return errors.New("the host changed between planning and locking (another deploy just ran?): run again")
+		}
+		return nil
+	}}
+	return Step{
+		Name: "locking",
+		Ops:  []Op{Mkdir(l.Meta()), lock, verify},
+		Undo: Unlock(l, holder).Ops,
+	}
+}
+
+// Unlock removes the lock if this run holds it.
+func Unlock(l Layout, holder string) Step {
+	return Step{Name: "unlocking", Ops: []Op{{
+		Desc: fmt.Sprintf("sftp remove %s (if it is ours)", remote.Quote(l.Lock())),
+		Run: func(ctx context.Context, h remote.Host, _ io.Writer) error {
+			who, err := h.Readlink(ctx, l.Lock())
+			if isNotExist(err) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			if who != holder {
+				return fmt.Errorf("the lock is now held by %s: leaving it", who)
+			}
+			return h.Remove(ctx, l.Lock())
+		}}}}
+}
+
+// ForceUnlock removes any lock, for `fleetdeploy unlock`.
+func ForceUnlock(l Layout) Step {
+	return Step{Name: "unlocking", Ops: []Op{RemoveIfExists(l.Lock())}}
+}
+
+// Leftovers removes what a killed run left behind: staging folders, builds that
+// were complete but never went live, and staged links.
+func Leftovers(l Layout, st *State) (Step, bool) {
+	var paths []string
+	for _, s := range st.Staging {
+		paths = append(paths, l.Staging(s))
+	}
+	for _, p := range st.Pending {
+		if !IsRelease(p) || p == st.Latest {
+			continue
+		}
+		if st.WentLive(p) {
+			paths = append(paths, l.Pending(p)) // only the stale mark
+			continue
+		}
+		paths = append(paths, l.Build(p), l.Marker(p), l.Pending(p))
+	}
+	if len(paths) == 0 {
+		return Step{}, false
+	}
+	paths = append(paths, l.Next(), l.Back())
+	return Step{Name: "removing leftovers of an earlier run", Ops: []Op{
+		Exec(remote.Cmd{Args: append([]string{"rm", "-rf", "--"}, paths...)}),
+	}}, true
+}
+
+var unpackScript = &remote.Script{Name: "unpack", Body: `set -e
+mkdir -p -- "$1"
+tar -xpf - --no-same-owner -C "$1"`}
+
+// Upload streams the build archive into a fresh staging folder and unpacks it there.
+func Upload(l Layout, id string, open func() (io.ReadCloser, error), size int64) Step {
+	c := remote.Cmd{Script: unpackScript, Args: []string{l.Staging(id)}}
+	return Step{
+		Name: "uploading build",
+		Ops: []Op{Mkdir(l.Builds()), Mkdir(l.Shared()), {
+			Desc: c.String() + " < build.tar",
+			Run: func(ctx context.Context, h remote.Host, _ io.Writer) error {
+				r, err := open()
+				if err != nil {
+					return err
+				}
+				defer r.Close()
+				c := c
+				c.Stdin = r
+				_, err = h.Run(ctx, c)
+				return err
+			}}},
+		Undo: []Op{Exec(remote.Cmd{Args: []string{"rm", "-rf", "--", l.Staging(id)}})},
+	}
+}
+
+var publishScript = &remote.Script{Name: "publish", Body: `set -e
+cd -- "$1"
+if [ -e "builds/$2" ] || [ -L "builds/$2" ]; then echo "builds/$2 exists already" >&2; exit 17; fi
+mkdir -p .fleetdeploy/pending .fleetdeploy/builds
+: > ".fleetdeploy/pending/$2"
+printf '%s' "$3" > ".fleetdeploy/builds/$2"
+mv -- ".fleetdeploy/staging/$2" "builds/$2"`}
+
+// Publish moves the unpacked build to builds/<ID>, marked as never live yet,
+// and writes its marker.
+func Publish(l Layout, m Marker) Step {
+	return Step{
+		Name: "publishing build " + m.Release,
+		Ops:  []Op{Exec(remote.Cmd{Script: publishScript, Args: []string{l.Root, m.Release, m.text()}})},
+		Undo: []Op{Exec(remote.Cmd{Args: []string{"rm", "-rf", "--", l.Build(m.Release), l.Marker(m.Release), l.Pending(m.Release)}})},
+	}
+}
+
+var linkSharedScript = &remote.Script{Name: "link-shared", Body: `set -e
+root=$1; id=$2; shift 2
+b="$root/builds/$id"
+for spec in "$@"; do
+  kind=${spec%%:*}; p=${spec#*:}
+  s="$root/shared/$p"
+  up=../..; rest=$p
+  while :; do case $rest in */*) up="$up/.."; rest=${rest#*/};; *) break;; esac; done
+  if [ "$kind" = d ]; then
+    if [ ! -e "$s" ] && [ ! -L "$s" ]; then
+      mkdir -p -- "$(dirname -- "$s")"
+      if [ -d "$b/$p" ] && [ ! -L "$b/$p" ]; then mv -- "$b/$p" "$s"; else mkdir -p -- "$s"; fi
+    fi
+  elif [ ! -e "$s" ]; then
+    echo "shared file $p is missing: create $s on this host (a shared file is never taken from the build)" >&2
+    exit 3
+  fi
+  rm -rf -- "$b/$p"
+  mkdir -p -- "$(dirname -- "$b/$p")"
+  ln -s -- "$up/shared/$p" "$b/$p"
+done`}
+
+// LinkShared replaces each shared path in the build by a relative symlink into
+// shared/. A missing shared directory is created (seeded once from the build's
+// copy); a missing shared file is an error.
+func LinkShared(l Layout, id string, shared []inventory.SharedPath) (Step, bool) {
+	if len(shared) == 0 {
+		return Step{}, false
+	}
+	args := []string{l.Root, id}
+	for _, s := range shared {
+		kind := "f"
+		if s.Dir {
+			kind = "d"
+		}
+		args = append(args, kind+":"+s.Path)
+	}
+	return Step{Name: "linking shared paths", Ops: []Op{Exec(remote.Cmd{Script: linkSharedScript, Args: args})}}, true
+}
+
+// HookEnv is what a hook learns from its environment.
+func HookEnv(root, release, previous string) []string {
+	return []string{"FLEETDEPLOY_RELEASE=" + release, "FLEETDEPLOY_ROOT=" + root, "FLEETDEPLOY_PREVIOUS=" + previous}
+}
+
+// Hook runs a user's command with `sh -c` in the build's folder, bounded by its timeout.
+func Hook(l Layout, phase string, id string, hk inventory.Hook, env []string) Step {
+	c := remote.Cmd{Dir: l.Build(id), Env: env, Args: []string{"sh", "-c", hk.Run}}
+	op := Exec(c)
+	run := op.Run
+	timeout := hk.Timeout
+	if timeout <= 0 {
+		timeout = inventory.DefaultHookTimeout
+	}
+	op.Run = func(ctx context.Context, h remote.Host, out io.Writer) error {
+		hctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		err := run(hctx, h, out)
+		if err != nil && hctx.Err() == context.DeadlineExceeded && ctx.Err() == nil {
+			return fmt.Errorf("timed out after %s (killed on the host)", timeout)
+		}
+		return err
+	}
+	return Step{Name: fmt.Sprintf("running %s hook %q", phase, oneLine(hk.Run)), Ops: []Op{op}}
+}
+
+func oneLine(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 60 {
+		s = s[:57] + "..."
+	}
+	return s
+}
+
+// Stage creates the symlinks the cutover needs: next -> the new build and
+// back -> the build live now (when there is one).
+func Stage(l Layout, id, current string) Step {
+	ops := []Op{RemoveIfExists(l.Next()), RemoveIfExists(l.Back()), Symlink(LinkTarget(id), l.Next())}
+	if current != "" {
+		ops = append(ops, Symlink(LinkTarget(current), l.Back()))
+	}
+	return Step{Name: "staging cutover", Ops: ops, Undo: []Op{RemoveIfExists(l.Next()), RemoveIfExists(l.Back())}}
+}
+
+// Swap is the cutover: one rename of next over latest. Undo puts back the build
+// live before (or removes latest when there was none).
+func Swap(l Layout, hadCurrent bool) Step {
+	undo := []Op{RemoveIfExists(l.Latest())}
+	if hadCurrent {
+		undo = []Op{Rename(l.Back(), l.Latest())}
+	}
+	return Step{Name: "switching latest", Ops: []Op{Rename(l.Next(), l.Latest())}, Undo: undo}
+}
+
+var recordScript = &remote.Script{Name: "record", Body: `set -e
+cd -- "$1"
+printf '%s\n' "$3" >> .fleetdeploy/history
+rm -f -- ".fleetdeploy/pending/$2" .fleetdeploy/back .fleetdeploy/next`}
+
+// Record appends the switch to the host's live history and clears the
+// never-live mark.
+func Record(l Layout, e HistoryEntry) Step {
+	return Step{Name: "recording live history", Ops: []Op{
+		Exec(remote.Cmd{Script: recordScript, Args: []string{l.Root, e.Release, e.line()}}),
+	}}
+}
+
+// Cleanup removes old builds and their markers.
+func Cleanup(l Layout, ids []string) (Step, bool) {
+	if len(ids) == 0 {
+		return Step{}, false
+	}
+	args := []string{"rm", "-rf", "--"}
+	for _, id := range ids {
+		args = append(args, l.Build(id), l.Marker(id))
+	}
+	return Step{Name: "removing old builds " + strings.Join(ids, ", "), Ops: []Op{Exec(remote.Cmd{Args: args})}}, true
+}

@@ -1,0 +1,190 @@
+package steps
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/fleetdeploy/fleetdeploy/remote"
+)
+
+// State is what a host's root holds, read in one round trip without writing anything.
+type State struct {
+	RootExists bool
+	LatestKind string // "none", "link", "dir" or "other"
+	Latest     string // build ID latest points to ("" when none or not a build)
+	LatestLink string // raw symlink target
+	Builds     []string
+	Foreign    []string // names in builds/ that are not fleetdeploy builds
+	Staging    []string
+	Pending    []string // builds complete but never live
+	Lock       string   // lock holder; "" when unlocked
+	History    []HistoryEntry
+	Marker     Marker   // the current build's marker
+	NoShared   []string // shared paths absent from shared/
+}
+
+// HistoryEntry is one line of the live history: a build that went live.
+type HistoryEntry struct {
+	Time    time.Time
+	Action  string // "deploy", "rollback" or "observed"
+	Release string
+	By      string
+}
+
+func (e HistoryEntry) line() string {
+	return strings.Join([]string{e.Time.UTC().Format(time.RFC3339), e.Action, e.Release, sanitize(e.By)}, "\t")
+}
+
+// Marker is what a host knows of one build.
+type Marker struct {
+	Release  string
+	Checksum string
+	Previous string // the build live when this one was prepared
+	Created  string
+	By       string
+}
+
+func (m Marker) text() string {
+	return fmt.Sprintf("release=%s\nchecksum=%s\nprevious=%s\ncreated=%s\nby=%s\n",
+		m.Release, m.Checksum, m.Previous, m.Created, sanitize(m.By))
+}
+
+func sanitize(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+}
+
+// HasBuild reports whether builds/<id> exists.
+func (s *State) HasBuild(id string) bool { return slices.Contains(s.Builds, id) }
+
+// WentLive reports whether id appears in the live history.
+func (s *State) WentLive(id string) bool {
+	for _, e := range s.History {
+		if e.Release == id {
+			return true
+		}
+	}
+	return false
+}
+
+// Fingerprint summarises what a concurrent deploy would change.
+func (s *State) Fingerprint() string {
+	return fmt.Sprintf("%s|%v|%v|%v|%d", s.LatestLink, s.Builds, s.Staging, s.Pending, len(s.History))
+}
+
+var inspectScript = &remote.Script{Name: "inspect", Body: `r=$1; shift
+if [ ! -d "$r" ]; then echo "root	missing"; exit 0; fi
+cd -- "$r" || exit 1
+echo "root	ok"
+if [ -L latest ]; then printf 'latest	link	%s\n' "$(readlink latest)"
+elif [ -d latest ]; then echo "latest	dir"
+elif [ -e latest ]; then echo "latest	other"
+else echo "latest	none"; fi
+for d in builds/* .fleetdeploy/staging/* .fleetdeploy/pending/*; do
+  if [ -e "$d" ] || [ -L "$d" ]; then printf 'entry	%s\n' "$d"; fi
+done
+if [ -L .fleetdeploy/lock ]; then printf 'lock	%s\n' "$(readlink .fleetdeploy/lock)"; fi
+if [ -f .fleetdeploy/history ]; then tail -n 2000 .fleetdeploy/history | sed 's/^/history	/'; fi
+t=$(readlink latest 2>/dev/null); id=${t#builds/}
+if [ -n "$id" ] && [ -f ".fleetdeploy/builds/$id" ]; then sed 's/^/marker	/' ".fleetdeploy/builds/$id"; fi
+for s in "$@"; do
+  if [ ! -e "shared/$s" ] && [ ! -L "shared/$s" ]; then printf 'noshared	%s\n' "$s"; fi
+done
+exit 0`}
+
+// InspectCmd is the read-only command that reports a root's state.
+func InspectCmd(root string, shared []string) remote.Cmd {
+	return remote.Cmd{Script: inspectScript, Args: append([]string{root}, shared...)}
+}
+
+// Inspect reads a host's state. It writes nothing.
+func Inspect(ctx context.Context, h remote.Host, root string, shared []string) (*State, error) {
+	out, err := h.Run(ctx, InspectCmd(root, shared))
+	if err != nil {
+		return nil, err
+	}
+	return parseState(out), nil
+}
+
+func parseState(out []byte) *State {
+	s := &State{LatestKind: "none"}
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		f := strings.Split(sc.Text(), "\t")
+		switch {
+		case f[0] == "root" && len(f) == 2:
+			s.RootExists = f[1] == "ok"
+		case f[0] == "latest" && len(f) >= 2:
+			s.LatestKind = f[1]
+			if f[1] == "link" && len(f) == 3 {
+				s.LatestLink = f[2]
+				if id, ok := strings.CutPrefix(f[2], "builds/"); ok && IsRelease(id) {
+					s.Latest = id
+				}
+			}
+		case f[0] == "entry" && len(f) == 2:
+			dir, name, _ := strings.Cut(f[1], "/")
+			if d, n, ok := strings.Cut(name, "/"); ok {
+				dir, name = dir+"/"+d, n
+			}
+			switch dir {
+			case "builds":
+				if IsRelease(name) {
+					s.Builds = append(s.Builds, name)
+				} else {
+					s.Foreign = append(s.Foreign, name)
+				}
+			case ".fleetdeploy/staging":
+				s.Staging = append(s.Staging, name)
+			case ".fleetdeploy/pending":
+				s.Pending = append(s.Pending, name)
+			}
+		case f[0] == "lock" && len(f) >= 2:
+			s.Lock = strings.Join(f[1:], " ")
+		case f[0] == "history" && len(f) == 5:
+			t, err := time.Parse(time.RFC3339, f[1])
+			if err == nil && IsRelease(f[3]) {
+				s.History = append(s.History, HistoryEntry{Time: t, Action: f[2], Release: f[3], By: f[4]})
+			}
+		case f[0] == "marker" && len(f) == 2:
+			k, v, _ := strings.Cut(f[1], "=")
+			switch k {
+			case "release":
+				s.Marker.Release = v
+			case "checksum":
+				s.Marker.Checksum = v
+			case "previous":
+				s.Marker.Previous = v
+			case "created":
+				s.Marker.Created = v
+			case "by":
+				s.Marker.By = v
+			}
+		case f[0] == "noshared" && len(f) == 2:
+			s.NoShared = append(s.NoShared, f[1])
+		}
+	}
+	slices.Sort(s.Builds)
+	return s
+}
+
+// LiveOrder lists builds that went live, oldest first by their last time live:
+// the order of the host's own history, never of names (laptop clocks differ).
+func (s *State) LiveOrder() []string {
+	var order []string
+	for _, e := range s.History {
+		order = slices.DeleteFunc(order, func(x string) bool { return x == e.Release })
+		order = append(order, e.Release)
+	}
+	return order
+}
