@@ -26,7 +26,7 @@ const (
 	Output  // a line or chunk of a hook's output
 	Swapped // a host's latest was switched (or failed to be)
 	Undoing // a step is being undone after a failure
-	Warning
+	Barrier // every host is prepared; the swaps are released next
 )
 
 // Event is what the scheduler tells its observer; the CLI renders it, and a
@@ -131,6 +131,7 @@ func Execute(ctx context.Context, p *Plan, hosts map[string]remote.Host, o Optio
 	}
 	// The barrier: every host is prepared. From here on Ctrl-C no longer stops
 	// the run; it finishes or switches back.
+	r.emit(Event{Kind: Barrier, Phase: "barrier"})
 	res, err := r.cutover(context.WithoutCancel(ctx))
 	if err != nil {
 		return res, err

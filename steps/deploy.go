@@ -124,7 +124,7 @@ func Upload(l Layout, id string, open func() (io.ReadCloser, error), size int64)
 var publishScript = &remote.Script{Name: "publish", Body: `set -e
 cd -- "$1"
 if [ -e "builds/$2" ] || [ -L "builds/$2" ]; then echo "builds/$2 exists already" >&2; exit 17; fi
-mkdir -p .fleetdeploy/pending .fleetdeploy/builds
+mkdir -p builds .fleetdeploy/pending .fleetdeploy/builds
 : > ".fleetdeploy/pending/$2"
 printf '%s' "$3" > ".fleetdeploy/builds/$2"
 mv -- ".fleetdeploy/staging/$2" "builds/$2"`}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fleetdeploy/fleetdeploy/inventory"
+	"github.com/fleetdeploy/fleetdeploy/plan"
 	"github.com/fleetdeploy/fleetdeploy/remote"
 	"github.com/urfave/cli/v2"
 )
@@ -29,6 +30,7 @@ type globals struct {
 	stdout, stderr io.Writer
 	now            func() time.Time
 	started        time.Time
+	extraObserver  func(plan.Event)
 }
 
 // valueFlags are the flags that take a value, for moving flags written after ENV.
@@ -45,7 +47,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, now func() time.Time) int {
-	g := &globals{stdout: stdout, stderr: stderr, now: now, started: now()}
+	return runObserved(ctx, args, stdout, stderr, now, nil)
+}
+
+// runObserved is runWith with a second observer of the scheduler's events,
+// called synchronously: tests use it to inject faults at an exact moment.
+func runObserved(ctx context.Context, args []string, stdout, stderr io.Writer, now func() time.Time, observe func(plan.Event)) int {
+	g := &globals{stdout: stdout, stderr: stderr, now: now, started: now(), extraObserver: observe}
 	app := newApp(g)
 	err := app.RunContext(ctx, interspersed(args))
 	if err != nil {

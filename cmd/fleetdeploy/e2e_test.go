@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/fleetdeploy/fleetdeploy/plan"
 )
 
 // forEachBackend runs a scenario against every backend with a fresh fleet.
@@ -505,4 +507,84 @@ func TestInventoryErrorsExit2WithFileLine(t *testing.T) {
 	if r := fd(t, t.Context(), "up", "nope", "-i", path); r.code != 2 {
 		t.Errorf("unknown env: %s", r)
 	}
+}
+
+// fdAtBarrier runs fleetdeploy and calls fault once every host is prepared,
+// just before the swaps are released.
+func fdAtBarrier(t *testing.T, fault func(), args ...string) result {
+	t.Helper()
+	var out, errb bytes.Buffer
+	full := append([]string{"fleetdeploy", "-v", "--connect-timeout", "5s", "--keepalive", "1s", "--keepalive-count", "3"}, args...)
+	code := runObserved(t.Context(), full, &out, &errb, time.Now, func(e plan.Event) {
+		if e.Kind == plan.Barrier {
+			fault()
+		}
+	})
+	return result{code, out.String(), errb.String()}
+}
+
+func TestCutoverFailureSwitchesBack(t *testing.T) {
+	forEachBackend(t, 3, func(t *testing.T, f *testFleet) {
+		f.provision(t)
+		src := writeApp(t, "v1")
+		inv := f.writeInventory(t, inventoryOpts{source: src})
+		mustCLI(t, "up", "test", "-i", inv)
+		old := f.live(t, 0)
+		// Host 1's swap fails for certain: its latest became a non-empty directory.
+		r := fdAtBarrier(t, func() {
+			f.exec(t, 1, `rm "$ROOT/latest" && mkdir -p "$ROOT/latest/x"`)
+		}, "up", "test", "-i", inv)
+		if r.code != 1 || !strings.Contains(r.stderr, f.names[1]+": switching latest") {
+			t.Fatalf("want exit 1 naming %s: %s", f.names[1], r)
+		}
+		for _, i := range []int{0, 2} {
+			if got := f.live(t, i); got != old {
+				t.Errorf("%s: latest -> %s, want it switched back to %s", f.names[i], got, old)
+			}
+		}
+		for i := range f.names {
+			if b := f.builds(t, i); len(b) != 1 {
+				t.Errorf("%s: builds %v: the new build was not removed", f.names[i], b)
+			}
+		}
+		f.assertClean(t)
+	})
+}
+
+func TestConnectionLostAtCutoverIsReportedUnknownAndConverges(t *testing.T) {
+	f := startOpenSSH(t, 3)
+	f.provision(t)
+	src := writeApp(t, "v1")
+	inv := f.writeInventory(t, inventoryOpts{source: src})
+	mustCLI(t, "up", "test", "-i", inv)
+	old := f.live(t, 0)
+
+	r := fdAtBarrier(t, func() { f.kill(2) }, "up", "test", "-i", inv)
+	if r.code != 5 || !strings.Contains(r.stderr, "state unknown") || !strings.Contains(r.stderr, f.names[2]) {
+		t.Fatalf("want exit 5 naming %s as unknown: %s", f.names[2], r)
+	}
+	for _, i := range []int{0, 1} {
+		if got := f.live(t, i); got != old {
+			t.Errorf("%s: latest -> %s, want it switched back to %s", f.names[i], got, old)
+		}
+	}
+	f.restart(t, 2)
+	// status tells the truth: host 2 never switched; its lock is still there.
+	st := fd(t, t.Context(), "status", "test", "-i", inv)
+	if !strings.Contains(st.stdout, "locked by") {
+		t.Errorf("status does not show the lock left on the lost host: %s", st)
+	}
+	if r := fd(t, t.Context(), "up", "test", "-i", inv); r.code != 3 {
+		t.Errorf("up while the lost host's lock remains: want exit 3: %s", r)
+	}
+	mustCLI(t, "unlock", "test", "-i", inv)
+	mustCLI(t, "up", "test", "-i", inv)
+	now := f.live(t, 0)
+	for i, n := range f.names {
+		if got := f.live(t, i); got != now || got == old {
+			t.Errorf("%s: latest -> %s after converging, want %s", n, got, now)
+		}
+	}
+	f.assertClean(t)
+	mustCLI(t, "status", "test", "-i", inv)
 }

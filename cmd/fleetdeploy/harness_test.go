@@ -25,10 +25,12 @@ type testFleet struct {
 	identity   string
 	knownHosts string
 	// exec runs a shell snippet locally as host i's login user ($ROOT set).
-	exec   func(t *testing.T, i int, script string) string
-	kill   func(i int)
-	freeze func(i int)
-	thaw   func(i int)
+	exec func(t *testing.T, i int, script string) string
+	kill func(i int)
+	// restart brings a killed host back (OpenSSH only).
+	restart func(t *testing.T, i int)
+	freeze  func(i int)
+	thaw    func(i int)
 }
 
 // backends serve the same end-to-end table: the in-process sandbox (fast) and
@@ -50,6 +52,7 @@ func startOpenSSH(t *testing.T, n int) *testFleet {
 	}
 	tf.exec = func(t *testing.T, i int, script string) string { t.Helper(); return f.Hosts[i].Exec(t, script) }
 	tf.kill = func(i int) { f.Hosts[i].Kill() }
+	tf.restart = func(t *testing.T, i int) { f.Hosts[i].Restart(t) }
 	tf.freeze = func(i int) { f.Hosts[i].Freeze() }
 	tf.thaw = func(i int) { f.Hosts[i].Thaw() }
 	return tf

@@ -10,6 +10,9 @@ import (
 
 // observe renders scheduler events for a person at a terminal.
 func (g *globals) observe(e plan.Event) {
+	if g.extraObserver != nil {
+		g.extraObserver(e)
+	}
 	switch e.Kind {
 	case plan.StepStarted:
 		if g.verbose {

@@ -69,7 +69,7 @@ func newAccount(u *user.User, other bool) (*account, error) {
 // even when several test binaries (go test ./... runs packages in parallel)
 // get here at the same time.
 func ensureTestUser() (*user.User, error) {
-	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "sshtest-useradd.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	lock, err := os.OpenFile(filepath.Join(os.TempDir(), "fleetdeploy-sshtest-user.lock"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, err
 	}

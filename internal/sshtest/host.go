@@ -101,6 +101,9 @@ func (h *Host) writeConfig() error {
 		"AuthorizedKeysFile " + quote(filepath.Join(h.fleet.Dir, "authorized_keys")),
 		"StrictModes no",
 		"PermitRootLogin prohibit-password",
+		// Any user could log in with the shared key otherwise, hiding a client
+		// that ignores the user it was told to use.
+		"AllowUsers " + quote(h.fleet.User),
 		// The default 10:30:100 randomly drops connections past 10 unauthenticated ones.
 		"MaxStartups 200:30:400",
 		"Subsystem sftp internal-sftp",

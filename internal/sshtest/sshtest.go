@@ -98,8 +98,8 @@ func start(t testing.TB, n int, o options) *Fleet {
 	if err != nil {
 		t.Fatalf("sshtest: %v", err)
 	}
-	// Not t.TempDir: its 0700 root-owned parents would lock out the login user.
-	dir, err := os.MkdirTemp("", "sshtest-")
+	// Not t.TempDir: its 0700 parents would lock out another login user.
+	dir, err := os.MkdirTemp(tempBase(acct), "sshtest-")
 	if err != nil {
 		t.Fatalf("sshtest: %v", err)
 	}
@@ -253,6 +253,24 @@ func versionOptions(sshd string) ([]string, error) {
 		return []string{"PerSourcePenalties no"}, nil
 	}
 	return nil, nil
+}
+
+// tempBase returns where to create the fleet folder: the usual temporary
+// folder, unless the login user could not reach into it.
+func tempBase(a *account) string {
+	base := os.TempDir()
+	if !a.other {
+		return base
+	}
+	for dir := base; ; dir = filepath.Dir(dir) {
+		fi, err := os.Stat(dir)
+		if err != nil || fi.Mode().Perm()&0o001 == 0 {
+			return "/tmp"
+		}
+		if dir == filepath.Dir(dir) {
+			return base
+		}
+	}
 }
 
 // removeAll removes dir even when a test left read-only folders in it.

@@ -82,8 +82,19 @@ func TestStartRunsCommandsAsLoginUser(t *testing.T) {
 	if len(f.Hosts) != 3 {
 		t.Fatalf("got %d hosts, want 3", len(f.Hosts))
 	}
+	kh, err := os.ReadFile(f.KnownHosts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSuffix(string(kh), "\n"), "\n")
+	if len(lines) != len(f.Hosts) {
+		t.Fatalf("known_hosts has %d lines, want one per host:\n%s", len(lines), kh)
+	}
 	seen := map[string]bool{}
-	for _, h := range f.Hosts {
+	for i, h := range f.Hosts {
+		if want := fmt.Sprintf("[127.0.0.1]:%d %s", h.Port, ssh.MarshalAuthorizedKey(h.HostKey)); lines[i]+"\n" != want {
+			t.Errorf("known_hosts line %q, want %q", lines[i], want)
+		}
 		if want := "127.0.0.1:" + strconv.Itoa(h.Port); h.Name != want {
 			t.Errorf("host name %q, want %q", h.Name, want)
 		}
@@ -97,6 +108,14 @@ func TestStartRunsCommandsAsLoginUser(t *testing.T) {
 
 		if got, want := run(t, h.Dial(t), "echo $HOME; id -un"), u.HomeDir+"\n"+f.User+"\n"; got != want {
 			t.Errorf("%s: got %q, want %q", h.Name, got, want)
+		}
+		if f.User != "root" {
+			cfg := f.ClientConfig(t)
+			cfg.User = "root"
+			if c, err := ssh.Dial("tcp", h.Name, cfg); err == nil {
+				c.Close()
+				t.Errorf("%s: root logged in with the fleet's key", h.Name)
+			}
 		}
 		// The root is absent and its parent is the login user's to write in.
 		got := h.Exec(t, `id -un; test -e "$ROOT" && echo exists; mkdir "$ROOT" && echo created`)

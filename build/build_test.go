@@ -1,0 +1,135 @@
+package build
+
+import (
+	"archive/tar"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func mkfile(t *testing.T, root, rel, body string, mode os.FileMode) {
+	t.Helper()
+	p := filepath.Join(root, rel)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, []byte(body), mode); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func entries(t *testing.T, a *Artifact) map[string]*tar.Header {
+	t.Helper()
+	r, err := a.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	tr := tar.NewReader(r)
+	out := map[string]*tar.Header{}
+	for {
+		h, err := tr.Next()
+		if err == io.EOF {
+			return out
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[h.Name] = h
+	}
+}
+
+func TestMakePacksSourceWithoutExcludes(t *testing.T) {
+	src := t.TempDir()
+	mkfile(t, src, "index.php", "x", 0o644)
+	mkfile(t, src, "bin/run", "#!/bin/sh", 0o755)
+	mkfile(t, src, ".git/HEAD", "ref", 0o644)
+	mkfile(t, src, "tests/a_test.php", "t", 0o644)
+	mkfile(t, src, "app/tests/keep.php", "nested tests/ is not the excluded path", 0o644)
+	if err := os.Symlink("../index.php", filepath.Join(src, "bin", "index")); err != nil {
+		t.Fatal(err)
+	}
+	a, err := Make(t.Context(), Options{Source: src, Exclude: []string{".git", "tests"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Remove()
+	got := entries(t, a)
+	for _, want := range []string{"index.php", "bin/", "bin/run", "bin/index", "app/tests/keep.php"} {
+		if got[want] == nil {
+			t.Errorf("missing %s", want)
+		}
+	}
+	for _, gone := range []string{".git/", ".git/HEAD", "tests/", "tests/a_test.php"} {
+		if got[gone] != nil {
+			t.Errorf("excluded %s was packed", gone)
+		}
+	}
+	if h := got["bin/run"]; h.Mode != 0o755 || h.Uid != 0 || h.Uname != "" {
+		t.Errorf("bin/run: mode %o uid %d uname %q: want 755, no owner", h.Mode, h.Uid, h.Uname)
+	}
+	if h := got["bin/index"]; h.Typeflag != tar.TypeSymlink || h.Linkname != "../index.php" {
+		t.Errorf("symlink not kept: %+v", h)
+	}
+	if !strings.HasPrefix(a.Checksum, "sha256:") || a.Files != 7 {
+		t.Errorf("checksum %q files %d", a.Checksum, a.Files)
+	}
+}
+
+func TestChecksumFollowsContentNotTime(t *testing.T) {
+	src := t.TempDir()
+	mkfile(t, src, "a.txt", "one", 0o644)
+	a1, err := Make(t.Context(), Options{Source: src})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a1.Remove()
+	os.Chtimes(filepath.Join(src, "a.txt"), time.Now(), time.Now().Add(time.Hour))
+	a2, _ := Make(t.Context(), Options{Source: src})
+	defer a2.Remove()
+	mkfile(t, src, "a.txt", "two", 0o644)
+	a3, _ := Make(t.Context(), Options{Source: src})
+	defer a3.Remove()
+	if a1.Checksum != a2.Checksum {
+		t.Error("checksum changed with mtime only")
+	}
+	if a1.Checksum == a3.Checksum {
+		t.Error("checksum did not change with content")
+	}
+}
+
+func TestSymlinkOutsideBuildRefused(t *testing.T) {
+	for _, target := range []string{"/etc", "../../outside", "a/../../.."} {
+		src := t.TempDir()
+		mkfile(t, src, "a/x", "", 0o644)
+		os.Symlink(target, filepath.Join(src, "a", "link"))
+		_, err := Make(t.Context(), Options{Source: src})
+		if err == nil || !strings.Contains(err.Error(), "outside the build") {
+			t.Errorf("symlink to %s: %v", target, err)
+		}
+	}
+}
+
+func TestBuildCommandsRunInScratchCopy(t *testing.T) {
+	src := t.TempDir()
+	mkfile(t, src, "in.txt", "source", 0o644)
+	a, err := Make(t.Context(), Options{Source: src, Commands: []string{"echo built > out.txt", "rm in.txt"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Remove()
+	got := entries(t, a)
+	if got["out.txt"] == nil || got["in.txt"] != nil {
+		t.Errorf("build commands did not shape the build: %v", got)
+	}
+	if _, err := os.Stat(filepath.Join(src, "in.txt")); err != nil {
+		t.Error("the build changed the source folder")
+	}
+	_, err = Make(t.Context(), Options{Source: src, Commands: []string{"echo boom >&2; exit 3"}})
+	if err == nil || !strings.Contains(err.Error(), "boom") || !strings.Contains(err.Error(), "exit status 3") {
+		t.Errorf("failing build command: %v", err)
+	}
+}

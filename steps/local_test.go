@@ -1,0 +1,60 @@
+package steps
+
+import (
+	"context"
+	"errors"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/fleetdeploy/fleetdeploy/remote"
+)
+
+// localHost runs a step's operations on this machine: the same rendered shell
+// text a host gets, the same file operations. It tests what the scripts do.
+type localHost struct{ cmds []string }
+
+func (l *localHost) Name() string { return "local" }
+func (l *localHost) Run(ctx context.Context, c remote.Cmd) ([]byte, error) {
+	l.cmds = append(l.cmds, c.String())
+	cmd := exec.CommandContext(ctx, "sh", "-c", c.Render())
+	cmd.Stdin = c.Stdin
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return out, &remote.ExitError{Status: ee.ExitCode(), Stderr: strings.TrimSpace(stderr.String())}
+	}
+	return out, err
+}
+func (l *localHost) ReadFile(_ context.Context, p string) ([]byte, error) { return os.ReadFile(p) }
+func (l *localHost) WriteFile(_ context.Context, p string, d []byte, m fs.FileMode) error {
+	return os.WriteFile(p, d, m)
+}
+func (l *localHost) Symlink(_ context.Context, target, p string) error { return os.Symlink(target, p) }
+func (l *localHost) Readlink(_ context.Context, p string) (string, error) { return os.Readlink(p) }
+func (l *localHost) Rename(_ context.Context, a, b string) error          { return os.Rename(a, b) }
+func (l *localHost) Remove(_ context.Context, p string) error             { return os.Remove(p) }
+func (l *localHost) MkdirAll(_ context.Context, p string) error           { return os.MkdirAll(p, 0o755) }
+func (l *localHost) Close() error                                         { return nil }
+
+func write(t *testing.T, path, body string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func run(t *testing.T, h *localHost, s Step) error {
+	t.Helper()
+	return RunOps(t.Context(), h, s.Ops, nil, nil)
+}
+
+func errorsAs(err error, target any) bool { return errors.As(err, target) }
