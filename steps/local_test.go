@@ -35,7 +35,7 @@ func (l *localHost) ReadFile(_ context.Context, p string) ([]byte, error) { retu
 func (l *localHost) WriteFile(_ context.Context, p string, d []byte, m fs.FileMode) error {
 	return os.WriteFile(p, d, m)
 }
-func (l *localHost) Symlink(_ context.Context, target, p string) error { return os.Symlink(target, p) }
+func (l *localHost) Symlink(_ context.Context, target, p string) error    { return os.Symlink(target, p) }
 func (l *localHost) Readlink(_ context.Context, p string) (string, error) { return os.Readlink(p) }
 func (l *localHost) Rename(_ context.Context, a, b string) error          { return os.Rename(a, b) }
 func (l *localHost) Remove(_ context.Context, p string) error             { return os.Remove(p) }
