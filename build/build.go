@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -32,15 +33,15 @@ type Options struct {
 
 // Artifact is a finished build on local disk.
 type Artifact struct {
-	Archive  string // path of the tar file
-	Checksum string // "sha256:<hex>" over the manifest of the build's content
-	Files    int
-	Bytes    int64 // size of the archive
+	Archive  string // path of the full tar, without metadata members
+	Checksum string // digest of the manifest: "sha256:<hex>"
+	Manifest *Manifest
+	Files    int // entries of every type
 	dir      string
-}
 
-// Open returns the archive for streaming to a host.
-func (a *Artifact) Open() (io.ReadCloser, error) { return os.Open(a.Archive) }
+	mu       sync.Mutex
+	payloads map[string]*Payload
+}
 
 // Remove deletes the artifact's temporary files.
 func (a *Artifact) Remove() error { return os.RemoveAll(a.dir) }
@@ -132,7 +133,7 @@ func excluded(rel string, exclude []string) bool {
 }
 
 // pack writes the tree into a tar with owner-less entries, in sorted order, and
-// computes the checksum. Symlinks that would point outside the build are refused:
+// records its manifest. Symlinks that would point outside the build are refused:
 // they could make the host write outside its build folder.
 func (a *Artifact) pack(tree string, exclude []string) error {
 	f, err := os.OpenFile(a.Archive, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
@@ -141,7 +142,7 @@ func (a *Artifact) pack(tree string, exclude []string) error {
 	}
 	defer f.Close()
 	tw := tar.NewWriter(f)
-	sum := sha256.New()
+	m := &Manifest{}
 	err = walkSorted(tree, func(rel string, info fs.FileInfo) error {
 		if excluded(rel, exclude) {
 			if info.IsDir() {
@@ -149,12 +150,19 @@ func (a *Artifact) pack(tree string, exclude []string) error {
 			}
 			return nil
 		}
+		if strings.ContainsAny(rel, "\t\n\r") {
+			return fmt.Errorf("%q: file names with tabs or newlines are not supported", rel)
+		}
+		if rel == MetaManifest || rel == MetaSums {
+			return fmt.Errorf("%s: this name is reserved by fleetdeploy", rel)
+		}
 		full := filepath.Join(tree, filepath.FromSlash(rel))
-		hdr := &tar.Header{Name: rel, ModTime: info.ModTime().Truncate(time.Second), Mode: int64(info.Mode().Perm()), Format: tar.FormatPAX}
+		perm := uint32(info.Mode().Perm())
+		hdr := &tar.Header{Name: rel, ModTime: info.ModTime().Truncate(time.Second), Mode: int64(perm), Format: tar.FormatPAX}
+		e := Entry{Path: rel, Mode: perm}
 		switch {
 		case info.Mode().IsDir():
-			hdr.Typeflag, hdr.Name = tar.TypeDir, rel+"/"
-			fmt.Fprintf(sum, "d %o %s\n", info.Mode().Perm(), rel)
+			hdr.Typeflag, hdr.Name, e.Type = tar.TypeDir, rel+"/", 'd'
 		case info.Mode()&fs.ModeSymlink != 0:
 			target, err := os.Readlink(full)
 			if err != nil {
@@ -163,17 +171,20 @@ func (a *Artifact) pack(tree string, exclude []string) error {
 			if escapes(rel, target) {
 				return fmt.Errorf("%s is a symlink to %s, outside the build: refusing to ship it", rel, target)
 			}
+			if strings.ContainsAny(target, "\t\n\r") {
+				return fmt.Errorf("%q: symlink targets with tabs or newlines are not supported", rel)
+			}
 			hdr.Typeflag, hdr.Linkname, hdr.Mode = tar.TypeSymlink, target, 0o777
-			fmt.Fprintf(sum, "l %s -> %s\n", rel, target)
+			e.Type, e.Target, e.Mode = 'l', target, 0o777
 		case info.Mode().IsRegular():
-			hdr.Typeflag, hdr.Size = tar.TypeReg, info.Size()
+			hdr.Typeflag, hdr.Size, e.Type, e.Size = tar.TypeReg, info.Size(), 'f', info.Size()
 		default:
 			return fmt.Errorf("%s is not a regular file, directory or symlink", rel)
 		}
 		if err := tw.WriteHeader(hdr); err != nil {
 			return err
 		}
-		if hdr.Typeflag == tar.TypeReg {
+		if e.Type == 'f' {
 			src, err := os.Open(full)
 			if err != nil {
 				return err
@@ -187,9 +198,9 @@ func (a *Artifact) pack(tree string, exclude []string) error {
 			if n != info.Size() {
 				return fmt.Errorf("%s changed size while being packed", rel)
 			}
-			fmt.Fprintf(sum, "f %o %d %x %s\n", info.Mode().Perm(), n, h.Sum(nil), rel)
+			e.Sum = hex.EncodeToString(h.Sum(nil))
 		}
-		a.Files++
+		m.Entries = append(m.Entries, e)
 		return nil
 	})
 	if err != nil {
@@ -198,12 +209,9 @@ func (a *Artifact) pack(tree string, exclude []string) error {
 	if err := tw.Close(); err != nil {
 		return err
 	}
-	st, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	a.Bytes = st.Size()
-	a.Checksum = "sha256:" + hex.EncodeToString(sum.Sum(nil))
+	a.Manifest = m
+	a.Files = len(m.Entries)
+	a.Checksum = m.Digest()
 	return f.Close()
 }
 

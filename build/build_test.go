@@ -23,7 +23,7 @@ func mkfile(t *testing.T, root, rel, body string, mode os.FileMode) {
 
 func entries(t *testing.T, a *Artifact) map[string]*tar.Header {
 	t.Helper()
-	r, err := a.Open()
+	r, err := os.Open(a.Archive)
 	if err != nil {
 		t.Fatal(err)
 	}

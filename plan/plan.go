@@ -7,7 +7,6 @@ package plan
 import (
 	"cmp"
 	"fmt"
-	"io"
 	"slices"
 	"strings"
 	"time"
@@ -52,12 +51,11 @@ type Target struct {
 	State *steps.State
 }
 
-// Build is the artifact a deploy ships (known only after the local build; a
-// dry run plans with Checksum "(computed by the build)").
+// Build is the artifact a deploy ships, known only after the local build: a
+// dry run plans with Checksum "(computed by the build)" and no payloads.
 type Build struct {
 	Checksum string
-	Size     int64
-	Open     func() (io.ReadCloser, error)
+	Payloads map[string]steps.Payload // by host name
 }
 
 // Deploy plans a deploy of a new build with ID release.
@@ -77,7 +75,7 @@ func Deploy(env *inventory.Environment, targets []Target, release string, b Buil
 			p.Prepare.add(name, s)
 		}
 		p.Prepare.add(name,
-			steps.Upload(l, release, b.Open, b.Size),
+			steps.Upload(l, release, b.Payloads[name]),
 			steps.Publish(l, steps.Marker{Release: release, Checksum: b.Checksum, Previous: st.Latest, Created: now.UTC().Format(time.RFC3339), By: by}))
 		if s, ok := steps.LinkShared(l, release, env.Shared); ok {
 			p.Prepare.add(name, s)

@@ -96,18 +96,71 @@ func Leftovers(l Layout, st *State) (Step, bool) {
 }
 
 var unpackScript = &remote.Script{Name: "unpack", Body: `set -e
-mkdir -p -- "$1"
-tar -xpf - --no-same-owner -C "$1"`}
+root=$1; id=$2; from=$3; how=$4; shift 4
+st="$root/.fleetdeploy/staging/$id"
+mkdir -p -- "$st"
+tar -xpf - --no-same-owner -C "$st"
+cd -- "$st"
+if [ -s .fleetdeploy-upload.sha256 ] && ! sha256sum -c --quiet --strict .fleetdeploy-upload.sha256 >&2; then
+  echo "uploaded files do not match their checksums: the upload is corrupt" >&2; exit 1
+fi
+rm -f .fleetdeploy-upload.sha256
+mv -f .fleetdeploy-manifest "$st.manifest"
+if [ -n "$from" ]; then
+  printf '%s\n' "$@" > "$st.skip"
+  awk -F'\t' -v skip="$st.skip" 'BEGIN { while ((getline l < skip) > 0) s[l] = 1 }
+    $1 == "f" && !($5 in s) { print $5 }' "$root/.fleetdeploy/builds/$from.manifest" > "$st.reuse"
+  cd -- "$root/builds/$from"
+  if [ "$how" = link ]; then
+    xargs -d '\n' -r cp -l --parents -t "$st" < "$st.reuse"
+  else
+    xargs -d '\n' -r cp -p --reflink=auto --parents -t "$st" < "$st.reuse"
+  fi
+  rm -f -- "$st.skip" "$st.reuse"
+fi`}
 
-// Upload streams the build archive into a fresh staging folder and unpacks it there.
-func Upload(l Layout, id string, open func() (io.ReadCloser, error), size int64) Step {
-	c := remote.Cmd{Script: unpackScript, Args: []string{l.Staging(id)}}
+// Payload is what a host receives of a build.
+type Payload struct {
+	Open func() (io.ReadCloser, error)
+	From string   // live build whose unchanged files are reused; "" for a full upload
+	Copy bool     // copy reused files (hooks may rewrite them in place) instead of hard-linking
+	Skip []string // files of From not to reuse
+	Sent int      // files sent, for display
+	Size int64    // bytes sent, for display
+}
+
+func (p Payload) describe() string {
+	if p.Open == nil {
+		return "< payload (computed by the build)"
+	}
+	if p.From == "" {
+		return fmt.Sprintf("< payload (all %d files)", p.Sent)
+	}
+	how := "hard links"
+	if p.Copy {
+		how = "copies"
+	}
+	return fmt.Sprintf("< payload (%d changed files; the rest reused from %s as %s)", p.Sent, p.From, how)
+}
+
+// Upload streams the payload into a fresh staging folder, verifies the files
+// sent against their checksums, and makes the unchanged files from the live build.
+func Upload(l Layout, id string, p Payload) Step {
+	how := "link"
+	if p.Copy {
+		how = "copy"
+	}
+	c := remote.Cmd{Script: unpackScript, Args: append([]string{l.Root, id, p.From, how}, p.Skip...)}
+	display := remote.Cmd{Script: unpackScript, Args: []string{l.Root, id}}
 	return Step{
 		Name: "uploading build",
 		Ops: []Op{Mkdir(l.Builds()), Mkdir(l.Shared()), {
-			Desc: c.String() + " < build.tar",
+			Desc: display.String() + " " + p.describe(),
 			Run: func(ctx context.Context, h remote.Host, _ io.Writer) error {
-				r, err := open()
+				if p.Open == nil {
+					return errors.New("no payload")
+				}
+				r, err := p.Open()
 				if err != nil {
 					return err
 				}
@@ -117,7 +170,7 @@ func Upload(l Layout, id string, open func() (io.ReadCloser, error), size int64)
 				_, err = h.Run(ctx, c)
 				return err
 			}}},
-		Undo: []Op{Exec(remote.Cmd{Args: []string{"rm", "-rf", "--", l.Staging(id)}})},
+		Undo: []Op{Exec(remote.Cmd{Args: []string{"rm", "-rf", "--", l.Staging(id), l.Staging(id) + ".manifest", l.Staging(id) + ".skip", l.Staging(id) + ".reuse"}})},
 	}
 }
 
@@ -127,6 +180,7 @@ if [ -e "builds/$2" ] || [ -L "builds/$2" ]; then echo "builds/$2 exists already
 mkdir -p builds .fleetdeploy/pending .fleetdeploy/builds
 : > ".fleetdeploy/pending/$2"
 printf '%s' "$3" > ".fleetdeploy/builds/$2"
+mv -f -- ".fleetdeploy/staging/$2.manifest" ".fleetdeploy/builds/$2.manifest"
 mv -- ".fleetdeploy/staging/$2" "builds/$2"`}
 
 // Publish moves the unpacked build to builds/<ID>, marked as never live yet,
@@ -135,7 +189,7 @@ func Publish(l Layout, m Marker) Step {
 	return Step{
 		Name: "publishing build " + m.Release,
 		Ops:  []Op{Exec(remote.Cmd{Script: publishScript, Args: []string{l.Root, m.Release, m.text()}})},
-		Undo: []Op{Exec(remote.Cmd{Args: []string{"rm", "-rf", "--", l.Build(m.Release), l.Marker(m.Release), l.Pending(m.Release)}})},
+		Undo: []Op{Exec(remote.Cmd{Args: []string{"rm", "-rf", "--", l.Build(m.Release), l.Marker(m.Release), l.Marker(m.Release) + ".manifest", l.Marker(m.Release) + ".stat", l.Pending(m.Release)}})},
 	}
 }
 
@@ -159,14 +213,19 @@ for spec in "$@"; do
   rm -rf -- "$b/$p"
   mkdir -p -- "$(dirname -- "$b/$p")"
   ln -s -- "$up/shared/$p" "$b/$p"
-done`}
+done
+mkdir -p -- "$root/.fleetdeploy/builds"
+cd -- "$b"
+find . -type f -printf '%P\t%s\t%T@\t%i\n' > "$root/.fleetdeploy/builds/$id.stat"`}
 
 // LinkShared replaces each shared path in the build by a relative symlink into
 // shared/. A missing shared directory is created (seeded once from the build's
-// copy); a missing shared file is an error.
+// copy); a missing shared file is an error. It then records each file's size,
+// mtime and inode, so a later deploy notices files changed on the host.
 func LinkShared(l Layout, id string, shared []inventory.SharedPath) (Step, bool) {
+	name := "linking shared paths"
 	if len(shared) == 0 {
-		return Step{}, false
+		name = "recording file identities"
 	}
 	args := []string{l.Root, id}
 	for _, s := range shared {
@@ -176,7 +235,7 @@ func LinkShared(l Layout, id string, shared []inventory.SharedPath) (Step, bool)
 		}
 		args = append(args, kind+":"+s.Path)
 	}
-	return Step{Name: "linking shared paths", Ops: []Op{Exec(remote.Cmd{Script: linkSharedScript, Args: args})}}, true
+	return Step{Name: name, Ops: []Op{Exec(remote.Cmd{Script: linkSharedScript, Args: args})}}, true
 }
 
 // HookEnv is what a hook learns from its environment.
@@ -253,7 +312,7 @@ func Cleanup(l Layout, ids []string) (Step, bool) {
 	}
 	args := []string{"rm", "-rf", "--"}
 	for _, id := range ids {
-		args = append(args, l.Build(id), l.Marker(id))
+		args = append(args, l.Build(id), l.Marker(id), l.Marker(id)+".manifest", l.Marker(id)+".stat")
 	}
 	return Step{Name: "removing old builds " + strings.Join(ids, ", "), Ops: []Op{Exec(remote.Cmd{Args: args})}}, true
 }

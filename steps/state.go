@@ -26,6 +26,10 @@ type State struct {
 	History    []HistoryEntry
 	Marker     Marker   // the current build's marker
 	NoShared   []string // shared paths absent from shared/
+	// Manifest is the digest of the live build's manifest ("" when it has none).
+	Manifest string
+	// Dirty lists files of the live build changed on the host since it was made.
+	Dirty []string
 }
 
 // HistoryEntry is one line of the live history: a build that went live.
@@ -96,6 +100,16 @@ if [ -L .fleetdeploy/lock ]; then printf 'lock	%s\n' "$(readlink .fleetdeploy/lo
 if [ -f .fleetdeploy/history ]; then tail -n 2000 .fleetdeploy/history | sed 's/^/history	/'; fi
 t=$(readlink latest 2>/dev/null); id=${t#builds/}
 if [ -n "$id" ] && [ -f ".fleetdeploy/builds/$id" ]; then sed 's/^/marker	/' ".fleetdeploy/builds/$id"; fi
+if [ -n "$id" ] && [ -f ".fleetdeploy/builds/$id.manifest" ]; then
+  printf 'manifest	sha256:%s\n' "$(sha256sum < ".fleetdeploy/builds/$id.manifest" | cut -d' ' -f1)"
+  if [ -f ".fleetdeploy/builds/$id.stat" ] && [ -d "builds/$id" ]; then
+    (cd "builds/$id" && find . -type f -printf '%P\t%s\t%T@\t%i\n') | awk -F'\t' -v known=".fleetdeploy/builds/$id.stat" '
+      BEGIN { while ((getline l < known) > 0) k[l] = 1 }
+      ($0 in k) { delete k[$0]; next }
+      { print "dirty\t" $1 }
+      END { for (l in k) { split(l, f, "\t"); print "dirty\t" f[1] } }'
+  fi
+fi
 for s in "$@"; do
   if [ ! -e "shared/$s" ] && [ ! -L "shared/$s" ]; then printf 'noshared	%s\n' "$s"; fi
 done
@@ -170,11 +184,16 @@ func parseState(out []byte) *State {
 			case "by":
 				s.Marker.By = v
 			}
+		case f[0] == "manifest" && len(f) == 2:
+			s.Manifest = f[1]
+		case f[0] == "dirty" && len(f) == 2:
+			s.Dirty = append(s.Dirty, f[1])
 		case f[0] == "noshared" && len(f) == 2:
 			s.NoShared = append(s.NoShared, f[1])
 		}
 	}
 	slices.Sort(s.Builds)
+	slices.Sort(s.Dirty)
 	return s
 }
 

@@ -78,6 +78,7 @@ func TestPublishRecordAndInspect(t *testing.T) {
 	h := &localHost{}
 	id := "20261125-101500"
 	write(t, filepath.Join(l.Staging(id), "index.php"), "x")
+	write(t, l.Staging(id)+".manifest", "f\t0644\t1\t"+strings.Repeat("0", 64)+"\tindex.php\n")
 	m := Marker{Release: id, Checksum: "sha256:ab", Previous: "", Created: "now", By: "me\nwith newline"}
 	if err := run(t, h, Publish(l, m)); err != nil {
 		t.Fatal(err)

@@ -26,6 +26,7 @@ type globals struct {
 	keepaliveMax   int
 	undoTimeout    time.Duration
 	verbose        bool
+	cacheDir       string
 
 	stdout, stderr io.Writer
 	now            func() time.Time
@@ -37,7 +38,7 @@ type globals struct {
 var valueFlags = map[string]bool{
 	"-i": true, "--inventory": true, "--parallel": true, "--max-connects": true,
 	"--connect-timeout": true, "--keepalive": true, "--keepalive-count": true,
-	"--undo-timeout": true, "--to": true, "--count": true, "--dir": true,
+	"--undo-timeout": true, "--cache-dir": true, "--to": true, "--count": true, "--dir": true,
 }
 
 // run is the whole program behind main: it parses args, runs the command and
@@ -91,6 +92,7 @@ func newApp(g *globals) *cli.App {
 			&cli.DurationFlag{Name: "keepalive", Value: remote.DefaultKeepaliveInterval, Usage: "interval of SSH keepalives on open connections", Destination: &g.keepalive},
 			&cli.IntFlag{Name: "keepalive-count", Value: remote.DefaultKeepaliveMax, Usage: "keepalive intervals without an answer before a host is declared gone", Destination: &g.keepaliveMax},
 			&cli.DurationFlag{Name: "undo-timeout", Value: time.Minute, Usage: "bound on cleaning up the hosts after a failure or Ctrl-C", Destination: &g.undoTimeout},
+			&cli.StringFlag{Name: "cache-dir", Usage: "where manifests of builds seen on hosts are cached (default: the user cache folder)", Destination: &g.cacheDir},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "show every step, remote operation and hook output", Destination: &g.verbose},
 		},
 		Commands: []*cli.Command{
@@ -155,7 +157,7 @@ func newApp(g *globals) *cli.App {
 var globalFlags = map[string]bool{
 	"-i": true, "--inventory": true, "--parallel": true, "--max-connects": true,
 	"--connect-timeout": true, "--keepalive": true, "--keepalive-count": true,
-	"--undo-timeout": true, "-v": true, "--verbose": true,
+	"--undo-timeout": true, "--cache-dir": true, "-v": true, "--verbose": true,
 }
 
 // interspersed reorders a command line so that flags may come before or after

@@ -190,7 +190,7 @@ func (r result) String() string {
 func fd(t *testing.T, ctx context.Context, args ...string) result {
 	t.Helper()
 	var out, errb bytes.Buffer
-	full := append([]string{"fleetdeploy", "-v", "--connect-timeout", "5s", "--keepalive", "1s", "--keepalive-count", "3"}, args...)
+	full := append([]string{"fleetdeploy", "-v", "--connect-timeout", "5s", "--keepalive", "1s", "--keepalive-count", "3", "--cache-dir", t.TempDir()}, args...)
 	code := runWith(ctx, full, &out, &errb, time.Now)
 	return result{code, out.String(), errb.String()}
 }

@@ -28,7 +28,7 @@ func (g *globals) up(ctx context.Context, envName string, dryRun bool) error {
 	release := plan.ChooseRelease(g.now(), targets)
 	by := who()
 	if dryRun {
-		b := plan.Build{Checksum: "(computed by the build)", Open: nil}
+		b := plan.Build{Checksum: "(computed by the build)"}
 		p, err := plan.Deploy(env, targets, release, b, by, g.now())
 		if err != nil {
 			return err
@@ -53,9 +53,19 @@ func (g *globals) up(ctx context.Context, envName string, dryRun bool) error {
 		return fmt.Errorf("building: %w", err)
 	}
 	defer art.Remove()
-	fmt.Fprintf(g.stdout, "built %d files, %s, %s\n", art.Files, human(art.Bytes), art.Checksum[:19])
+	fmt.Fprintf(g.stdout, "built %d files, %s\n", art.Manifest.Files(), art.Checksum[:19])
+	payloads, err := g.payloads(ctx, f, env, targets, art)
+	if err != nil {
+		return err
+	}
+	for _, t := range targets {
+		p := payloads[t.Host.Name]
+		if g.verbose || p.From != "" {
+			fmt.Fprintf(g.stdout, "  %s: sending %d files, %s\n", t.Host.Name, p.Sent, human(p.Size))
+		}
+	}
 
-	p, err := plan.Deploy(env, targets, release, plan.Build{Checksum: art.Checksum, Size: art.Bytes, Open: art.Open}, by, g.now())
+	p, err := plan.Deploy(env, targets, release, plan.Build{Checksum: art.Checksum, Payloads: payloads}, by, g.now())
 	if err != nil {
 		return err
 	}

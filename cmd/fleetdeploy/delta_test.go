@@ -1,0 +1,143 @@
+package main
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// contentTree describes a build's files (content hashes, modes, link targets),
+// skipping shared links, to compare a delta-assembled build with its source.
+func contentTree(t *testing.T, dir string, skip ...string) string {
+	t.Helper()
+	dir, err := filepath.EvalSymlinks(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		for _, s := range skip {
+			if rel == s || strings.HasPrefix(rel, s+"/") {
+				if d.IsDir() {
+					return filepath.SkipDir
+				}
+				return nil
+			}
+		}
+		info, _ := d.Info()
+		switch {
+		case d.Type()&fs.ModeSymlink != 0:
+			target, _ := os.Readlink(p)
+			lines = append(lines, fmt.Sprintf("l %s -> %s", rel, target))
+		case d.IsDir():
+			lines = append(lines, fmt.Sprintf("d %s %o", rel, info.Mode().Perm()))
+		default:
+			data, _ := os.ReadFile(p)
+			sum := sha256.Sum256(data)
+			lines = append(lines, fmt.Sprintf("f %s %o %s", rel, info.Mode().Perm(), hex.EncodeToString(sum[:8])))
+		}
+		return nil
+	})
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
+func inode(t *testing.T, p string) uint64 {
+	t.Helper()
+	st, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.Sys().(*syscall.Stat_t).Ino
+}
+
+func TestRedeploySendsOnlyChangedFiles(t *testing.T) {
+	forEachBackend(t, 2, func(t *testing.T, f *testFleet) {
+		f.provision(t)
+		src := writeApp(t, "v1")
+		inv := f.writeInventory(t, inventoryOpts{source: src})
+		mustCLI(t, "up", "test", "-i", inv)
+		first := f.live(t, 0)
+
+		// Change one file, add one, remove one, change a mode.
+		os.WriteFile(filepath.Join(src, "index.php"), []byte("<?php echo 'v2';\n"), 0o644)
+		os.WriteFile(filepath.Join(src, "new.txt"), []byte("new\n"), 0o644)
+		os.Remove(filepath.Join(src, "config/deep/nested/a.txt"))
+		os.Chmod(filepath.Join(src, "VERSION"), 0o600)
+		r := mustCLI(t, "up", "test", "-i", inv)
+		// index.php, new.txt, VERSION, and the seed of the shared directory,
+		// which is never reused from a build (it is a link there).
+		if !strings.Contains(r.stdout, "sending 4 files") {
+			t.Errorf("want 4 files sent:\n%s", r.stdout)
+		}
+		want := contentTree(t, src, "tests", "storage")
+		for i, n := range f.names {
+			live := filepath.Join(f.roots[i], "latest")
+			if got := contentTree(t, live, ".env", "storage"); got != want {
+				t.Errorf("%s: delta-assembled build differs from the source:\n got:\n%s\nwant:\n%s", n, got, want)
+			}
+			// Unchanged files are hard links into the previous build (no hooks here).
+			if inode(t, filepath.Join(live, "bin", "run")) != inode(t, filepath.Join(f.roots[i], first, "bin", "run")) {
+				t.Errorf("%s: an unchanged file was not reused from the previous build", n)
+			}
+		}
+
+		// A hand hotfix on host 0 is noticed and overwritten by the build's file.
+		second := f.live(t, 0)
+		f.exec(t, 0, `printf 'hotfix\n' >> "$ROOT/latest/bin/run"`)
+		r = mustCLI(t, "up", "test", "-i", inv)
+		if !strings.Contains(r.stdout, f.names[0]+": sending 2 files") || !strings.Contains(r.stdout, f.names[1]+": sending 1 files") {
+			t.Errorf("the hand-changed file was not sent again:\n%s", r.stdout)
+		}
+		if data, _ := os.ReadFile(filepath.Join(f.roots[0], "latest", "bin", "run")); string(data) != "#!/bin/sh\necho run\n" {
+			t.Errorf("bin/run = %q after redeploy", data)
+		}
+		_ = second
+
+		// A corrupt manifest on host 1 means a full upload there, never a wrong build.
+		// Here: a well-formed manifest that lies about index.php's content.
+		f.exec(t, 1, `id=$(readlink "$ROOT/latest" | sed 's|builds/||'); m="$ROOT/.fleetdeploy/builds/$id.manifest"; sed 's/^\(f\t[0-7]*\t[0-9]*\t\)[0-9a-f]*\(\tindex.php\)$/\1`+strings.Repeat("0", 64)+`\2/' "$m" > "$m.new" && mv "$m.new" "$m"`)
+		os.WriteFile(filepath.Join(src, "index.php"), []byte(strings.Repeat("0", 0)+"<?php echo 'v2';\n"), 0o644)
+		os.WriteFile(filepath.Join(src, "new.txt"), []byte("newer\n"), 0o644)
+		r = mustCLI(t, "up", "test", "-i", inv)
+		if !strings.Contains(r.stdout, f.names[1]+": the live build's manifest does not match its marker") {
+			t.Errorf("a tampered manifest went unnoticed:\n%s", r.stdout)
+		}
+		want = contentTree(t, src, "tests", "storage")
+		if got := contentTree(t, filepath.Join(f.roots[1], "latest"), ".env", "storage"); got != want {
+			t.Errorf("after a corrupt manifest the build differs from the source:\n%s\nwant\n%s", got, want)
+		}
+	})
+}
+
+func TestHookRewritingReusedFileLeavesLiveBuildAlone(t *testing.T) {
+	forEachBackend(t, 1, func(t *testing.T, f *testFleet) {
+		f.provision(t)
+		src := writeApp(t, "v1")
+		// composer and some cache warmers rewrite files in place like this.
+		inv := f.writeInventory(t, inventoryOpts{source: src, before: []string{`'printf x >> bin/run; sh -c "test -w bin/run"'`}})
+		mustCLI(t, "up", "test", "-i", inv)
+		first := f.live(t, 0)
+		before := contentTree(t, filepath.Join(f.roots[0], first))
+		os.WriteFile(filepath.Join(src, "index.php"), []byte("v2"), 0o644)
+		r := mustCLI(t, "up", "test", "-i", inv)
+		// index.php, the file the hook rewrote (noticed as changed) and the shared seed.
+		if !strings.Contains(r.stdout, "sending 3 files") {
+			t.Errorf("want a delta upload:\n%s", r.stdout)
+		}
+		if after := contentTree(t, filepath.Join(f.roots[0], first)); after != before {
+			t.Errorf("preparing the new build changed the previous live build:\nbefore:\n%s\nafter:\n%s", before, after)
+		}
+	})
+}

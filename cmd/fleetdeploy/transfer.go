@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/fleetdeploy/fleetdeploy/build"
+	"github.com/fleetdeploy/fleetdeploy/inventory"
+	"github.com/fleetdeploy/fleetdeploy/plan"
+	"github.com/fleetdeploy/fleetdeploy/steps"
+)
+
+// payloads decides what each host receives: only the files its live build
+// lacks, when the host holds that build's manifest; everything otherwise.
+// Manifests are read once per distinct build (cached on this machine by
+// digest) and verified against their digest, so a corrupt one means a full
+// upload, never a wrong build.
+func (g *globals) payloads(ctx context.Context, f *fleet, env *inventory.Environment, targets []plan.Target, art *build.Artifact) (map[string]steps.Payload, error) {
+	var shared []string
+	for _, s := range env.Shared {
+		shared = append(shared, s.Path)
+	}
+	copyReused := len(env.Hooks.BeforeCutover)+len(env.Hooks.AfterCutover) > 0
+	manifests := map[string]*build.Manifest{}
+	out := map[string]steps.Payload{}
+	for _, t := range targets {
+		st := t.State
+		var old *build.Manifest
+		if st.Latest != "" && st.Manifest != "" && st.Manifest != st.Marker.Checksum {
+			fmt.Fprintf(g.stdout, "%s: the live build's manifest does not match its marker: sending the whole build\n", t.Host.Name)
+		} else if st.Latest != "" && st.Manifest != "" {
+			m, ok := manifests[st.Manifest]
+			if !ok {
+				var err error
+				m, err = g.manifest(ctx, f, t, st.Manifest)
+				if err != nil {
+					fmt.Fprintf(g.stdout, "%s: %v: sending the whole build\n", t.Host.Name, err)
+				}
+				manifests[st.Manifest] = m
+			}
+			old = m
+		}
+		tr := art.Manifest.Diff(old, st.Dirty, shared)
+		p, err := art.Payload(tr)
+		if err != nil {
+			return nil, fmt.Errorf("making the payload: %w", err)
+		}
+		sp := steps.Payload{Open: p.Open, Copy: copyReused, Skip: p.Skip, Sent: p.Sent, Size: p.Size}
+		if p.Reuse {
+			sp.From = st.Latest
+		}
+		out[t.Host.Name] = sp
+	}
+	return out, nil
+}
+
+// manifest returns the manifest with this digest: from the local cache, or
+// read from the host and verified.
+func (g *globals) manifest(ctx context.Context, f *fleet, t plan.Target, digest string) (*build.Manifest, error) {
+	hexsum, ok := strings.CutPrefix(digest, "sha256:")
+	if !ok || len(hexsum) != 64 {
+		return nil, fmt.Errorf("manifest digest %q not understood", digest)
+	}
+	cache := ""
+	dir := g.cacheDir
+	if dir == "" {
+		if d, err := os.UserCacheDir(); err == nil {
+			dir = filepath.Join(d, "fleetdeploy")
+		}
+	}
+	if dir != "" {
+		cache = filepath.Join(dir, "manifests", hexsum)
+		if data, err := os.ReadFile(cache); err == nil && build.Digest(data) == digest {
+			return build.ParseManifest(data)
+		}
+	}
+	l := steps.Layout{Root: t.Host.Root}
+	data, err := f.conns[t.Host.Name].ReadFile(ctx, l.Marker(t.State.Latest)+".manifest")
+	if err != nil {
+		return nil, fmt.Errorf("reading the live build's manifest: %w", err)
+	}
+	if build.Digest(data) != digest {
+		return nil, errors.New("the live build's manifest does not match its digest")
+	}
+	m, err := build.ParseManifest(data)
+	if err != nil {
+		return nil, err
+	}
+	if cache != "" && os.MkdirAll(filepath.Dir(cache), 0o700) == nil {
+		tmp := cache + ".tmp"
+		if os.WriteFile(tmp, data, 0o600) == nil {
+			os.Rename(tmp, cache)
+		}
+	}
+	return m, nil
+}
