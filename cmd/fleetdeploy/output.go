@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/fleetdeploy/fleetdeploy/plan"
@@ -23,7 +24,9 @@ func (g *globals) observe(e plan.Event) {
 			fmt.Fprintf(g.stdout, "%s %s    %s\n", g.clock(e.Time), e.Host, plan.Indent(e.Op))
 		}
 	case plan.Output:
-		if g.verbose {
+		if note, ok := strings.CutPrefix(e.Text, "NOTE: "); ok {
+			fmt.Fprintf(g.stdout, "  %s: %s\n", e.Host, note)
+		} else if g.verbose {
 			fmt.Fprintf(g.stdout, "  %s  | %s\n", e.Host, e.Text)
 		}
 	case plan.StepFailed:
