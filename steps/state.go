@@ -106,8 +106,8 @@ if [ -n "$id" ] && [ -f ".fleetdeploy/builds/$id.manifest" ]; then
     (cd "builds/$id" && find . -type f -printf '%P\t%s\t%T@\t%i\n') | awk -F'\t' -v known=".fleetdeploy/builds/$id.stat" '
       BEGIN { while ((getline l < known) > 0) k[l] = 1 }
       ($0 in k) { delete k[$0]; next }
-      { print "dirty\t" $1 }
-      END { for (l in k) { split(l, f, "\t"); print "dirty\t" f[1] } }'
+      { d[$1] = 1 }
+      END { for (l in k) { split(l, f, "\t"); d[f[1]] = 1 } for (p in d) print "dirty\t" p }'
   fi
 fi
 for s in "$@"; do
@@ -206,4 +206,28 @@ func (s *State) LiveOrder() []string {
 		order = append(order, e.Release)
 	}
 	return order
+}
+
+var verifyScript = &remote.Script{Name: "verify", Body: `root=$1; id=$2; shift 2
+cd -- "$root/builds/$id" || exit 1
+awk -F'\t' 'BEGIN { for (i = 2; i < ARGC; i++) { sh[i] = ARGV[i]; delete ARGV[i] } }
+  $1 == "f" { for (i in sh) if ($5 == sh[i] || index($5, sh[i] "/") == 1) next; print $4 "  " $5 }' \
+  "$root/.fleetdeploy/builds/$id.manifest" "$@" | sha256sum -c --quiet - 2>&1
+exit 0`}
+
+// Verify re-hashes every file of a host's live build against its manifest
+// (files below shared paths excepted) and returns the problems found. It
+// writes nothing.
+func Verify(ctx context.Context, h remote.Host, root, id string, shared []string) ([]string, error) {
+	out, err := h.Run(ctx, remote.Cmd{Script: verifyScript, Args: append([]string{root, id}, shared...)})
+	if err != nil {
+		return nil, err
+	}
+	var problems []string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if line != "" && !strings.HasPrefix(line, "sha256sum: WARNING") {
+			problems = append(problems, line)
+		}
+	}
+	return problems, nil
 }

@@ -130,12 +130,13 @@ func newApp(g *globals) *cli.App {
 			},
 			{
 				Name: "status", Usage: "show each host's live build, builds and lock; exit 4 on drift", ArgsUsage: "ENV",
+				Flags: []cli.Flag{&cli.BoolFlag{Name: "verify", Usage: "re-hash every file of each live build against its manifest"}},
 				Action: func(c *cli.Context) error {
 					env, err := envArg(c)
 					if err != nil {
 						return err
 					}
-					return g.status(c.Context, env)
+					return g.status(c.Context, env, c.Bool("verify"))
 				},
 			},
 			{

@@ -170,3 +170,27 @@ func TestCleanupKeepsBuildInUse(t *testing.T) {
 		}
 	})
 }
+
+func TestStatusFindsFilesChangedOnHost(t *testing.T) {
+	forEachBackend(t, 2, func(t *testing.T, f *testFleet) {
+		f.provision(t)
+		inv := f.writeInventory(t, inventoryOpts{source: writeApp(t, "v1")})
+		mustCLI(t, "up", "test", "-i", inv)
+		mustCLI(t, "status", "test", "-i", inv, "--verify")
+		// A hand edit that keeps size and mtime is found only by --verify.
+		f.exec(t, 1, `f="$ROOT/latest/index.php"; t=$(stat -c %y "$f"); o=$(grep -bo v1 "$f" | cut -d: -f1); printf v9 | dd of="$f" bs=1 seek="$o" conv=notrunc 2>/dev/null; touch -d "$t" "$f"`)
+		if r := fd(t, t.Context(), "status", "test", "-i", inv); r.code != 0 {
+			t.Errorf("status without --verify: %s", r)
+		}
+		r := fd(t, t.Context(), "status", "test", "-i", inv, "--verify")
+		if r.code != 4 || !strings.Contains(r.stdout, "1 files differ from the build's manifest (index.php: FAILED)") {
+			t.Errorf("status --verify: want drift on %s: %s", f.names[1], r)
+		}
+		// A plain edit is noticed from the recorded file identities.
+		f.exec(t, 0, `echo extra >> "$ROOT/latest/VERSION"`)
+		r = fd(t, t.Context(), "status", "test", "-i", inv)
+		if r.code != 4 || !strings.Contains(r.stdout, "1 files changed on the host since the deploy (VERSION)") {
+			t.Errorf("status: want drift on %s: %s", f.names[0], r)
+		}
+	})
+}

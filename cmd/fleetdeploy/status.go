@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"text/tabwriter"
 
 	"github.com/fleetdeploy/fleetdeploy/plan"
@@ -12,7 +13,7 @@ import (
 )
 
 // status shows what every host runs, and flags hosts out of line with the fleet.
-func (g *globals) status(ctx context.Context, envName string) error {
+func (g *globals) status(ctx context.Context, envName string, verify bool) error {
 	env, err := g.loadEnv(envName)
 	if err != nil {
 		return err
@@ -28,6 +29,31 @@ func (g *globals) status(ctx context.Context, envName string) error {
 	}
 	for h, e := range inspectErrs {
 		failed[h] = e
+	}
+	verified := map[string][]string{}
+	if verify {
+		var shared []string
+		for _, sp := range env.Shared {
+			shared = append(shared, sp.Path)
+		}
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for _, t := range targets {
+			if t.State == nil || t.State.Latest == "" || t.State.Manifest == "" {
+				continue
+			}
+			wg.Go(func() {
+				problems, err := steps.Verify(ctx, f.conns[t.Host.Name], t.Host.Root, t.State.Latest, shared)
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					failed[t.Host.Name] = err
+					return
+				}
+				verified[t.Host.Name] = problems
+			})
+		}
+		wg.Wait()
 	}
 
 	// The fleet's build is the one most hosts run.
@@ -79,6 +105,17 @@ func (g *globals) status(ctx context.Context, envName string) error {
 			flags = append(flags, "DRIFT: no marker for the live build")
 		} else if st.Latest != "" && len(sums[st.Latest]) > 1 {
 			flags = append(flags, "DRIFT: checksum "+short(st.Marker.Checksum)+" differs from other hosts on "+st.Latest)
+		}
+		if st.Manifest != "" && st.Manifest != st.Marker.Checksum {
+			flags = append(flags, "DRIFT: the live build's manifest does not match its marker")
+		}
+		if len(st.Dirty) > 0 {
+			flags = append(flags, fmt.Sprintf("DRIFT: %d files changed on the host since the deploy (%s)", len(st.Dirty), firstFew(st.Dirty)))
+		}
+		if p := verified[name]; len(p) > 0 {
+			flags = append(flags, fmt.Sprintf("DRIFT: %d files differ from the build's manifest (%s)", len(p), firstFew(p)))
+		} else if verify && st.Manifest == "" && st.Latest != "" {
+			flags = append(flags, "cannot verify: the live build has no manifest")
 		}
 		if len(st.Staging) > 0 || len(st.Pending) > 0 {
 			flags = append(flags, "leftovers of an unfinished run (the next up removes them)")
@@ -153,6 +190,13 @@ func (g *globals) unlock(ctx context.Context, envName string) error {
 		fmt.Fprintf(g.stdout, "%s: removed lock held by %s\n", t.Host.Name, t.State.Lock)
 	}
 	return plan.JoinHostErrors(errs)
+}
+
+func firstFew(list []string) string {
+	if len(list) > 3 {
+		return strings.Join(list[:3], ", ") + ", ..."
+	}
+	return strings.Join(list, ", ")
 }
 
 func oneLineErr(err error) string { return strings.ReplaceAll(err.Error(), "\n", " ") }
