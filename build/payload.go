@@ -2,6 +2,7 @@ package build
 
 import (
 	"archive/tar"
+	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -22,6 +23,7 @@ type Payload struct {
 	SentBytes int64
 	Skip      []string // files of the host's live build not to reuse
 	Reuse     bool     // the host assembles the rest from its live build
+	Gzip      bool     // compressed
 }
 
 // Open returns the payload for streaming to a host.
@@ -29,8 +31,8 @@ func (p *Payload) Open() (io.ReadCloser, error) { return os.Open(p.Path) }
 
 // Payload makes (once per distinct transfer) the tar a host with this
 // transfer plan receives.
-func (a *Artifact) Payload(t Transfer) (*Payload, error) {
-	key := transferKey(t)
+func (a *Artifact) Payload(t Transfer, gz bool) (*Payload, error) {
+	key := fmt.Sprintf("%s|%v", transferKey(t), gz)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if p, ok := a.payloads[key]; ok {
@@ -39,7 +41,7 @@ func (a *Artifact) Payload(t Transfer) (*Payload, error) {
 	if a.payloads == nil {
 		a.payloads = map[string]*Payload{}
 	}
-	p := &Payload{Path: filepath.Join(a.dir, fmt.Sprintf("payload-%d.tar", len(a.payloads))), Skip: t.Skip, Reuse: !t.Full}
+	p := &Payload{Path: filepath.Join(a.dir, fmt.Sprintf("payload-%d.tar", len(a.payloads))), Skip: t.Skip, Reuse: !t.Full, Gzip: gz}
 	if err := a.writePayload(p, t); err != nil {
 		return nil, err
 	}
@@ -74,7 +76,13 @@ func (a *Artifact) writePayload(p *Payload, t Transfer) error {
 		return err
 	}
 	defer out.Close()
-	tr, tw := tar.NewReader(in), tar.NewWriter(out)
+	var w io.Writer = out
+	var zw *gzip.Writer
+	if p.Gzip {
+		zw, _ = gzip.NewWriterLevel(out, gzip.BestSpeed)
+		w = zw
+	}
+	tr, tw := tar.NewReader(in), tar.NewWriter(w)
 	var sums strings.Builder
 	for {
 		h, err := tr.Next()
@@ -116,6 +124,11 @@ func (a *Artifact) writePayload(p *Payload, t Transfer) error {
 	}
 	if err := tw.Close(); err != nil {
 		return err
+	}
+	if zw != nil {
+		if err := zw.Close(); err != nil {
+			return err
+		}
 	}
 	st, err := out.Stat()
 	if err != nil {

@@ -96,10 +96,10 @@ func Leftovers(l Layout, st *State) (Step, bool) {
 }
 
 var unpackScript = &remote.Script{Name: "unpack", Body: `set -e
-root=$1; id=$2; from=$3; how=$4; shift 4
+root=$1; id=$2; from=$3; how=$4; z=$5; shift 5
 st="$root/.fleetdeploy/staging/$id"
 mkdir -p -- "$st"
-tar -xpf - --no-same-owner -C "$st"
+if [ "$z" = gzip ]; then gzip -dc | tar -xpf - --no-same-owner -C "$st"; else tar -xpf - --no-same-owner -C "$st"; fi
 cd -- "$st"
 if [ -s .fleetdeploy-upload.sha256 ] && ! sha256sum -c --quiet --strict .fleetdeploy-upload.sha256 >&2; then
   echo "uploaded files do not match their checksums: the upload is corrupt" >&2; exit 1
@@ -125,6 +125,7 @@ type Payload struct {
 	From string   // live build whose unchanged files are reused; "" for a full upload
 	Copy bool     // copy reused files (hooks may rewrite them in place) instead of hard-linking
 	Skip []string // files of From not to reuse
+	Gzip bool     // the payload is gzip-compressed
 	Sent int      // files sent, for display
 	Size int64    // bytes sent, for display
 }
@@ -150,7 +151,11 @@ func Upload(l Layout, id string, p Payload) Step {
 	if p.Copy {
 		how = "copy"
 	}
-	c := remote.Cmd{Script: unpackScript, Args: append([]string{l.Root, id, p.From, how}, p.Skip...)}
+	z := "plain"
+	if p.Gzip {
+		z = "gzip"
+	}
+	c := remote.Cmd{Script: unpackScript, Args: append([]string{l.Root, id, p.From, how, z}, p.Skip...)}
 	display := remote.Cmd{Script: unpackScript, Args: []string{l.Root, id}}
 	return Step{
 		Name: "uploading build",

@@ -27,6 +27,7 @@ type globals struct {
 	undoTimeout    time.Duration
 	verbose        bool
 	cacheDir       string
+	compress       bool
 
 	stdout, stderr io.Writer
 	now            func() time.Time
@@ -93,6 +94,7 @@ func newApp(g *globals) *cli.App {
 			&cli.IntFlag{Name: "keepalive-count", Value: remote.DefaultKeepaliveMax, Usage: "keepalive intervals without an answer before a host is declared gone", Destination: &g.keepaliveMax},
 			&cli.DurationFlag{Name: "undo-timeout", Value: time.Minute, Usage: "bound on cleaning up the hosts after a failure or Ctrl-C", Destination: &g.undoTimeout},
 			&cli.StringFlag{Name: "cache-dir", Usage: "where manifests of builds seen on hosts are cached (default: the user cache folder)", Destination: &g.cacheDir},
+			&cli.BoolFlag{Name: "compress", Usage: "gzip what is sent (helps on slow links; costs CPU on fast ones)", Destination: &g.compress},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "show every step, remote operation and hook output", Destination: &g.verbose},
 		},
 		Commands: []*cli.Command{
@@ -158,7 +160,7 @@ func newApp(g *globals) *cli.App {
 var globalFlags = map[string]bool{
 	"-i": true, "--inventory": true, "--parallel": true, "--max-connects": true,
 	"--connect-timeout": true, "--keepalive": true, "--keepalive-count": true,
-	"--undo-timeout": true, "--cache-dir": true, "-v": true, "--verbose": true,
+	"--undo-timeout": true, "--cache-dir": true, "--compress": true, "-v": true, "--verbose": true,
 }
 
 // interspersed reorders a command line so that flags may come before or after

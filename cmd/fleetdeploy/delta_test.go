@@ -93,6 +93,13 @@ func TestRedeploySendsOnlyChangedFiles(t *testing.T) {
 			}
 		}
 
+		// The same with compression: identical result.
+		os.WriteFile(filepath.Join(src, "index.php"), []byte("<?php echo 'v2.1';\n"), 0o644)
+		mustCLI(t, "--compress", "up", "test", "-i", inv)
+		if got, want := contentTree(t, filepath.Join(f.roots[0], "latest"), ".env", "storage"), contentTree(t, src, "tests", "storage"); got != want {
+			t.Errorf("compressed upload differs from the source:\n%s\nwant\n%s", got, want)
+		}
+
 		// A hand hotfix on host 0 is noticed and overwritten by the build's file.
 		second := f.live(t, 0)
 		f.exec(t, 0, `printf 'hotfix\n' >> "$ROOT/latest/bin/run"`)

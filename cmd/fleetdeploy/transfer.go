@@ -45,11 +45,11 @@ func (g *globals) payloads(ctx context.Context, f *fleet, env *inventory.Environ
 			old = m
 		}
 		tr := art.Manifest.Diff(old, st.Dirty, shared)
-		p, err := art.Payload(tr)
+		p, err := art.Payload(tr, g.compress)
 		if err != nil {
 			return nil, fmt.Errorf("making the payload: %w", err)
 		}
-		sp := steps.Payload{Open: p.Open, Copy: copyReused, Skip: p.Skip, Sent: p.Sent, Size: p.Size}
+		sp := steps.Payload{Open: p.Open, Copy: copyReused, Skip: p.Skip, Gzip: p.Gzip, Sent: p.Sent, Size: p.Size}
 		if p.Reuse {
 			sp.From = st.Latest
 		}
