@@ -73,19 +73,23 @@ func newApp(g *globals) *cli.App {
 		}
 		return c.Args().First(), nil
 	}
-	dryRun := &cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "print the plan (read from the hosts) and change nothing"}
-	return &cli.App{
+	dryRun := func() cli.Flag {
+		return &cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "print the plan (read from the hosts) and change nothing"}
+	}
+	app := &cli.App{
 		Name:            "fleetdeploy",
 		Usage:           "deploy one build to a fleet of servers over SSH, switching them all at once",
 		Writer:          g.stdout,
 		ErrWriter:       g.stderr,
 		ExitErrHandler:  func(*cli.Context, error) {},
+		HideHelp:        true, // urfave/cli's shared HelpFlag is package state: each app gets its own
 		HideHelpCommand: true,
 		Suggest:         true,
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			return &usageError{err.Error()}
 		},
 		Flags: []cli.Flag{
+			helpFlag(),
 			&cli.StringFlag{Name: "inventory", Aliases: []string{"i"}, Value: "hosts.yml", Usage: "inventory `FILE`", Destination: &g.inventory},
 			&cli.IntFlag{Name: "parallel", Value: 0, Usage: "hosts prepared at once (0: all)", Destination: &g.parallel},
 			&cli.IntFlag{Name: "max-connects", Value: 10, Usage: "SSH handshakes in flight at once (sshd's MaxStartups drops unauthenticated connections past 10)", Destination: &g.maxConnects},
@@ -100,7 +104,7 @@ func newApp(g *globals) *cli.App {
 		Commands: []*cli.Command{
 			{
 				Name: "up", Usage: "build, upload to every host, then switch all hosts at once", ArgsUsage: "ENV",
-				Flags: []cli.Flag{dryRun},
+				Flags: []cli.Flag{dryRun()},
 				Action: func(c *cli.Context) error {
 					env, err := envArg(c)
 					if err != nil {
@@ -121,7 +125,7 @@ func newApp(g *globals) *cli.App {
 			},
 			{
 				Name: "rollback", Usage: "switch every host back to the build live before (or --to ID)", ArgsUsage: "ENV",
-				Flags: []cli.Flag{dryRun, &cli.StringFlag{Name: "to", Usage: "build `ID` to switch to"}},
+				Flags: []cli.Flag{dryRun(), &cli.StringFlag{Name: "to", Usage: "build `ID` to switch to"}},
 				Action: func(c *cli.Context) error {
 					env, err := envArg(c)
 					if err != nil {
@@ -154,6 +158,16 @@ func newApp(g *globals) *cli.App {
 			g.sandboxCommand(),
 		},
 	}
+	for _, c := range app.Commands {
+		c.HideHelp = true
+		c.Flags = append(c.Flags, helpFlag())
+	}
+	return app
+}
+
+// helpFlag is a fresh -h/--help for one app or command.
+func helpFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "help", Aliases: []string{"h"}, Usage: "show help"}
 }
 
 // globalFlags are the flags of the program rather than of one command.

@@ -31,6 +31,15 @@ type driftError struct{ msg string }
 
 func (e *driftError) Error() string { return e.msg }
 
+// codeError carries the exit code of a nested run (the sandbox demo runs the
+// CLI's own commands).
+type codeError struct {
+	code int
+	msg  string
+}
+
+func (e *codeError) Error() string { return e.msg }
+
 // exitCode is the one place errors become exit codes.
 func exitCode(err error) int {
 	var (
@@ -41,10 +50,13 @@ func exitCode(err error) int {
 		fin    *plan.FinishError
 		intr   *plan.InterruptedError
 		drift  *driftError
+		nested *codeError
 	)
 	switch {
 	case err == nil:
 		return exitOK
+	case errors.As(err, &nested):
+		return nested.code
 	case errors.As(err, &inv), errors.As(err, &usage):
 		return exitUsage
 	case errors.As(err, &cut):
