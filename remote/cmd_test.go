@@ -4,8 +4,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func TestQuoteSurvivesShell(t *testing.T) {
@@ -111,9 +114,8 @@ func TestWireArgumentsArriveIntact(t *testing.T) {
 // Closing stdin (what sshd does when the channel goes away) kills the command's
 // whole process group, not just the shell.
 func TestWireKillsProcessGroupOnHangup(t *testing.T) {
-	dir := t.TempDir()
-	marker := filepath.Join(dir, "survived")
-	c := Cmd{Args: []string{"sh", "-c", "sleep 2; touch " + marker + " & sleep 2; touch " + marker}}
+	pidfile := filepath.Join(t.TempDir(), "pids")
+	c := Cmd{Args: []string{"sh", "-c", `sleep 30 & echo $! > "$1"; echo $$ >> "$1"; wait`, "sh", pidfile}}
 	sh := exec.Command("sh", "-c", c.wire())
 	stdin, err := sh.StdinPipe()
 	if err != nil {
@@ -122,16 +124,43 @@ func TestWireKillsProcessGroupOnHangup(t *testing.T) {
 	if err := sh.Start(); err != nil {
 		t.Fatal(err)
 	}
+	var pids []int
+	deadline := time.Now().Add(5 * time.Second)
+	for len(pids) < 2 && time.Now().Before(deadline) {
+		data, _ := os.ReadFile(pidfile)
+		pids = pids[:0]
+		for _, f := range strings.Fields(string(data)) {
+			n, _ := strconv.Atoi(f)
+			pids = append(pids, n)
+		}
+		<-time.After(10 * time.Millisecond)
+	}
+	if len(pids) < 2 {
+		t.Fatal("the command did not start")
+	}
 	stdin.Close()
-	err = sh.Wait()
-	if err == nil {
+	if err := sh.Wait(); err == nil {
 		t.Fatal("command finished normally; want it killed")
 	}
-	// Wait past the point where a survivor would write the marker.
-	if out, err := exec.Command("sleep", "2.5").CombinedOutput(); err != nil {
-		t.Fatal(err, string(out))
+	for _, pid := range pids {
+		for alive(pid) {
+			if time.Now().After(deadline) {
+				t.Fatalf("process %d of the killed command's group lived on", pid)
+			}
+			<-time.After(10 * time.Millisecond)
+		}
 	}
-	if _, err := os.Stat(marker); err == nil {
-		t.Error("a process of the killed command's group lived on")
+}
+
+// alive reports whether a process exists and is not a zombie.
+func alive(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
 	}
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	_, rest, _ := strings.Cut(string(data), ") ")
+	return !strings.HasPrefix(rest, "Z")
 }
