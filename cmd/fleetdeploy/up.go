@@ -6,25 +6,18 @@ import (
 	"io"
 
 	"github.com/fleetdeploy/fleetdeploy/build"
+	"github.com/fleetdeploy/fleetdeploy/inventory"
 	"github.com/fleetdeploy/fleetdeploy/plan"
 )
 
 // up deploys a new build to every host of env, or prints the plan.
 func (g *globals) up(ctx context.Context, envName string, dryRun bool) error {
-	env, err := g.loadEnv(envName)
-	if err != nil {
-		return err
-	}
 	start := g.now()
-	f, _, err := g.connect(ctx, env, false)
+	env, f, targets, err := g.openFleet(ctx, envName)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	targets, err := f.inspectAll(ctx)
-	if err != nil {
-		return err
-	}
 	release := plan.ChooseRelease(g.now(), targets)
 	by := who()
 	if dryRun {
@@ -81,20 +74,12 @@ func (g *globals) up(ctx context.Context, envName string, dryRun bool) error {
 
 // rollback switches every host to one earlier build.
 func (g *globals) rollback(ctx context.Context, envName, to string, dryRun bool) error {
-	env, err := g.loadEnv(envName)
-	if err != nil {
-		return err
-	}
 	start := g.now()
-	f, _, err := g.connect(ctx, env, false)
+	env, f, targets, err := g.openFleet(ctx, envName)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	targets, err := f.inspectAll(ctx)
-	if err != nil {
-		return err
-	}
 	p, err := plan.Rollback(env, targets, to, who(), g.now())
 	if err != nil {
 		return err
@@ -141,4 +126,23 @@ func human(n int64) string {
 		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
 	}
 	return fmt.Sprintf("%d B", n)
+}
+
+// openFleet loads an environment, connects to every host and reads their
+// state: what up, plan and rollback start with. The caller closes the fleet.
+func (g *globals) openFleet(ctx context.Context, envName string) (*inventory.Environment, *fleet, []plan.Target, error) {
+	env, err := g.loadEnv(envName)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	f, _, err := g.connect(ctx, env, false)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	targets, err := f.inspectAll(ctx)
+	if err != nil {
+		f.Close()
+		return nil, nil, nil, err
+	}
+	return env, f, targets, nil
 }
