@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -230,5 +229,3 @@ func who() string {
 	h, _ := os.Hostname()
 	return fmt.Sprintf("%s@%s pid %d", u, h, os.Getpid())
 }
-
-var errNoHosts = errors.New("no hosts")
