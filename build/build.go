@@ -19,6 +19,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -88,6 +89,9 @@ func Make(ctx context.Context, o Options) (*Artifact, error) {
 func runLocal(ctx context.Context, dir, command string, out io.Writer) error {
 	cmd := exec.CommandContext(ctx, "sh", "-c", command)
 	cmd.Dir = dir
+	// Its own process group, so that Ctrl-C stops what the command started too.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
 	var tailBuf strings.Builder
 	w := io.Writer(&limitWriter{b: &tailBuf, max: 8192})
 	if out != nil {

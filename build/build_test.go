@@ -2,10 +2,14 @@ package build
 
 import (
 	"archive/tar"
+	"context"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -132,4 +136,45 @@ func TestBuildCommandsRunInScratchCopy(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "boom") || !strings.Contains(err.Error(), "exit status 3") {
 		t.Errorf("failing build command: %v", err)
 	}
+}
+
+func TestCancelledBuildStopsItsProcesses(t *testing.T) {
+	src := t.TempDir()
+	pidfile := filepath.Join(t.TempDir(), "pid")
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		_, err := Make(ctx, Options{Source: src, Commands: []string{"sleep 30 & echo $! > " + pidfile + "; wait"}})
+		done <- err
+	}()
+	var pid int
+	for pid == 0 {
+		data, _ := os.ReadFile(pidfile)
+		pid, _ = strconv.Atoi(strings.TrimSpace(string(data)))
+		select {
+		case err := <-done:
+			t.Fatalf("build ended early: %v", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v", err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for syscall.Kill(pid, 0) == nil && !zombie(pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the build command's child %d outlived the cancelled build", pid)
+		}
+		<-time.After(10 * time.Millisecond)
+	}
+}
+
+func zombie(pid int) bool {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	_, rest, _ := strings.Cut(string(data), ") ")
+	return strings.HasPrefix(rest, "Z")
 }

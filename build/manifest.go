@@ -138,13 +138,16 @@ type Transfer struct {
 
 // Diff decides what to send to a host whose live build has manifest old
 // (nil: none, or unreadable), where dirty lists files changed on the host
-// since that build was made, and files below the shared paths are never reused.
-func (m *Manifest) Diff(old *Manifest, dirty []string, shared []string) Transfer {
+// since that build was made. Files below shared paths are never reused (a
+// build holds a link there); below omit (shared directories the host already
+// has, so the build's copy would not seed them) they are not even sent.
+func (m *Manifest) Diff(old *Manifest, dirty, shared, omit []string) Transfer {
 	t := Transfer{Send: map[string]bool{}}
+	omitted := func(p string) bool { return under(p, omit) }
 	if old == nil {
 		t.Full = true
 		for _, e := range m.Entries {
-			if e.Type == 'f' {
+			if e.Type == 'f' && !omitted(e.Path) {
 				t.Send[e.Path] = true
 			}
 		}
@@ -154,21 +157,13 @@ func (m *Manifest) Diff(old *Manifest, dirty []string, shared []string) Transfer
 	for _, d := range dirty {
 		isDirty[d] = true
 	}
-	underShared := func(p string) bool {
-		for _, s := range shared {
-			if p == s || strings.HasPrefix(p, s+"/") {
-				return true
-			}
-		}
-		return false
-	}
 	reuse := map[string]bool{}
 	for _, e := range m.Entries {
-		if e.Type != 'f' {
+		if e.Type != 'f' || omitted(e.Path) {
 			continue
 		}
 		o, ok := old.Get(e.Path)
-		if ok && o.Type == 'f' && o.Sum == e.Sum && o.Mode == e.Mode && !isDirty[e.Path] && !underShared(e.Path) {
+		if ok && o.Type == 'f' && o.Sum == e.Sum && o.Mode == e.Mode && !isDirty[e.Path] && !under(e.Path, shared) {
 			reuse[e.Path] = true
 			continue
 		}
@@ -187,7 +182,17 @@ func (m *Manifest) Diff(old *Manifest, dirty []string, shared []string) Transfer
 		size += len(s) + 3
 	}
 	if len(reuse) == 0 || size > 64<<10 {
-		return m.Diff(nil, nil, nil)
+		return m.Diff(nil, nil, nil, omit)
 	}
 	return t
+}
+
+// under reports whether p is one of dirs or below one.
+func under(p string, dirs []string) bool {
+	for _, d := range dirs {
+		if p == d || strings.HasPrefix(p, d+"/") {
+			return true
+		}
+	}
+	return false
 }

@@ -74,9 +74,15 @@ func (e *FinishError) Unwrap() error { return e.Err }
 
 // InterruptedError is a run stopped by the user before the barrier; every host
 // was put back as it was, except where Err says otherwise.
-type InterruptedError struct{ Err error }
+type InterruptedError struct {
+	Err    error
+	Before bool // stopped before anything was written on any host
+}
 
 func (e *InterruptedError) Error() string {
+	if e.Before {
+		return "interrupted before any host was changed"
+	}
 	if e.Err == nil {
 		return "interrupted before the cutover: no host switched, staged builds removed, locks released"
 	}

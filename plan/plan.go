@@ -169,12 +169,11 @@ func hooksFor(hooks []inventory.Hook, hostIndex int) []inventory.Hook {
 	return out
 }
 
+// sharedArgs are the shared paths whose presence the inspection reports.
 func sharedArgs(env *inventory.Environment) []string {
-	var out []string
-	for _, s := range env.Shared {
-		if !s.Dir {
-			out = append(out, s.Path)
-		}
+	out := make([]string, len(env.Shared))
+	for i, s := range env.Shared {
+		out[i] = s.Path
 	}
 	return out
 }
@@ -316,7 +315,11 @@ func refuse(env *inventory.Environment, targets []Target, deploy bool) error {
 			}
 		}
 		if deploy {
-			for _, p := range st.NoShared {
+			for _, sp := range env.Shared {
+				p := sp.Path
+				if sp.Dir || !slices.Contains(st.NoShared, p) {
+					continue
+				}
 				errs = append(errs, &HostError{Host: t.Host.Name, Step: "checking shared files", Err: fmt.Errorf(
 					"shared file %s is missing: create %s on this host (fleetdeploy never ships one from the build)", p, l.Shared()+"/"+p)})
 			}
@@ -328,6 +331,9 @@ func refuse(env *inventory.Environment, targets []Target, deploy bool) error {
 func hostErr(t Target, err error) error {
 	return &HostError{Host: t.Host.Name, Step: "planning", Err: err}
 }
+
+// SharedArgs are the shared paths to name when reading a host's state.
+func SharedArgs(env *inventory.Environment) []string { return sharedArgs(env) }
 
 // Describe is a one-line summary of the plan.
 func (p *Plan) Describe() string {

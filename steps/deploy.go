@@ -11,22 +11,26 @@ import (
 	"github.com/fleetdeploy/fleetdeploy/remote"
 )
 
-// Lock takes the host's deploy lock atomically, then checks that nothing
-// changed since the state the plan was made from was read.
+var lockScript = &remote.Script{Name: "lock", Body: `set -e
+mkdir -p -- "$1/.fleetdeploy"
+if ! ln -s -- "$2" "$1/.fleetdeploy/lock" 2>/dev/null; then
+  if [ -L "$1/.fleetdeploy/lock" ]; then printf '%s' "$(readlink "$1/.fleetdeploy/lock")"; exit 75; fi
+  ln -s -- "$2" "$1/.fleetdeploy/lock"
+fi`}
+
+// Lock takes the host's deploy lock atomically (symlink(2) fails when the
+// lock exists), then checks that nothing changed since the state the plan was
+// made from was read.
 func Lock(l Layout, holder string, shared []string, fingerprint string) Step {
-	lock := Symlink(holder, l.Lock())
-	lock.Desc = fmt.Sprintf("sftp symlink %s -> <lock holder>", remote.Quote(l.Lock()))
-	take := lock.Run
-	lock.Run = func(ctx context.Context, h remote.Host, out io.Writer) error {
-		err := take(ctx, h, out)
-		if err == nil || errors.Is(err, remote.ErrConnLost) || ctx.Err() != nil {
-			return err
-		}
-		if who, rerr := h.Readlink(ctx, l.Lock()); rerr == nil {
-			return &LockedError{Holder: who}
+	c := remote.Cmd{Script: lockScript, Args: []string{l.Root, holder}}
+	lock := Op{Desc: c.String(), Run: func(ctx context.Context, h remote.Host, _ io.Writer) error {
+		who, err := h.Run(ctx, c)
+		var ee *remote.ExitError
+		if errors.As(err, &ee) && ee.Status == 75 {
+			return &LockedError{Holder: string(who)}
 		}
 		return err
-	}
+	}}
 	inspect := InspectCmd(l.Root, shared)
 	verify := Op{Desc: inspect.String(), Run: func(ctx context.Context, h remote.Host, _ io.Writer) error {
 		st, err := Inspect(ctx, h, l.Root, shared)
@@ -40,7 +44,7 @@ func Lock(l Layout, holder string, shared []string, fingerprint string) Step {
 	}}
 	return Step{
 		Name: "locking",
-		Ops:  []Op{Mkdir(l.Meta()), lock, verify},
+		Ops:  []Op{lock, verify},
 		Undo: Unlock(l, holder).Ops,
 	}
 }
@@ -98,7 +102,7 @@ func Leftovers(l Layout, st *State) (Step, bool) {
 var unpackScript = &remote.Script{Name: "unpack", Body: `set -e
 root=$1; id=$2; from=$3; how=$4; z=$5; shift 5
 st="$root/.fleetdeploy/staging/$id"
-mkdir -p -- "$st"
+mkdir -p -- "$root/builds" "$root/shared" "$st"
 if [ "$z" = gzip ]; then gzip -dc | tar -xpf - --no-same-owner -C "$st"; else tar -xpf - --no-same-owner -C "$st"; fi
 cd -- "$st"
 if [ -s .fleetdeploy-upload.sha256 ] && ! sha256sum -c --quiet --strict .fleetdeploy-upload.sha256 >&2; then
@@ -159,7 +163,7 @@ func Upload(l Layout, id string, p Payload) Step {
 	display := remote.Cmd{Script: unpackScript, Args: []string{l.Root, id}}
 	return Step{
 		Name: "uploading build",
-		Ops: []Op{Mkdir(l.Builds()), Mkdir(l.Shared()), {
+		Ops: []Op{{
 			Desc: display.String() + " " + p.describe(),
 			Run: func(ctx context.Context, h remote.Host, _ io.Writer) error {
 				if p.Open == nil {

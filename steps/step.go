@@ -63,12 +63,6 @@ func RemoveIfExists(path string) Op {
 		}}
 }
 
-// Mkdir creates a directory and its parents.
-func Mkdir(path string) Op {
-	return Op{Desc: fmt.Sprintf("sftp mkdir -p %s", remote.Quote(path)),
-		Run: func(ctx context.Context, h remote.Host, _ io.Writer) error { return h.MkdirAll(ctx, path) }}
-}
-
 func isNotExist(err error) bool {
 	return err != nil && (errors.Is(err, fs.ErrNotExist) || strings.Contains(err.Error(), "not exist"))
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -57,6 +58,10 @@ func runObserved(ctx context.Context, args []string, stdout, stderr io.Writer, n
 	g := &globals{stdout: stdout, stderr: stderr, now: now, started: now(), extraObserver: observe}
 	app := newApp(g)
 	err := app.RunContext(ctx, interspersed(args))
+	var intr *plan.InterruptedError
+	if errors.Is(err, context.Canceled) && !errors.As(err, &intr) {
+		err = &plan.InterruptedError{Before: true}
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "fleetdeploy: %s\n", indentLines(err.Error()))
 	}

@@ -72,12 +72,7 @@ func (f *fleet) inspect(ctx context.Context) ([]plan.Target, map[string]error) {
 	errs := map[string]error{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	var shared []string
-	for _, s := range f.env.Shared {
-		if !s.Dir {
-			shared = append(shared, s.Path)
-		}
-	}
+	shared := plan.SharedArgs(f.env)
 	for i, h := range f.env.Hosts {
 		targets[i].Host = h
 		c, ok := f.conns[h.Name]

@@ -25,7 +25,7 @@ const (
 	sandboxEnv           = "sandbox"       // the inventory's one environment
 	defaultSandboxDir    = "fleetdeploy-sandbox"
 	defaultSandboxHosts  = 3
-	maxSandboxHosts      = 100 // more is a typo, not a sandbox
+	maxSandboxHosts      = 500 // enough for a fleet-scale benchmark; more is a typo
 )
 
 // sandboxOptions are the sandbox command's flags.
@@ -69,7 +69,7 @@ With --demo it instead starts a sandbox in a temporary folder, deploys v1, then
 v2, shows the status, rolls back, prints one host's files and the cutover skew
 of each switch, and removes the folder: a tour of fleetdeploy in a few seconds.`,
 		Flags: []cli.Flag{
-			&cli.IntFlag{Name: "count", Value: defaultSandboxHosts, Usage: "number of hosts (1 to 100)"},
+			&cli.IntFlag{Name: "count", Value: defaultSandboxHosts, Usage: "number of hosts (1 to 500)"},
 			&cli.StringFlag{Name: "dir", Value: defaultSandboxDir, Usage: "`DIR` holding the hosts, keys, app and inventory, relative to the current folder unless absolute"},
 			&cli.BoolFlag{Name: "demo", Usage: "run the tour in a temporary folder and exit"},
 		},

@@ -201,8 +201,8 @@ func TestSandboxUsage(t *testing.T) {
 		msg  string
 	}{
 		{[]string{"sandbox", "--demo", "--dir", "x"}, "--demo runs in a temporary folder"},
-		{[]string{"sandbox", "--count", "0"}, "--count must be between 1 and 100"},
-		{[]string{"sandbox", "--count", "101"}, "--count must be between 1 and 100"},
+		{[]string{"sandbox", "--count", "0"}, "--count must be between 1 and 500"},
+		{[]string{"sandbox", "--count", "501"}, "--count must be between 1 and 500"},
 		{[]string{"sandbox", "--dir", ""}, "--dir must not be empty"},
 		{[]string{"sandbox", "extra"}, "no arguments"},
 	} {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/fleetdeploy/fleetdeploy/build"
@@ -44,7 +45,13 @@ func (g *globals) payloads(ctx context.Context, f *fleet, env *inventory.Environ
 			}
 			old = m
 		}
-		tr := art.Manifest.Diff(old, st.Dirty, shared)
+		var present []string // shared directories the host has: nothing to seed
+		for _, sp := range env.Shared {
+			if sp.Dir && !slices.Contains(st.NoShared, sp.Path) {
+				present = append(present, sp.Path)
+			}
+		}
+		tr := art.Manifest.Diff(old, st.Dirty, shared, present)
 		p, err := art.Payload(tr, g.compress)
 		if err != nil {
 			return nil, fmt.Errorf("making the payload: %w", err)

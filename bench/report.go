@@ -1,0 +1,484 @@
+//go:build bench
+
+package bench
+
+import (
+	"fmt"
+	"os"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Phase is one measured deploy: one tool, one kind (first or redeploy), one
+// repetition, against one fleet.
+type Phase struct {
+	Backend string // "openssh" (real sshd per host) or "sandbox" (fleetdeploy sandbox)
+	Hosts   int
+	Tool    string // "fleetdeploy" or "rsync"
+	Kind    string // "first" or "redeploy"
+	Rep     int
+	RunResult
+	Traffic []Traffic // per host, during the phase
+	Skew    time.Duration
+	Missing int     // hosts whose latest never switched
+	Swaps   int     // swap events seen, all hosts (more than Hosts: something switched twice)
+	Foreign float64 // share of the machine's CPU used by other processes meanwhile
+}
+
+const (
+	toolFD    = "fleetdeploy"
+	toolRsync = "rsync"
+	kindFirst = "first"
+	kindRe    = "redeploy"
+)
+
+// Run is everything one benchmark run produced.
+type Run struct {
+	Machine     Machine
+	Tools       []string // fleetdeploy versions, then rsync
+	Versions    []string // what each fleetdeploy tool is
+	Command     string
+	Label       string
+	App         *AppInfo
+	Meter       string
+	Realtime    string // watcher priority, as achieved
+	Calibration []string
+	Phases      []Phase
+	Notes       []string
+	Elapsed     time.Duration
+	Load        string // how busy the machine was with other work
+}
+
+type groupKey struct {
+	backend    string
+	hosts      int
+	tool, kind string
+}
+
+// group is the repetitions of one (backend, hosts, tool, kind).
+type group struct {
+	key    groupKey
+	phases []Phase
+}
+
+func (r *Run) groups() []*group {
+	m := map[groupKey]*group{}
+	var out []*group
+	for _, p := range r.Phases {
+		k := groupKey{p.Backend, p.Hosts, p.Tool, p.Kind}
+		g := m[k]
+		if g == nil {
+			g = &group{key: k}
+			m[k] = g
+			out = append(out, g)
+		}
+		g.phases = append(g.phases, p)
+	}
+	order := map[string]int{"openssh": 0, "sandbox": 1, kindFirst: 0, kindRe: 1}
+	for i, tool := range r.Tools {
+		order[tool] = i
+	}
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i].key, out[j].key
+		if a.backend != b.backend {
+			return order[a.backend] < order[b.backend]
+		}
+		if a.hosts != b.hosts {
+			return a.hosts < b.hosts
+		}
+		if a.kind != b.kind {
+			return order[a.kind] < order[b.kind]
+		}
+		return order[a.tool] < order[b.tool]
+	})
+	return out
+}
+
+func (r *Run) find(k groupKey) *group {
+	for _, g := range r.groups() {
+		if g.key == k {
+			return g
+		}
+	}
+	return nil
+}
+
+// ok are the repetitions without error.
+func (g *group) ok() []Phase {
+	var ps []Phase
+	for _, p := range g.phases {
+		if p.Err == nil && p.Missing == 0 {
+			ps = append(ps, p)
+		}
+	}
+	return ps
+}
+
+func median[T int64 | time.Duration | float64](xs []T) T {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+func (g *group) walls() []time.Duration {
+	var w []time.Duration
+	for _, p := range g.ok() {
+		w = append(w, p.Wall)
+	}
+	return w
+}
+
+func (g *group) wall() time.Duration { return median(g.walls()) }
+
+// perHost is the median over repetitions of the median over hosts of f.
+func (g *group) perHost(f func(Traffic) int64) int64 {
+	var reps []int64
+	for _, p := range g.ok() {
+		var hs []int64
+		for _, t := range p.Traffic {
+			hs = append(hs, f(t))
+		}
+		reps = append(reps, median(hs))
+	}
+	return median(reps)
+}
+
+// maxHost is the largest per-host total over every repetition.
+func (g *group) maxHost() int64 {
+	var m int64
+	for _, p := range g.ok() {
+		for _, t := range p.Traffic {
+			m = max(m, t.Up+t.Down)
+		}
+	}
+	return m
+}
+
+func (g *group) skews() []time.Duration {
+	var s []time.Duration
+	for _, p := range g.ok() {
+		s = append(s, p.Skew)
+	}
+	return s
+}
+
+func (g *group) foreign() []float64 {
+	var f []float64
+	for _, p := range g.ok() {
+		f = append(f, p.Foreign)
+	}
+	return f
+}
+
+func (g *group) maxRSS() int64 {
+	var m int64
+	for _, p := range g.ok() {
+		m = max(m, p.MaxRSSKB)
+	}
+	return m
+}
+
+func (g *group) sumRSS() int64 {
+	var m int64
+	for _, p := range g.ok() {
+		m = max(m, p.SumRSSKB)
+	}
+	return m
+}
+
+// rsyncStat is the median over hosts and repetitions of one `rsync --stats` figure.
+func (g *group) rsyncStat(label string) int64 {
+	var all []int64
+	for _, p := range g.ok() {
+		for _, s := range p.Rsync {
+			all = append(all, s[label])
+		}
+	}
+	return median(all)
+}
+
+func secs(d time.Duration) string { return fmt.Sprintf("%.2f", d.Seconds()) }
+
+func ms(d time.Duration) string {
+	if d < 10*time.Millisecond {
+		return fmt.Sprintf("%.2f", float64(d)/1e6)
+	}
+	return fmt.Sprintf("%.0f", float64(d)/1e6)
+}
+
+func bytesH(n int64) string {
+	switch {
+	case n >= 10<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.2f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.0f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+func minMax(ds []time.Duration) (time.Duration, time.Duration) {
+	if len(ds) == 0 {
+		return 0, 0
+	}
+	return slices.Min(ds), slices.Max(ds)
+}
+
+// Markdown renders the run as a BENCHMARKS.md section.
+func (r *Run) Markdown() string {
+	var b strings.Builder
+	title := "Run of " + r.Machine.Date
+	if r.Label != "" {
+		title += ": " + r.Label
+	}
+	fmt.Fprintf(&b, "## %s\n\n", title)
+	fmt.Fprintf(&b, "Command: `%s` (whole run: %s)\n\n", r.Command, r.Elapsed.Round(time.Second))
+	m := r.Machine
+	fmt.Fprintf(&b, "| machine | |\n|---|---|\n")
+	fmt.Fprintf(&b, "| date | %s |\n| cores (nproc) | %d |\n| CPU | %s |\n| memory | %s |\n| kernel | %s |\n| OS | %s |\n| OpenSSH | %s |\n| rsync | %s |\n| Go | %s |\n| hosts' files | %s |\n| other load | %s |\n",
+		m.Date, m.NProc, m.CPU, m.MemTotal, m.Kernel, m.OS, m.OpenSSH, m.Rsync, m.Go, m.Storage, r.Load)
+	for _, v := range r.Versions {
+		fmt.Fprintf(&b, "| fleetdeploy | %s |\n", v)
+	}
+	b.WriteString("\n")
+	if r.App != nil {
+		fmt.Fprintf(&b, "App: %d files, %s (%d bytes), tree sha256 %s…; the redeploy changes %d files (%s).\n\n",
+			r.App.Files, bytesH(r.App.Bytes), r.App.Bytes, r.App.Checksum[:16], len(changedFiles), strings.Join(changedFiles, ", "))
+	}
+	fmt.Fprintf(&b, "Bytes on the wire: %s. Cutover skew: %s.\n\n", r.Meter, r.Realtime)
+	for _, c := range r.Calibration {
+		fmt.Fprintf(&b, "- %s\n", c)
+	}
+	if len(r.Calibration) > 0 {
+		b.WriteString("\n")
+	}
+
+	b.WriteString("Wall time is the median of the repetitions (min–max); wire bytes are per host, both directions, the median host of the median repetition, and `max` the busiest host of any repetition; skew is the latest minus the earliest switch of `latest` over all hosts (median, max); RSS is the peak of the deploying process (rsync: the largest per-host `rsync`, and all hosts' peaks added up); other load is the share of the machine's CPU that processes outside the bench used during the deploy (median, min–max): high values mean a disturbed measurement.\n\n")
+	b.WriteString("| hosts | deploy | tool | n | wall s | vs rsync | wire/host up | wire/host down | wire/host total | % of build | max host | skew ms | peak RSS | other load |\n")
+	b.WriteString("|---:|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|---|---|\n")
+	for _, g := range r.groups() {
+		k := g.key
+		hosts := fmt.Sprint(k.hosts)
+		if k.backend != "openssh" {
+			hosts += " " + k.backend
+		}
+		ok := g.ok()
+		n := fmt.Sprintf("%d", len(ok))
+		if len(ok) < len(g.phases) {
+			n = fmt.Sprintf("%d of %d", len(ok), len(g.phases))
+		}
+		if len(ok) == 0 {
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | failed: %s | | | | | | | | | |\n", hosts, k.kind, k.tool, n, oneLine(g.phases[0]))
+			continue
+		}
+		lo, hi := minMax(g.walls())
+		ratio := ""
+		if k.tool != toolRsync {
+			if base := r.find(groupKey{k.backend, k.hosts, toolRsync, k.kind}); base != nil && len(base.ok()) > 0 {
+				ratio = fmt.Sprintf("%.2fx", g.wall().Seconds()/base.wall().Seconds())
+			}
+		}
+		up := g.perHost(func(t Traffic) int64 { return t.Up })
+		down := g.perHost(func(t Traffic) int64 { return t.Down })
+		tot := g.perHost(func(t Traffic) int64 { return t.Up + t.Down })
+		pct := ""
+		if r.App != nil {
+			pct = fmt.Sprintf("%.2f%%", 100*float64(tot)/float64(r.App.Bytes))
+		}
+		sk := g.skews()
+		rss := fmt.Sprintf("%.0f MiB", float64(g.maxRSS())/1024)
+		if k.tool == toolRsync {
+			rss = fmt.Sprintf("%.0f MiB each, %.0f MiB all", float64(g.maxRSS())/1024, float64(g.sumRSS())/1024)
+		}
+		fl := g.foreign()
+		wall, skew, other := secs(g.wall()), ms(median(sk)), fmt.Sprintf("%.0f%%", 100*median(fl))
+		if len(ok) > 1 {
+			wall += fmt.Sprintf(" (%s–%s)", secs(lo), secs(hi))
+			skew += fmt.Sprintf(" (%s)", ms(slices.Max(sk)))
+			other += fmt.Sprintf(" (%.0f–%.0f%%)", 100*slices.Min(fl), 100*slices.Max(fl))
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+			hosts, k.kind, k.tool, n, wall, ratio,
+			bytesH(up), bytesH(down), bytesH(tot), pct, bytesH(g.maxHost()),
+			skew, rss, other)
+	}
+	b.WriteString("\n")
+
+	// rsync's own account of the redeploys: it sends only the changed files.
+	var rs []*group
+	for _, g := range r.groups() {
+		if g.key.tool == toolRsync && len(g.ok()) > 0 {
+			rs = append(rs, g)
+		}
+	}
+	if len(rs) > 0 {
+		b.WriteString("`rsync --stats` per host (median over hosts and repetitions):\n\n")
+		b.WriteString("| hosts | deploy | files and folders in build | files transferred | transferred file size | literal data | matched data | rsync bytes sent | rsync bytes received |\n")
+		b.WriteString("|---:|---|---:|---:|---:|---:|---:|---:|---:|\n")
+		for _, g := range rs {
+			fmt.Fprintf(&b, "| %d | %s | %d | %d | %s | %s | %s | %s | %s |\n", g.key.hosts, g.key.kind,
+				g.rsyncStat("Number of files"), g.rsyncStat("Number of regular files transferred"),
+				bytesH(g.rsyncStat("Total transferred file size")), bytesH(g.rsyncStat("Literal data")),
+				bytesH(g.rsyncStat("Matched data")),
+				bytesH(g.rsyncStat("Total bytes sent")), bytesH(g.rsyncStat("Total bytes received")))
+		}
+		b.WriteString("\n")
+	}
+
+	b.WriteString(r.targets())
+	var errs []string
+	for _, p := range r.Phases {
+		if p.Err != nil || p.Missing > 0 {
+			errs = append(errs, fmt.Sprintf("- %s %d hosts, %s %s, repetition %d: %s", p.Backend, p.Hosts, p.Tool, p.Kind, p.Rep, oneLine(p)))
+		}
+	}
+	if len(errs) > 0 {
+		b.WriteString("Failed repetitions (left out of the figures above):\n\n" + strings.Join(errs, "\n") + "\n\n")
+	}
+	for _, n := range r.Notes {
+		fmt.Fprintf(&b, "- %s\n", n)
+	}
+	if len(r.Notes) > 0 {
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+func oneLine(p Phase) string {
+	if p.Err != nil {
+		s := strings.Join(strings.Fields(p.Err.Error()), " ")
+		if len(s) > 300 {
+			s = s[:297] + "..."
+		}
+		return s
+	}
+	return fmt.Sprintf("%d of %d hosts never switched latest", p.Missing, p.Hosts)
+}
+
+// targets checks fleetdeploy's figures against the goals it is optimised for:
+// one row per fleetdeploy version and fleet.
+func (r *Run) targets() string {
+	mark := func(ok bool) string {
+		if ok {
+			return " ✓"
+		}
+		return " ✗"
+	}
+	type fleetKey struct {
+		tool, backend string
+		hosts         int
+	}
+	var keys []fleetKey
+	seen := map[fleetKey]bool{}
+	for _, g := range r.groups() {
+		k := fleetKey{g.key.tool, g.key.backend, g.key.hosts}
+		if strings.HasPrefix(k.tool, toolFD) && !seen[k] {
+			seen[k] = true
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("Targets (✓ met, ✗ not met; skew is the worst repetition of either deploy):\n\n")
+	b.WriteString("| tool | hosts | first deploy ≤ 0.5x rsync | redeploy ≤ 0.15x rsync | redeploy wire, busiest host < 1% of build | cutover skew < 4 ms | peak RSS (< 150 MB at 64 hosts, < 400 MB at 200 sandbox hosts) |\n")
+	b.WriteString("|---|---|---|---|---|---|---|\n")
+	for _, k := range keys {
+		ratio := func(kind string) string {
+			g := r.find(groupKey{k.backend, k.hosts, k.tool, kind})
+			base := r.find(groupKey{k.backend, k.hosts, toolRsync, kind})
+			if g == nil || base == nil || len(g.ok()) == 0 || len(base.ok()) == 0 {
+				return "–"
+			}
+			x := g.wall().Seconds() / base.wall().Seconds()
+			limit := 0.5
+			if kind == kindRe {
+				limit = 0.15
+			}
+			return fmt.Sprintf("%.2fx", x) + mark(x <= limit)
+		}
+		wire := "–"
+		if g := r.find(groupKey{k.backend, k.hosts, k.tool, kindRe}); g != nil && len(g.ok()) > 0 && r.App != nil {
+			pct := 100 * float64(g.maxHost()) / float64(r.App.Bytes)
+			wire = fmt.Sprintf("%.2f%%", pct) + mark(pct < 1)
+		}
+		var worst time.Duration
+		var rss int64
+		any := false
+		for _, kind := range []string{kindFirst, kindRe} {
+			if g := r.find(groupKey{k.backend, k.hosts, k.tool, kind}); g != nil && len(g.ok()) > 0 {
+				worst = max(worst, slices.Max(g.skews()))
+				rss = max(rss, g.maxRSS())
+				any = true
+			}
+		}
+		skew, mem := "–", "–"
+		if any {
+			skew = ms(worst) + " ms" + mark(worst < 4*time.Millisecond)
+			mem = fmt.Sprintf("%.0f MiB", float64(rss)/1024)
+			limit := 0.0
+			switch {
+			case k.hosts == 64:
+				limit = 150e6
+			case k.backend == "sandbox" && k.hosts == 200:
+				limit = 400e6
+			}
+			if limit > 0 {
+				mem += mark(float64(rss)*1024 < limit)
+			}
+		}
+		fmt.Fprintf(&b, "| %s | %d %s | %s | %s | %s | %s | %s |\n", k.tool, k.hosts, k.backend, ratio(kindFirst), ratio(kindRe), wire, skew, mem)
+	}
+	b.WriteString("\n")
+	return b.String()
+}
+
+const (
+	runStart = "<!-- bench-run -->"
+	runEnd   = "<!-- /bench-run -->"
+	keepRuns = 6
+)
+
+// WriteBenchmarks puts the run at the top of path, keeping the newest earlier
+// runs below it so a before/after comparison survives a new run.
+func WriteBenchmarks(path string, run string) error {
+	var older []string
+	if old, err := os.ReadFile(path); err == nil {
+		rest := string(old)
+		for {
+			_, after, ok := strings.Cut(rest, runStart)
+			if !ok {
+				break
+			}
+			block, tail, ok := strings.Cut(after, runEnd)
+			if !ok {
+				break
+			}
+			older = append(older, strings.TrimSpace(block))
+			rest = tail
+		}
+	}
+	runs := append([]string{strings.TrimSpace(run)}, older...)
+	if len(runs) > keepRuns {
+		runs = runs[:keepRuns]
+	}
+	var b strings.Builder
+	b.WriteString("# Benchmarks\n\n")
+	b.WriteString("Generated by `bench/run.sh` (how it measures: [bench/README.md](bench/README.md)); do not edit by hand.\n")
+	b.WriteString("Each run compares fleetdeploy with a hand-rolled parallel `rsync --link-dest` + symlink swap, on the same fleet in the same run: compare tools within a run, as ratios, since machines of one kind differ up to 2x in speed.\n")
+	fmt.Fprintf(&b, "Newest run first; the %d newest runs are kept.\n\n", keepRuns)
+	for _, r := range runs {
+		b.WriteString(runStart + "\n" + r + "\n" + runEnd + "\n\n")
+	}
+	return os.WriteFile(path, []byte(strings.TrimRight(b.String(), "\n")+"\n"), 0o644)
+}

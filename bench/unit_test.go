@@ -1,0 +1,104 @@
+//go:build bench
+
+package bench
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Quick checks of the harness itself, without any host:
+// go test -tags bench -run 'TestApp|TestWriteBenchmarks|TestParseRsyncStats|TestWatch' ./bench
+
+func TestAppIsDeterministic(t *testing.T) {
+	dir := t.TempDir()
+	a, err := GenerateApp(filepath.Join(dir, "a"), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := GenerateApp(filepath.Join(dir, "b"), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Checksum != b.Checksum || a.Files != b.Files || a.Bytes != b.Bytes {
+		t.Fatalf("two generations differ: %+v vs %+v", a, b)
+	}
+	if a.Files < 2900 || a.Files > 3100 || a.Bytes < 40<<20 || a.Bytes > 50<<20 {
+		t.Errorf("app is %d files, %d bytes: want ~3000 files, ~40-50 MB", a.Files, a.Bytes)
+	}
+	c, err := GenerateApp(filepath.Join(dir, "c"), 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := countDiffering(t, a.Dir, c.Dir); n != len(changedFiles) {
+		t.Errorf("v2 differs in %d files, want %d", n, len(changedFiles))
+	}
+	for _, p := range changedFiles {
+		fa, _ := os.Stat(filepath.Join(a.Dir, p))
+		fc, _ := os.Stat(filepath.Join(c.Dir, p))
+		if fa.Size() == fc.Size() || !fc.ModTime().After(fa.ModTime()) {
+			t.Errorf("%s: size %d -> %d, mtime %v -> %v: want both changed", p, fa.Size(), fc.Size(), fa.ModTime(), fc.ModTime())
+		}
+	}
+}
+
+func TestWriteBenchmarksKeepsEarlierRuns(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "BENCHMARKS.md")
+	for i := range keepRuns + 2 {
+		if err := WriteBenchmarks(path, "## run "+string(rune('A'+i))+"\n\nbody\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, _ := os.ReadFile(path)
+	s := string(b)
+	if got := strings.Count(s, runStart); got != keepRuns {
+		t.Fatalf("%d runs kept, want %d:\n%s", got, keepRuns, s)
+	}
+	last := "## run " + string(rune('A'+keepRuns+1))
+	if !strings.Contains(s, last) || strings.Index(s, last) > strings.Index(s, "## run "+string(rune('A'+keepRuns))) {
+		t.Errorf("newest run not first:\n%s", s)
+	}
+}
+
+func TestParseRsyncStats(t *testing.T) {
+	s := parseRsyncStats("Number of files: 3,539 (reg: 3,017, dir: 522)\nNumber of regular files transferred: 4\nLiteral data: 646 bytes\nTotal bytes sent: 95,165\n")
+	if s["Number of files"] != 3539 || s["Number of regular files transferred"] != 4 || s["Literal data"] != 646 || s["Total bytes sent"] != 95165 {
+		t.Errorf("parsed %v", s)
+	}
+}
+
+func TestWatchSeesEveryRename(t *testing.T) {
+	var roots []string
+	for i := range 70 { // more than maxInstances: some roots share an instance
+		r := filepath.Join(t.TempDir(), "root")
+		if err := os.Mkdir(r, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		roots = append(roots, r)
+		_ = i
+	}
+	w, err := WatchSwaps(roots)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for _, r := range roots {
+		if err := os.Symlink("builds/1", filepath.Join(r, "next")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(filepath.Join(r, "next"), filepath.Join(r, "latest")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	took := time.Since(start)
+	skew, missing, _ := Skew(w.Stop())
+	if missing != 0 {
+		t.Fatalf("%d of %d switches missed", missing, len(roots))
+	}
+	if skew <= 0 || skew > took+50*time.Millisecond {
+		t.Errorf("skew %v for renames that took %v", skew, took)
+	}
+}
