@@ -213,6 +213,9 @@ func (a *Artifact) pack(tree string, exclude []string) error {
 	if err := tw.Close(); err != nil {
 		return err
 	}
+	// Sorted by path bytes (the tar keeps walk order): a host can rebuild the
+	// same bytes with `LC_ALL=C sort` from its old manifest and a delta.
+	sort.Slice(m.Entries, func(i, j int) bool { return m.Entries[i].Path < m.Entries[j].Path })
 	a.Manifest = m
 	a.Files = len(m.Entries)
 	a.Checksum = m.Digest()

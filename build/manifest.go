@@ -33,21 +33,39 @@ type Manifest struct {
 // of the build before it is published. A source holding them is refused.
 const (
 	MetaManifest = ".fleetdeploy-manifest"
-	MetaSums     = ".fleetdeploy-upload.sha256"
+	MetaDelta    = ".fleetdeploy-manifest.delta"
+	MetaSums     = ".fleetdeploy-upload.b2sum"
 )
 
 // Marshal is the manifest's stored form: one tab-separated line per entry.
 func (m *Manifest) Marshal() []byte {
 	var b bytes.Buffer
 	for _, e := range m.Entries {
-		switch e.Type {
-		case 'f':
-			fmt.Fprintf(&b, "f\t%04o\t%d\t%s\t%s\n", e.Mode, e.Size, e.Sum, e.Path)
-		case 'd':
-			fmt.Fprintf(&b, "d\t%04o\t-\t-\t%s\n", e.Mode, e.Path)
-		case 'l':
-			fmt.Fprintf(&b, "l\t0777\t-\t%s\t%s\n", e.Target, e.Path)
+		e.line(&b)
+	}
+	return b.Bytes()
+}
+
+func (e Entry) line(b *bytes.Buffer) {
+	switch e.Type {
+	case 'f':
+		fmt.Fprintf(b, "f\t%04o\t%d\t%s\t%s\n", e.Mode, e.Size, e.Sum, e.Path)
+	case 'd':
+		fmt.Fprintf(b, "d\t%04o\t-\t-\t%s\n", e.Mode, e.Path)
+	case 'l':
+		fmt.Fprintf(b, "l\t0777\t-\t%s\t%s\n", e.Target, e.Path)
+	}
+}
+
+// delta is what a host needs besides its old manifest to rebuild this one:
+// every entry but the files it reuses (whose lines are the same in both).
+func (m *Manifest) delta(t Transfer) []byte {
+	var b bytes.Buffer
+	for _, e := range m.Entries {
+		if e.Type == 'f' && t.Reused[e.Path] {
+			continue
 		}
+		e.line(&b)
 	}
 	return b.Bytes()
 }
@@ -131,9 +149,10 @@ func (m *Manifest) Files() int {
 
 // Plan of a transfer to hosts whose current build has manifest old.
 type Transfer struct {
-	Send map[string]bool // file paths whose content is sent
-	Skip []string        // files of the old build not to reuse (changed, removed, dirty)
-	Full bool            // nothing is reused
+	Send   map[string]bool // file paths whose content is sent
+	Reused map[string]bool // file paths made from the old build
+	Skip   []string        // files of the old build not to reuse (changed, removed, dirty)
+	Full   bool            // nothing is reused
 }
 
 // Diff decides what to send to a host whose live build has manifest old
@@ -184,6 +203,7 @@ func (m *Manifest) Diff(old *Manifest, dirty, shared, omit []string) Transfer {
 	if len(reuse) == 0 || size > 64<<10 {
 		return m.Diff(nil, nil, nil, omit)
 	}
+	t.Reused = reuse
 	return t
 }
 

@@ -100,27 +100,34 @@ func Leftovers(l Layout, st *State) (Step, bool) {
 }
 
 var unpackScript = &remote.Script{Name: "unpack", Body: `set -e
-root=$1; id=$2; from=$3; how=$4; z=$5; shift 5
+root=$1; id=$2; from=$3; how=$4; z=$5; want=$6; shift 6
 st="$root/.fleetdeploy/staging/$id"
 mkdir -p -- "$root/builds" "$root/shared" "$st"
 if [ "$z" = gzip ]; then gzip -dc | tar -xpf - --no-same-owner -C "$st"; else tar -xpf - --no-same-owner -C "$st"; fi
 cd -- "$st"
-if [ -s .fleetdeploy-upload.sha256 ] && ! sha256sum -c --quiet --strict .fleetdeploy-upload.sha256 >&2; then
+if [ -s .fleetdeploy-upload.b2sum ] && ! b2sum -l 256 -c --quiet --strict .fleetdeploy-upload.b2sum >&2; then
   echo "uploaded files do not match their checksums: the upload is corrupt" >&2; exit 1
 fi
-rm -f .fleetdeploy-upload.sha256
-mv -f .fleetdeploy-manifest "$st.manifest"
-if [ -n "$from" ]; then
+rm -f .fleetdeploy-upload.b2sum
+if [ -z "$from" ]; then
+  mv -f .fleetdeploy-manifest "$st.manifest"
+else
+  tab=$(printf '\t')
   printf '%s\n' "$@" > "$st.skip"
   awk -F'\t' -v skip="$st.skip" 'BEGIN { while ((getline l < skip) > 0) s[l] = 1 }
-    $1 == "f" && !($5 in s) { print $5 }' "$root/.fleetdeploy/builds/$from.manifest" > "$st.reuse"
+    $1 == "f" && !($5 in s)' "$root/.fleetdeploy/builds/$from.manifest" > "$st.keep"
+  LC_ALL=C sort -t "$tab" -k5,5 "$st.keep" .fleetdeploy-manifest.delta > "$st.manifest"
+  rm -f .fleetdeploy-manifest.delta
+  got="sha256:$(sha256sum < "$st.manifest" | cut -d' ' -f1)"
+  if [ "$got" != "$want" ]; then echo "the build assembled here does not match the build's manifest ($got, want $want)" >&2; exit 1; fi
+  cut -f5 "$st.keep" > "$st.reuse"
   cd -- "$root/builds/$from"
   if [ "$how" = link ]; then
     xargs -d '\n' -r cp -l --parents -t "$st" < "$st.reuse"
   else
     xargs -d '\n' -r cp -p --reflink=auto --parents -t "$st" < "$st.reuse"
   fi
-  rm -f -- "$st.skip" "$st.reuse"
+  rm -f -- "$st.skip" "$st.keep" "$st.reuse"
 fi`}
 
 // Payload is what a host receives of a build.
@@ -130,6 +137,9 @@ type Payload struct {
 	Copy bool     // copy reused files (hooks may rewrite them in place) instead of hard-linking
 	Skip []string // files of From not to reuse
 	Gzip bool     // the payload is gzip-compressed
+	// Checksum is the build's manifest digest, which the manifest a host
+	// assembles from its old one and the payload's delta must match.
+	Checksum string
 	Sent int      // files sent, for display
 	Size int64    // bytes sent, for display
 }
@@ -159,7 +169,7 @@ func Upload(l Layout, id string, p Payload) Step {
 	if p.Gzip {
 		z = "gzip"
 	}
-	c := remote.Cmd{Script: unpackScript, Args: append([]string{l.Root, id, p.From, how, z}, p.Skip...)}
+	c := remote.Cmd{Script: unpackScript, Args: append([]string{l.Root, id, p.From, how, z, p.Checksum}, p.Skip...)}
 	display := remote.Cmd{Script: unpackScript, Args: []string{l.Root, id}}
 	return Step{
 		Name: "uploading build",
@@ -179,7 +189,7 @@ func Upload(l Layout, id string, p Payload) Step {
 				_, err = h.Run(ctx, c)
 				return err
 			}}},
-		Undo: []Op{Exec(remote.Cmd{Args: []string{"rm", "-rf", "--", l.Staging(id), l.Staging(id) + ".manifest", l.Staging(id) + ".skip", l.Staging(id) + ".reuse"}})},
+		Undo: []Op{Exec(remote.Cmd{Args: []string{"rm", "-rf", "--", l.Staging(id), l.Staging(id) + ".manifest", l.Staging(id) + ".skip", l.Staging(id) + ".keep", l.Staging(id) + ".reuse"}})},
 	}
 }
 

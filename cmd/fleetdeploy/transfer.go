@@ -56,7 +56,7 @@ func (g *globals) payloads(ctx context.Context, f *fleet, env *inventory.Environ
 		if err != nil {
 			return nil, fmt.Errorf("making the payload: %w", err)
 		}
-		sp := steps.Payload{Open: p.Open, Copy: copyReused, Skip: p.Skip, Gzip: p.Gzip, Sent: p.Sent, Size: p.Size}
+		sp := steps.Payload{Open: p.Open, Copy: copyReused, Skip: p.Skip, Gzip: p.Gzip, Checksum: art.Checksum, Sent: p.Sent, Size: p.Size}
 		if p.Reuse {
 			sp.From = st.Latest
 		}
@@ -68,22 +68,9 @@ func (g *globals) payloads(ctx context.Context, f *fleet, env *inventory.Environ
 // manifest returns the manifest with this digest: from the local cache, or
 // read from the host and verified.
 func (g *globals) manifest(ctx context.Context, f *fleet, t plan.Target, digest string) (*build.Manifest, error) {
-	hexsum, ok := strings.CutPrefix(digest, "sha256:")
-	if !ok || len(hexsum) != 64 {
-		return nil, fmt.Errorf("manifest digest %q not understood", digest)
-	}
-	cache := ""
-	dir := g.cacheDir
-	if dir == "" {
-		if d, err := os.UserCacheDir(); err == nil {
-			dir = filepath.Join(d, "fleetdeploy")
-		}
-	}
-	if dir != "" {
-		cache = filepath.Join(dir, "manifests", hexsum)
-		if data, err := os.ReadFile(cache); err == nil && build.Digest(data) == digest {
-			return build.ParseManifest(data)
-		}
+	cache := g.manifestCache(digest)
+	if data, err := os.ReadFile(cache); cache != "" && err == nil && build.Digest(data) == digest {
+		return build.ParseManifest(data)
 	}
 	l := steps.Layout{Root: t.Host.Root}
 	data, err := f.conns[t.Host.Name].ReadFile(ctx, l.Marker(t.State.Latest)+".manifest")
@@ -97,11 +84,36 @@ func (g *globals) manifest(ctx context.Context, f *fleet, t plan.Target, digest 
 	if err != nil {
 		return nil, err
 	}
-	if cache != "" && os.MkdirAll(filepath.Dir(cache), 0o700) == nil {
-		tmp := cache + ".tmp"
-		if os.WriteFile(tmp, data, 0o600) == nil {
-			os.Rename(tmp, cache)
-		}
-	}
+	g.storeManifest(data)
 	return m, nil
+}
+
+// storeManifest keeps a manifest for later deploys (the one just built, or
+// one read from a host), so that a redeploy reads none from the hosts.
+func (g *globals) storeManifest(data []byte) {
+	cache := g.manifestCache(build.Digest(data))
+	if cache == "" || os.MkdirAll(filepath.Dir(cache), 0o700) != nil {
+		return
+	}
+	tmp := fmt.Sprintf("%s.tmp-%d", cache, os.Getpid())
+	if os.WriteFile(tmp, data, 0o600) == nil {
+		os.Rename(tmp, cache)
+	}
+}
+
+// manifestCache is where a manifest with this digest is cached ("" for none).
+func (g *globals) manifestCache(digest string) string {
+	hexsum, ok := strings.CutPrefix(digest, "sha256:")
+	if !ok || len(hexsum) != 64 || strings.Trim(hexsum, "0123456789abcdef") != "" {
+		return ""
+	}
+	dir := g.cacheDir
+	if dir == "" {
+		d, err := os.UserCacheDir()
+		if err != nil {
+			return ""
+		}
+		dir = filepath.Join(d, "fleetdeploy")
+	}
+	return filepath.Join(dir, "manifests", hexsum)
 }

@@ -47,6 +47,7 @@ func (g *globals) up(ctx context.Context, envName string, dryRun bool) error {
 	}
 	defer art.Remove()
 	fmt.Fprintf(g.stdout, "built %d files, %s\n", art.Manifest.Files(), art.Checksum[:19])
+	g.storeManifest(art.Manifest.Marshal())
 	payloads, err := g.payloads(ctx, f, env, targets, art)
 	if err != nil {
 		return err
