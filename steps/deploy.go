@@ -140,8 +140,8 @@ type Payload struct {
 	// Checksum is the build's manifest digest, which the manifest a host
 	// assembles from its old one and the payload's delta must match.
 	Checksum string
-	Sent int      // files sent, for display
-	Size int64    // bytes sent, for display
+	Sent     int   // files sent, for display
+	Size     int64 // bytes sent, for display
 }
 
 func (p Payload) describe() string {
