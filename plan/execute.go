@@ -330,9 +330,13 @@ func (r *run) cutover(ctx context.Context) (*Result, error) {
 	for _, s := range res.Swaps {
 		switch {
 		case s.Unknown:
+			mu.Lock()
 			cerr.Unknown = append(cerr.Unknown, s.Host)
+			mu.Unlock()
 		case s.Err != nil:
+			mu.Lock()
 			undo = append(undo, s.Host) // definitely still on the old build
+			mu.Unlock()
 		default:
 			wg2.Go(func() {
 				err := steps.RunOps(rctx, r.hosts[s.Host], r.p.Cutover.Steps[s.Host][0].Undo, nil, nil)

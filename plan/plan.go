@@ -66,7 +66,7 @@ func Deploy(env *inventory.Environment, targets []Target, release string, b Buil
 	p := newPlan("deploy", env, targets, release)
 	for i, t := range targets {
 		name, l, st := t.Host.Name, steps.Layout{Root: t.Host.Root}, t.State
-		p.Lock.add(name, steps.Lock(l, lockHolder(by, "up", release, now), sharedArgs(env), st.Fingerprint()))
+		p.Lock.add(name, steps.Lock(l, lockHolder(by, "up", release, now), st.Fingerprint()))
 
 		if st.Latest != "" && !st.WentLive(st.Latest) {
 			p.Prepare.add(name, steps.Record(l, steps.HistoryEntry{Time: now, Action: "observed", Release: st.Latest, By: by}))
@@ -119,7 +119,7 @@ func Rollback(env *inventory.Environment, targets []Target, to string, by string
 	for i, t := range targets {
 		name, l, st := t.Host.Name, steps.Layout{Root: t.Host.Root}, t.State
 		holder := lockHolder(by, "rollback", release, now)
-		p.Lock.add(name, steps.Lock(l, holder, sharedArgs(env), st.Fingerprint()))
+		p.Lock.add(name, steps.Lock(l, holder, st.Fingerprint()))
 		if st.Latest != "" && !st.WentLive(st.Latest) {
 			p.Prepare.add(name, steps.Record(l, steps.HistoryEntry{Time: now, Action: "observed", Release: st.Latest, By: by}))
 		}

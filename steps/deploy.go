@@ -21,7 +21,7 @@ fi`}
 // Lock takes the host's deploy lock atomically (symlink(2) fails when the
 // lock exists), then checks that nothing changed since the state the plan was
 // made from was read.
-func Lock(l Layout, holder string, shared []string, fingerprint string) Step {
+func Lock(l Layout, holder string, fingerprint string) Step {
 	c := remote.Cmd{Script: lockScript, Args: []string{l.Root, holder}}
 	lock := Op{Desc: c.String(), Run: func(ctx context.Context, h remote.Host, _ io.Writer) error {
 		who, err := h.Run(ctx, c)
@@ -31,9 +31,9 @@ func Lock(l Layout, holder string, shared []string, fingerprint string) Step {
 		}
 		return err
 	}}
-	inspect := InspectCmd(l.Root, shared)
-	verify := Op{Desc: inspect.String(), Run: func(ctx context.Context, h remote.Host, _ io.Writer) error {
-		st, err := Inspect(ctx, h, l.Root, shared)
+	quick := quickInspectCmd(l.Root)
+	verify := Op{Desc: quick.String(), Run: func(ctx context.Context, h remote.Host, _ io.Writer) error {
+		st, err := inspect(ctx, h, quick)
 		if err != nil {
 			return err
 		}

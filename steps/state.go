@@ -85,7 +85,7 @@ func (s *State) Fingerprint() string {
 	return fmt.Sprintf("%s|%v|%v|%v|%d", s.LatestLink, s.Builds, s.Staging, s.Pending, len(s.History))
 }
 
-var inspectScript = &remote.Script{Name: "inspect", Body: `r=$1; shift
+var inspectScript = &remote.Script{Name: "inspect", Body: `r=$1; mode=$2; shift 2
 if [ ! -d "$r" ]; then echo "root	missing"; exit 0; fi
 cd -- "$r" || exit 1
 echo "root	ok"
@@ -100,7 +100,7 @@ if [ -L .fleetdeploy/lock ]; then printf 'lock	%s\n' "$(readlink .fleetdeploy/lo
 if [ -f .fleetdeploy/history ]; then tail -n 2000 .fleetdeploy/history | sed 's/^/history	/'; fi
 t=$(readlink latest 2>/dev/null); id=${t#builds/}
 if [ -n "$id" ] && [ -f ".fleetdeploy/builds/$id" ]; then sed 's/^/marker	/' ".fleetdeploy/builds/$id"; fi
-if [ -n "$id" ] && [ -f ".fleetdeploy/builds/$id.manifest" ]; then
+if [ "$mode" = full ] && [ -n "$id" ] && [ -f ".fleetdeploy/builds/$id.manifest" ]; then
   printf 'manifest	sha256:%s\n' "$(sha256sum < ".fleetdeploy/builds/$id.manifest" | cut -d' ' -f1)"
   if [ -f ".fleetdeploy/builds/$id.stat" ] && [ -d "builds/$id" ]; then
     (cd "builds/$id" && find . -type f -printf '%P\t%s\t%T@\t%i\n') | awk -F'\t' -v known=".fleetdeploy/builds/$id.stat" '
@@ -117,12 +117,22 @@ exit 0`}
 
 // InspectCmd is the read-only command that reports a root's state.
 func InspectCmd(root string, shared []string) remote.Cmd {
-	return remote.Cmd{Script: inspectScript, Args: append([]string{root}, shared...)}
+	return remote.Cmd{Script: inspectScript, Args: append([]string{root, "full"}, shared...)}
+}
+
+// quickInspectCmd reads only what a concurrent deploy would change (see
+// Fingerprint): not the live build's files.
+func quickInspectCmd(root string) remote.Cmd {
+	return remote.Cmd{Script: inspectScript, Args: []string{root, "quick"}}
 }
 
 // Inspect reads a host's state. It writes nothing.
 func Inspect(ctx context.Context, h remote.Host, root string, shared []string) (*State, error) {
-	out, err := h.Run(ctx, InspectCmd(root, shared))
+	return inspect(ctx, h, InspectCmd(root, shared))
+}
+
+func inspect(ctx context.Context, h remote.Host, c remote.Cmd) (*State, error) {
+	out, err := h.Run(ctx, c)
 	if err != nil {
 		return nil, err
 	}

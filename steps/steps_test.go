@@ -122,10 +122,10 @@ func TestLockIsExclusive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := run(t, h, Lock(l, "alice", nil, st.Fingerprint())); err != nil {
+	if err := run(t, h, Lock(l, "alice", st.Fingerprint())); err != nil {
 		t.Fatal(err)
 	}
-	err = run(t, h, Lock(l, "bob", nil, st.Fingerprint()))
+	err = run(t, h, Lock(l, "bob", st.Fingerprint()))
 	var le *LockedError
 	if !errorsAs(err, &le) || le.Holder != "alice" {
 		t.Fatalf("second lock: %v", err)
@@ -146,7 +146,7 @@ func TestLockNoticesChangeSincePlanning(t *testing.T) {
 	h := &localHost{}
 	st, _ := Inspect(t.Context(), h, l.Root, nil)
 	write(t, filepath.Join(l.Build("20261125-101500"), "x"), "a concurrent deploy was here")
-	if err := run(t, h, Lock(l, "me", nil, st.Fingerprint())); err == nil || !strings.Contains(err.Error(), "changed between planning and locking") {
+	if err := run(t, h, Lock(l, "me", st.Fingerprint())); err == nil || !strings.Contains(err.Error(), "changed between planning and locking") {
 		t.Fatalf("got %v", err)
 	}
 }

@@ -10,10 +10,28 @@ import (
 	"github.com/fleetdeploy/fleetdeploy/plan"
 )
 
-// up deploys a new build to every host of env, or prints the plan.
+// up deploys a new build to every host of env, or prints the plan. The build
+// is made while the hosts are being reached.
 func (g *globals) up(ctx context.Context, envName string, dryRun bool) error {
 	start := g.now()
-	env, f, targets, err := g.openFleet(ctx, envName)
+	env, err := g.loadEnv(envName)
+	if err != nil {
+		return err
+	}
+	var built <-chan buildResult
+	if !dryRun {
+		bctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		built = g.startBuild(bctx, env)
+		defer func() {
+			// On an early return, stop the build and remove what it made.
+			cancel()
+			if r, ok := <-built; ok && r.art != nil {
+				r.art.Remove()
+			}
+		}()
+	}
+	f, targets, err := g.reach(ctx, env)
 	if err != nil {
 		return err
 	}
@@ -35,16 +53,11 @@ func (g *globals) up(ctx context.Context, envName string, dryRun bool) error {
 	if err := checkLocks(targets); err != nil {
 		return err
 	}
-
-	fmt.Fprintf(g.stdout, "building %s\n", env.Source)
-	var buildOut io.Writer
-	if g.verbose {
-		buildOut = g.stdout
+	r := <-built
+	if r.err != nil {
+		return fmt.Errorf("building: %w", r.err)
 	}
-	art, err := build.Make(ctx, build.Options{Source: env.Source, Commands: env.Build, Exclude: env.Exclude, Output: buildOut})
-	if err != nil {
-		return fmt.Errorf("building: %w", err)
-	}
+	art := r.art
 	defer art.Remove()
 	fmt.Fprintf(g.stdout, "built %d files, %s\n", art.Manifest.Files(), art.Checksum[:19])
 	g.storeManifest(art.Manifest.Marshal())
@@ -130,20 +143,48 @@ func human(n int64) string {
 }
 
 // openFleet loads an environment, connects to every host and reads their
-// state: what up, plan and rollback start with. The caller closes the fleet.
+// state: what rollback starts with. The caller closes the fleet.
 func (g *globals) openFleet(ctx context.Context, envName string) (*inventory.Environment, *fleet, []plan.Target, error) {
 	env, err := g.loadEnv(envName)
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	f, targets, err := g.reach(ctx, env)
+	return env, f, targets, err
+}
+
+// reach connects to every host of env and reads their state.
+func (g *globals) reach(ctx context.Context, env *inventory.Environment) (*fleet, []plan.Target, error) {
 	f, _, err := g.connect(ctx, env, false)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	targets, err := f.inspectAll(ctx)
 	if err != nil {
 		f.Close()
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
-	return env, f, targets, nil
+	return f, targets, nil
+}
+
+type buildResult struct {
+	art *build.Artifact
+	err error
+}
+
+// startBuild makes the build in the background; the channel yields its
+// result once, then is closed.
+func (g *globals) startBuild(ctx context.Context, env *inventory.Environment) <-chan buildResult {
+	out := make(chan buildResult, 1)
+	fmt.Fprintf(g.stdout, "building %s\n", env.Source)
+	var buildOut io.Writer
+	if g.verbose {
+		buildOut = g.stdout
+	}
+	go func() {
+		defer close(out)
+		art, err := build.Make(ctx, build.Options{Source: env.Source, Commands: env.Build, Exclude: env.Exclude, Output: buildOut})
+		out <- buildResult{art, err}
+	}()
+	return out
 }
