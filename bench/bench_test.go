@@ -489,7 +489,7 @@ func waitSandbox(dir string, n int, exited <-chan struct{}, timeout time.Duratio
 		if time.Now().After(deadline) {
 			return nil, nil, fmt.Errorf("no known_hosts with %d greeting hosts in %s after %s", n, dir, timeout)
 		}
-		time.Sleep(50 * time.Millisecond)
+		<-time.After(50 * time.Millisecond) // pacing a bounded poll
 	}
 }
 
