@@ -123,9 +123,9 @@ else
   cut -f5 "$st.keep" > "$st.reuse"
   cd -- "$root/builds/$from"
   if [ "$how" = link ]; then
-    xargs -d '\n' -r cp -l --parents -t "$st" < "$st.reuse"
+    xargs -d '\n' -r cp -l --parents -t "$st" -- < "$st.reuse"
   else
-    xargs -d '\n' -r cp -p --reflink=auto --parents -t "$st" < "$st.reuse"
+    xargs -d '\n' -r cp -p --reflink=auto --parents -t "$st" -- < "$st.reuse"
   fi
   rm -f -- "$st.skip" "$st.keep" "$st.reuse"
 fi`}

@@ -66,6 +66,8 @@ func TestRedeploySendsOnlyChangedFiles(t *testing.T) {
 	forEachBackend(t, 2, func(t *testing.T, f *testFleet) {
 		f.provision(t)
 		src := writeApp(t, "v1")
+		// A name that would be an option if it reached a command unguarded.
+		os.WriteFile(filepath.Join(src, "-rf"), []byte("dash\n"), 0o644)
 		inv := f.writeInventory(t, inventoryOpts{source: src})
 		mustCLI(t, "up", "test", "-i", inv)
 		first := f.live(t, 0)
