@@ -46,6 +46,7 @@ func hostOf(err error) string {
 
 // CutoverError is a cutover that did not complete everywhere.
 type CutoverError struct {
+	Env      string   // for the unlock hint
 	Err      error    // every host's error
 	Unknown  []string // hosts whose state is unknown, or that could not be switched back
 	Reverted []string // hosts switched back to the build live before
@@ -54,7 +55,8 @@ type CutoverError struct {
 func (e *CutoverError) Error() string {
 	msg := e.Err.Error()
 	if len(e.Unknown) > 0 {
-		msg += "\nstate unknown (run `fleetdeploy status` to see the truth; the next up or rollback converges): " + strings.Join(e.Unknown, ", ")
+		msg += "\nstate unknown (run `fleetdeploy status` to see the truth; the next up or rollback converges): " + strings.Join(e.Unknown, ", ") +
+			"\nthose hosts keep this run's lock: once they answer, run `fleetdeploy unlock " + e.Env + "`"
 	}
 	return msg
 }

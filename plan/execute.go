@@ -321,7 +321,7 @@ func (r *run) cutover(ctx context.Context) (*Result, error) {
 		return res, nil
 	}
 	// Switch back every host that switched; leave unknown hosts as they are.
-	cerr := &CutoverError{}
+	cerr := &CutoverError{Env: r.p.Env}
 	var undo []string
 	rctx, rcancel := context.WithTimeout(context.Background(), r.o.UndoTimeout)
 	defer rcancel()

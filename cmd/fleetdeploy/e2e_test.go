@@ -564,7 +564,7 @@ func TestConnectionLostAtCutoverIsReportedUnknownAndConverges(t *testing.T) {
 	old := f.live(t, 0)
 
 	r := fdAtBarrier(t, func() { f.kill(2) }, "up", "test", "-i", inv)
-	if r.code != 5 || !strings.Contains(r.stderr, "state unknown") || !strings.Contains(r.stderr, f.names[2]) {
+	if r.code != 5 || !strings.Contains(r.stderr, "state unknown") || !strings.Contains(r.stderr, f.names[2]) || !strings.Contains(r.stderr, "fleetdeploy unlock test") {
 		t.Fatalf("want exit 5 naming %s as unknown: %s", f.names[2], r)
 	}
 	for _, i := range []int{0, 1} {
