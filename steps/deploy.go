@@ -235,7 +235,7 @@ for spec in "$@"; do
 done
 mkdir -p -- "$root/.fleetdeploy/builds"
 cd -- "$b"
-find . -type f -printf '%P\t%s\t%T@\t%i\n' > "$root/.fleetdeploy/builds/$id.stat"`}
+` + fileIdentities + ` > "$root/.fleetdeploy/builds/$id.stat"`}
 
 // LinkShared replaces each shared path in the build by a relative symlink into
 // shared/. A missing shared directory is created (seeded once from the build's

@@ -103,7 +103,7 @@ if [ -n "$id" ] && [ -f ".fleetdeploy/builds/$id" ]; then sed 's/^/marker	/' ".f
 if [ "$mode" = full ] && [ -n "$id" ] && [ -f ".fleetdeploy/builds/$id.manifest" ]; then
   printf 'manifest	sha256:%s\n' "$(sha256sum < ".fleetdeploy/builds/$id.manifest" | cut -d' ' -f1)"
   if [ -f ".fleetdeploy/builds/$id.stat" ] && [ -d "builds/$id" ]; then
-    (cd "builds/$id" && find . -type f -printf '%P\t%s\t%T@\t%i\n') | awk -F'\t' -v known=".fleetdeploy/builds/$id.stat" '
+    (cd "builds/$id" && ` + fileIdentities + `) | awk -F'\t' -v known=".fleetdeploy/builds/$id.stat" '
       BEGIN { while ((getline l < known) > 0) k[l] = 1 }
       ($0 in k) { delete k[$0]; next }
       { d[$1] = 1 }

@@ -32,10 +32,7 @@ func (g *globals) status(ctx context.Context, envName string, verify bool) error
 	}
 	verified := map[string][]string{}
 	if verify {
-		var shared []string
-		for _, sp := range env.Shared {
-			shared = append(shared, sp.Path)
-		}
+		shared := plan.SharedArgs(env)
 		var mu sync.Mutex
 		var wg sync.WaitGroup
 		for _, t := range targets {

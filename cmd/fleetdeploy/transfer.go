@@ -21,10 +21,7 @@ import (
 // digest) and verified against their digest, so a corrupt one means a full
 // upload, never a wrong build.
 func (g *globals) payloads(ctx context.Context, f *fleet, env *inventory.Environment, targets []plan.Target, art *build.Artifact) (map[string]steps.Payload, error) {
-	var shared []string
-	for _, s := range env.Shared {
-		shared = append(shared, s.Path)
-	}
+	shared := plan.SharedArgs(env)
 	copyReused := len(env.Hooks.BeforeCutover)+len(env.Hooks.AfterCutover) > 0
 	manifests := map[string]*build.Manifest{}
 	out := map[string]steps.Payload{}
