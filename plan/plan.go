@@ -74,12 +74,8 @@ func Deploy(env *inventory.Environment, targets []Target, release string, b Buil
 		if s, ok := steps.Leftovers(l, st); ok {
 			p.Prepare.add(name, s)
 		}
-		p.Prepare.add(name,
-			steps.Upload(l, release, b.Payloads[name]),
-			steps.Publish(l, steps.Marker{Release: release, Checksum: b.Checksum, Previous: st.Latest, Created: now.UTC().Format(time.RFC3339), By: by}))
-		if s, ok := steps.LinkShared(l, release, env.Shared); ok {
-			p.Prepare.add(name, s)
-		}
+		marker := steps.Marker{Release: release, Checksum: b.Checksum, Previous: st.Latest, Created: now.UTC().Format(time.RFC3339), By: by}
+		p.Prepare.add(name, steps.Prepare(l, marker, b.Payloads[name], env.Shared))
 		hookEnv := steps.HookEnv(t.Host.Root, release, st.Latest)
 		for _, hk := range hooksFor(env.Hooks.BeforeCutover, i) {
 			p.Prepare.add(name, steps.Hook(l, "before_cutover", release, hk, hookEnv))

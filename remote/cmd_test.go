@@ -87,27 +87,38 @@ func TestRender(t *testing.T) {
 // The rendered command, run through two shells as it is on a host (the login
 // shell, then the kill-on-hangup wrapper), hands every argument over intact.
 func TestWireArgumentsArriveIntact(t *testing.T) {
-	args := []string{"a b", "it's", "$(echo x)", "`id`", "new\nline", `"q"`, "$HOME", ";"}
-	c := Cmd{Dir: "/", Env: []string{"V=$(no) 'x'"}, Args: append([]string{"sh", "-c", `printf '[%s]' "$V" "$@"`, "sh"}, args...)}
-	sh := exec.Command("sh", "-c", c.wire())
-	stdin, err := sh.StdinPipe() // held open, as an SSH channel is while the command runs
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stdin.Close()
-	out, err := sh.Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := "[$(no) 'x']"
-	for _, a := range args {
-		want += "[" + a + "]"
-	}
-	if string(out) != want {
-		t.Errorf("got  %q\nwant %q", out, want)
-	}
-	if !strings.Contains(c.wire(), "setsid") {
-		t.Error("a command without stdin must run under the kill-on-hangup wrapper")
+	args := []string{"a b", "it's", "$(echo x)", "`id`", "new\nline", `"q"`, "$HOME", ";", "-n", ""}
+	script := &Script{Name: "echo", Body: `printf '[%s]' "$V" "$@"`}
+	for name, c := range map[string]Cmd{
+		"dir and env": {Dir: "/", Env: []string{"V=$(no) 'x'"}, Args: append([]string{"sh", "-c", script.Body, "sh"}, args...)},
+		"script":      {Script: script, Args: args},
+		"argv":        {Args: append([]string{"printf", "[%s]", ""}, args...)},
+	} {
+		t.Run(name, func(t *testing.T) {
+			sh := exec.Command("sh", "-c", c.wire())
+			stdin, err := sh.StdinPipe() // held open, as an SSH channel is while the command runs
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer stdin.Close()
+			out, err := sh.Output()
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := "[]"
+			if c.Env != nil {
+				want = "[$(no) 'x']"
+			}
+			for _, a := range args {
+				want += "[" + a + "]"
+			}
+			if string(out) != want {
+				t.Errorf("got  %q\nwant %q", out, want)
+			}
+			if !strings.Contains(c.wire(), "setsid") {
+				t.Error("a command without stdin must run under the kill-on-hangup wrapper")
+			}
+		})
 	}
 }
 

@@ -20,6 +20,9 @@ type Host interface {
 	ReadFile(ctx context.Context, path string) ([]byte, error)
 	// WriteFile replaces path atomically: a fresh temporary file, then a rename.
 	WriteFile(ctx context.Context, path string, data []byte, perm fs.FileMode) error
+	// AppendFile appends data to path, creating it when absent. Concurrent
+	// appenders are not expected (callers hold the host's deploy lock).
+	AppendFile(ctx context.Context, path string, data []byte) error
 	// Symlink creates path pointing to target; it fails if path exists.
 	Symlink(ctx context.Context, target, path string) error
 	// Readlink returns a symlink's target.

@@ -444,6 +444,26 @@ func (c *Client) WriteFile(ctx context.Context, p string, data []byte, perm fs.F
 	})
 }
 
+// AppendFile appends data to path, creating it (0644) when absent. The write
+// goes at the file's current size, with O_APPEND too: OpenSSH's sftp-server
+// honours O_APPEND, other servers (pkg/sftp's) use the offset.
+func (c *Client) AppendFile(ctx context.Context, p string, data []byte) error {
+	return c.sftpCall(ctx, func() error {
+		f, err := c.sftp.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_APPEND)
+		if err != nil {
+			return err
+		}
+		fi, err := f.Stat()
+		if err == nil {
+			_, err = f.WriteAt(data, fi.Size())
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	})
+}
+
 // Symlink creates path -> target. (pkg/sftp's client swaps the arguments for
 // OpenSSH's reversed SSH_FXP_SYMLINK, so this reads as os.Symlink does.)
 func (c *Client) Symlink(ctx context.Context, target, p string) error {

@@ -5,46 +5,47 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 
 	"github.com/fleetdeploy/fleetdeploy/inventory"
 	"github.com/fleetdeploy/fleetdeploy/remote"
 )
 
+// lockScript takes the lock, then reads the root's state (as inspect's quick
+// mode) in the same session, so the plan can be checked against it.
 var lockScript = &remote.Script{Name: "lock", Body: `set -e
 mkdir -p -- "$1/.fleetdeploy"
 if ! ln -s -- "$2" "$1/.fleetdeploy/lock" 2>/dev/null; then
   if [ -L "$1/.fleetdeploy/lock" ]; then printf '%s' "$(readlink "$1/.fleetdeploy/lock")"; exit 75; fi
   ln -s -- "$2" "$1/.fleetdeploy/lock"
-fi`}
+fi
+set +e
+set -- "$1" quick
+` + inspectBody}
 
 // Lock takes the host's deploy lock atomically (symlink(2) fails when the
 // lock exists), then checks that nothing changed since the state the plan was
 // made from was read.
 func Lock(l Layout, holder string, fingerprint string) Step {
 	c := remote.Cmd{Script: lockScript, Args: []string{l.Root, holder}}
-	lock := Op{Desc: c.String(), Run: func(ctx context.Context, h remote.Host, _ io.Writer) error {
-		who, err := h.Run(ctx, c)
+	lock := Op{Desc: c.String() + " (then reads the state again)", Run: func(ctx context.Context, h remote.Host, _ io.Writer) error {
+		out, err := h.Run(ctx, c)
 		var ee *remote.ExitError
 		if errors.As(err, &ee) && ee.Status == 75 {
-			return &LockedError{Holder: string(who)}
+			return &LockedError{Holder: string(out)}
 		}
-		return err
-	}}
-	quick := quickInspectCmd(l.Root)
-	verify := Op{Desc: quick.String(), Run: func(ctx context.Context, h remote.Host, _ io.Writer) error {
-		st, err := inspect(ctx, h, quick)
 		if err != nil {
 			return err
 		}
-		if st.Fingerprint() != fingerprint {
+		if parseState(out).Fingerprint() != fingerprint {
 			return errors.New("the host changed between planning and locking (another deploy just ran?): run again")
 		}
 		return nil
 	}}
 	return Step{
 		Name: "locking",
-		Ops:  []Op{lock, verify},
+		Ops:  []Op{lock},
 		Undo: Unlock(l, holder).Ops,
 	}
 }
@@ -88,7 +89,7 @@ func Leftovers(l Layout, st *State) (Step, bool) {
 			paths = append(paths, l.Pending(p)) // only the stale mark
 			continue
 		}
-		paths = append(paths, l.Build(p), l.Marker(p), l.Pending(p))
+		paths = append(paths, l.Build(p), l.Marker(p), l.Marker(p)+".manifest", l.Marker(p)+".stat", l.Pending(p))
 	}
 	if len(paths) == 0 {
 		return Step{}, false
@@ -99,36 +100,88 @@ func Leftovers(l Layout, st *State) (Step, bool) {
 	}}, true
 }
 
-var unpackScript = &remote.Script{Name: "unpack", Body: `set -e
-root=$1; id=$2; from=$3; how=$4; z=$5; want=$6; shift 6
-st="$root/.fleetdeploy/staging/$id"
-mkdir -p -- "$root/builds" "$root/shared" "$st"
+// prepareScript makes a build complete beside the live one, in one session:
+//   - unpack the payload into a staging folder and check the files sent against
+//     their checksums (b2sum);
+//   - for a delta, rebuild the manifest from the old one, check it against the
+//     build's digest, and make the unchanged files from the live build (hard
+//     links, or copies when a hook could rewrite them in place);
+//   - publish: write the marker, mark the build as never live, move it to builds/;
+//   - replace shared paths by relative links into shared/;
+//   - record every file's size, mtime and inode, so that a later deploy notices
+//     files changed by hand.
+//
+// The never-live mark is made first and holds a token of this run: the step's
+// undo removes the build only when the mark holds that token, so it can never
+// remove a build this run did not make.
+// It starts few processes (see remote's killOnHangup).
+//
+// Parameters: root id from how z want marker token n shared-spec*n skip-path*
+var prepareScript = &remote.Script{Name: "prepare", Body: `set -e
+root=$1; id=$2; from=$3; how=$4; z=$5; want=$6; marker=$7; token=$8; n=$9; shift 9
+st="$root/.fleetdeploy/staging/$id"; b="$root/builds/$id"; m="$root/.fleetdeploy/builds/$id"
+phase=unpacking
+trap 'rc=$?; if [ "$rc" != 0 ]; then echo "(failed while $phase)" >&2; fi' EXIT
+mkdir -p -- "$root/builds" "$root/shared" "$root/.fleetdeploy/pending" "$root/.fleetdeploy/builds" "$st"
+if [ -e "$b" ] || [ -L "$b" ] || [ -e "$root/.fleetdeploy/pending/$id" ]; then echo "builds/$id exists already" >&2; exit 17; fi
+printf '%s\n' "$token" > "$root/.fleetdeploy/pending/$id"
 if [ "$z" = gzip ]; then gzip -dc | tar -xpf - --no-same-owner -C "$st"; else tar -xpf - --no-same-owner -C "$st"; fi
 cd -- "$st"
+phase="checking the files sent"
 if [ -s .fleetdeploy-upload.b2sum ] && ! b2sum -l 256 -c --quiet --strict .fleetdeploy-upload.b2sum >&2; then
   echo "uploaded files do not match their checksums: the upload is corrupt" >&2; exit 1
 fi
-rm -f .fleetdeploy-upload.b2sum
 if [ -z "$from" ]; then
-  mv -f .fleetdeploy-manifest "$st.manifest"
+  mv -f -- .fleetdeploy-manifest "$m.manifest"
+  rm -f -- .fleetdeploy-upload.b2sum
+  got=$(sha256sum < "$m.manifest")
+  if [ "sha256:${got%% *}" != "$want" ]; then echo "the manifest received does not match the build's (sha256:${got%% *}, want $want)" >&2; exit 1; fi
 else
-  tab=$(printf '\t')
-  printf '%s\n' "$@" > "$st.skip"
-  awk -F'\t' -v skip="$st.skip" 'BEGIN { while ((getline l < skip) > 0) s[l] = 1 }
-    $1 == "f" && !($5 in s)' "$root/.fleetdeploy/builds/$from.manifest" > "$st.keep"
-  LC_ALL=C sort -t "$tab" -k5,5 "$st.keep" .fleetdeploy-manifest.delta > "$st.manifest"
-  rm -f .fleetdeploy-manifest.delta
-  got="sha256:$(sha256sum < "$st.manifest" | cut -d' ' -f1)"
-  if [ "$got" != "$want" ]; then echo "the build assembled here does not match the build's manifest ($got, want $want)" >&2; exit 1; fi
-  cut -f5 "$st.keep" > "$st.reuse"
+  phase="reusing unchanged files of builds/$from"
+  i=0; : > "$st.skip"
+  for a in "$@"; do i=$((i + 1)); if [ "$i" -gt "$n" ]; then printf '%s\n' "$a" >> "$st.skip"; fi; done
+  awk -F'\t' -v skip="$st.skip" -v reuse="$st.reuse" 'BEGIN { while ((getline l < skip) > 0) s[l] = 1 }
+    $1 == "f" && !($5 in s) { print; print $5 > reuse }' "$root/.fleetdeploy/builds/$from.manifest" > "$st.keep"
+  LC_ALL=C sort -t '	' -k5,5 -o "$m.manifest" -- "$st.keep" .fleetdeploy-manifest.delta
+  got=$(sha256sum < "$m.manifest")
+  if [ "sha256:${got%% *}" != "$want" ]; then echo "the build assembled here does not match the build's manifest (sha256:${got%% *}, want $want)" >&2; exit 1; fi
+  rm -f -- .fleetdeploy-upload.b2sum .fleetdeploy-manifest.delta "$st.skip" "$st.keep"
   cd -- "$root/builds/$from"
   if [ "$how" = link ]; then
     xargs -d '\n' -r cp -l --parents -t "$st" -- < "$st.reuse"
   else
     xargs -d '\n' -r cp -p --reflink=auto --parents -t "$st" -- < "$st.reuse"
   fi
-  rm -f -- "$st.skip" "$st.keep" "$st.reuse"
-fi`}
+fi
+phase=publishing
+printf '%s' "$marker" > "$m"
+mv -- "$st" "$b"
+phase="linking shared paths"
+i=0
+for spec in "$@"; do
+  i=$((i + 1)); if [ "$i" -gt "$n" ]; then break; fi
+  kind=${spec%%:*}; p=${spec#*:}
+  s="$root/shared/$p"
+  up=../..; rest=$p
+  while :; do case $rest in */*) up="$up/.."; rest=${rest#*/};; *) break;; esac; done
+  if [ "$kind" = d ]; then
+    if [ ! -e "$s" ] && [ ! -L "$s" ]; then
+      mkdir -p -- "${s%/*}"
+      if [ -d "$b/$p" ] && [ ! -L "$b/$p" ]; then mv -- "$b/$p" "$s"; else mkdir -p -- "$s"; fi
+    fi
+  elif [ ! -e "$s" ]; then
+    echo "shared file $p is missing: create $s on this host (a shared file is never taken from the build)" >&2
+    exit 3
+  fi
+  t="$b/$p"
+  rm -rf -- "$t"
+  mkdir -p -- "${t%/*}"
+  ln -s -- "$up/shared/$p" "$t"
+done
+phase="recording file identities"
+cd -- "$b"
+` + fileIdentities + ` > "$m.stat"
+rm -f -- "$st.reuse"`}
 
 // Payload is what a host receives of a build.
 type Payload struct {
@@ -158,9 +211,11 @@ func (p Payload) describe() string {
 	return fmt.Sprintf("< payload (%d changed files; the rest reused from %s as %s)", p.Sent, p.From, how)
 }
 
-// Upload streams the payload into a fresh staging folder, verifies the files
-// sent against their checksums, and makes the unchanged files from the live build.
-func Upload(l Layout, id string, p Payload) Step {
+// Prepare makes the build complete on the host, beside the live one and
+// without touching it (see prepareScript): upload, check, reuse of unchanged
+// files, publishing as builds/<ID> marked never live, shared links, and the
+// record of file identities. Its undo removes all of it.
+func Prepare(l Layout, m Marker, p Payload, shared []inventory.SharedPath) Step {
 	how := "link"
 	if p.Copy {
 		how = "copy"
@@ -169,10 +224,22 @@ func Upload(l Layout, id string, p Payload) Step {
 	if p.Gzip {
 		z = "gzip"
 	}
-	c := remote.Cmd{Script: unpackScript, Args: append([]string{l.Root, id, p.From, how, z, p.Checksum}, p.Skip...)}
-	display := remote.Cmd{Script: unpackScript, Args: []string{l.Root, id}}
+	id := m.Release
+	token := m.token()
+	args := []string{l.Root, id, p.From, how, z, p.Checksum, m.text(), token, strconv.Itoa(len(shared))}
+	for _, s := range shared {
+		kind := "f"
+		if s.Dir {
+			kind = "d"
+		}
+		args = append(args, kind+":"+s.Path)
+	}
+	// Shown without what depends on the payload (unknown to a dry run, and
+	// described by it) nor the skip list.
+	display := remote.Cmd{Script: prepareScript, Args: append([]string{l.Root, id, m.text()}, args[9:]...)}
+	c := remote.Cmd{Script: prepareScript, Args: append(args, p.Skip...)}
 	return Step{
-		Name: "uploading build",
+		Name: "making build " + id,
 		Ops: []Op{{
 			Desc: display.String() + " " + p.describe(),
 			Run: func(ctx context.Context, h remote.Host, _ io.Writer) error {
@@ -189,73 +256,19 @@ func Upload(l Layout, id string, p Payload) Step {
 				_, err = h.Run(ctx, c)
 				return err
 			}}},
-		Undo: []Op{Exec(remote.Cmd{Args: []string{"rm", "-rf", "--", l.Staging(id), l.Staging(id) + ".manifest", l.Staging(id) + ".skip", l.Staging(id) + ".keep", l.Staging(id) + ".reuse"}})},
+		Undo: []Op{Exec(remote.Cmd{Script: unprepareScript, Args: []string{l.Root, id, token}})},
 	}
 }
 
-var publishScript = &remote.Script{Name: "publish", Body: `set -e
-cd -- "$1"
-if [ -e "builds/$2" ] || [ -L "builds/$2" ]; then echo "builds/$2 exists already" >&2; exit 17; fi
-mkdir -p builds .fleetdeploy/pending .fleetdeploy/builds
-: > ".fleetdeploy/pending/$2"
-printf '%s' "$3" > ".fleetdeploy/builds/$2"
-mv -f -- ".fleetdeploy/staging/$2.manifest" ".fleetdeploy/builds/$2.manifest"
-mv -- ".fleetdeploy/staging/$2" "builds/$2"`}
-
-// Publish moves the unpacked build to builds/<ID>, marked as never live yet,
-// and writes its marker.
-func Publish(l Layout, m Marker) Step {
-	return Step{
-		Name: "publishing build " + m.Release,
-		Ops:  []Op{Exec(remote.Cmd{Script: publishScript, Args: []string{l.Root, m.Release, m.text()}})},
-		Undo: []Op{Exec(remote.Cmd{Args: []string{"rm", "-rf", "--", l.Build(m.Release), l.Marker(m.Release), l.Marker(m.Release) + ".manifest", l.Marker(m.Release) + ".stat", l.Pending(m.Release)}})},
-	}
-}
-
-var linkSharedScript = &remote.Script{Name: "link-shared", Body: `set -e
-root=$1; id=$2; shift 2
-b="$root/builds/$id"
-for spec in "$@"; do
-  kind=${spec%%:*}; p=${spec#*:}
-  s="$root/shared/$p"
-  up=../..; rest=$p
-  while :; do case $rest in */*) up="$up/.."; rest=${rest#*/};; *) break;; esac; done
-  if [ "$kind" = d ]; then
-    if [ ! -e "$s" ] && [ ! -L "$s" ]; then
-      mkdir -p -- "$(dirname -- "$s")"
-      if [ -d "$b/$p" ] && [ ! -L "$b/$p" ]; then mv -- "$b/$p" "$s"; else mkdir -p -- "$s"; fi
-    fi
-  elif [ ! -e "$s" ]; then
-    echo "shared file $p is missing: create $s on this host (a shared file is never taken from the build)" >&2
-    exit 3
-  fi
-  rm -rf -- "$b/$p"
-  mkdir -p -- "$(dirname -- "$b/$p")"
-  ln -s -- "$up/shared/$p" "$b/$p"
-done
-mkdir -p -- "$root/.fleetdeploy/builds"
-cd -- "$b"
-` + fileIdentities + ` > "$root/.fleetdeploy/builds/$id.stat"`}
-
-// LinkShared replaces each shared path in the build by a relative symlink into
-// shared/. A missing shared directory is created (seeded once from the build's
-// copy); a missing shared file is an error. It then records each file's size,
-// mtime and inode, so a later deploy notices files changed on the host.
-func LinkShared(l Layout, id string, shared []inventory.SharedPath) (Step, bool) {
-	name := "linking shared paths"
-	if len(shared) == 0 {
-		name = "recording file identities"
-	}
-	args := []string{l.Root, id}
-	for _, s := range shared {
-		kind := "f"
-		if s.Dir {
-			kind = "d"
-		}
-		args = append(args, kind+":"+s.Path)
-	}
-	return Step{Name: name, Ops: []Op{Exec(remote.Cmd{Script: linkSharedScript, Args: args})}}, true
-}
+// unprepareScript undoes prepareScript, however far it got, and only what
+// this run made (the never-live mark holds its token).
+var unprepareScript = &remote.Script{Name: "unprepare", Body: `cd -- "$1" || exit 0
+rm -rf -- ".fleetdeploy/staging/$2" ".fleetdeploy/staging/$2.skip" ".fleetdeploy/staging/$2.keep" ".fleetdeploy/staging/$2.reuse"
+tok=
+if [ -f ".fleetdeploy/pending/$2" ]; then IFS= read -r tok < ".fleetdeploy/pending/$2" || :; fi
+if [ -n "$tok" ] && [ "$tok" = "$3" ]; then
+  rm -rf -- "builds/$2" ".fleetdeploy/builds/$2" ".fleetdeploy/builds/$2.manifest" ".fleetdeploy/builds/$2.stat" ".fleetdeploy/pending/$2"
+fi`}
 
 // HookEnv is what a hook learns from its environment.
 func HookEnv(root, release, previous string) []string {
@@ -311,16 +324,19 @@ func Swap(l Layout, hadCurrent bool) Step {
 	return Step{Name: "switching latest", Ops: []Op{Rename(l.Next(), l.Latest())}, Undo: undo}
 }
 
-var recordScript = &remote.Script{Name: "record", Body: `set -e
-cd -- "$1"
-printf '%s\n' "$3" >> .fleetdeploy/history
-rm -f -- ".fleetdeploy/pending/$2" .fleetdeploy/back .fleetdeploy/next`}
-
 // Record appends the switch to the host's live history and clears the
-// never-live mark.
+// never-live mark and the staged links, through SFTP: no process starts on the
+// host.
 func Record(l Layout, e HistoryEntry) Step {
+	line := e.line() + "\n"
 	return Step{Name: "recording live history", Ops: []Op{
-		Exec(remote.Cmd{Script: recordScript, Args: []string{l.Root, e.Release, e.line()}}),
+		{Desc: fmt.Sprintf("sftp append %s %s", remote.Quote(l.History()), remote.Quote(strings.TrimSuffix(line, "\n"))),
+			Run: func(ctx context.Context, h remote.Host, _ io.Writer) error {
+				return h.AppendFile(ctx, l.History(), []byte(line))
+			}},
+		RemoveIfExists(l.Pending(e.Release)),
+		RemoveIfExists(l.Back()),
+		RemoveIfExists(l.Next()),
 	}}
 }
 
@@ -341,7 +357,7 @@ grep -H '' /proc/[0-9]*/maps 2>/dev/null | awk '
   function hex(s,   i, c, v) { v = 0; s = tolower(s); for (i = 1; i <= length(s); i++) { c = index("0123456789abcdef", substr(s, i, 1)) - 1; v = v * 16 + c }; return v }
   { split($1, a, ":"); if ($5 == 0) next; split($4, d, ":"); printf "%s\t%d:%s\n", a[1], hex(d[1]) * 256 + hex(d[2]), $5 }' >> "$procs"
 visible=0; total=0
-for p in /proc/[0-9]*; do total=$((total + 1)); if [ -r "$p/maps" ] && ls "$p/fd" >/dev/null 2>&1; then visible=$((visible + 1)); fi; done
+for p in /proc/[0-9]*; do total=$((total + 1)); if [ -r "$p/maps" ] && [ -r "$p/fd" ]; then visible=$((visible + 1)); fi; done
 for id in "$@"; do
   b="builds/$id"
   [ -d "$b" ] || continue

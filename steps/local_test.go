@@ -35,6 +35,17 @@ func (l *localHost) ReadFile(_ context.Context, p string) ([]byte, error) { retu
 func (l *localHost) WriteFile(_ context.Context, p string, d []byte, m fs.FileMode) error {
 	return os.WriteFile(p, d, m)
 }
+func (l *localHost) AppendFile(_ context.Context, p string, d []byte) error {
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(d)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
 func (l *localHost) Symlink(_ context.Context, target, p string) error    { return os.Symlink(target, p) }
 func (l *localHost) Readlink(_ context.Context, p string) (string, error) { return os.Readlink(p) }
 func (l *localHost) Rename(_ context.Context, a, b string) error          { return os.Rename(a, b) }

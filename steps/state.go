@@ -58,6 +58,9 @@ func (m Marker) text() string {
 		m.Release, m.Checksum, m.Previous, m.Created, sanitize(m.By))
 }
 
+// token names the run that made the build, on one line.
+func (m Marker) token() string { return sanitize(m.Created + " " + m.By + " " + m.Release) }
+
 func sanitize(s string) string {
 	return strings.Map(func(r rune) rune {
 		if r < ' ' || r == 0x7f {
@@ -85,11 +88,14 @@ func (s *State) Fingerprint() string {
 	return fmt.Sprintf("%s|%v|%v|%v|%d", s.LatestLink, s.Builds, s.Staging, s.Pending, len(s.History))
 }
 
-var inspectScript = &remote.Script{Name: "inspect", Body: `r=$1; mode=$2; shift 2
+// inspectBody reads a root's state; it starts few processes (see remote's
+// killOnHangup for why): one awk prints both the history's tail and the marker.
+const inspectBody = `r=$1; mode=$2; shift 2
 if [ ! -d "$r" ]; then echo "root	missing"; exit 0; fi
 cd -- "$r" || exit 1
 echo "root	ok"
-if [ -L latest ]; then printf 'latest	link	%s\n' "$(readlink latest)"
+t=
+if [ -L latest ]; then t=$(readlink latest); printf 'latest	link	%s\n' "$t"
 elif [ -d latest ]; then echo "latest	dir"
 elif [ -e latest ]; then echo "latest	other"
 else echo "latest	none"; fi
@@ -97,11 +103,18 @@ for d in builds/* .fleetdeploy/staging/* .fleetdeploy/pending/*; do
   if [ -e "$d" ] || [ -L "$d" ]; then printf 'entry	%s\n' "$d"; fi
 done
 if [ -L .fleetdeploy/lock ]; then printf 'lock	%s\n' "$(readlink .fleetdeploy/lock)"; fi
-if [ -f .fleetdeploy/history ]; then tail -n 2000 .fleetdeploy/history | sed 's/^/history	/'; fi
-t=$(readlink latest 2>/dev/null); id=${t#builds/}
-if [ -n "$id" ] && [ -f ".fleetdeploy/builds/$id" ]; then sed 's/^/marker	/' ".fleetdeploy/builds/$id"; fi
+id=${t#builds/}
+h=; m=
+if [ -f .fleetdeploy/history ]; then h=.fleetdeploy/history; fi
+if [ -n "$id" ] && [ -f ".fleetdeploy/builds/$id" ]; then m=".fleetdeploy/builds/$id"; fi
+if [ -n "$h$m" ]; then
+  M=$m awk '{ l[++n] = $0 }
+    END { for (i = (n > 2000 ? n - 1999 : 1); i <= n; i++) print "history\t" l[i]
+      if (ENVIRON["M"] != "") while ((getline x < ENVIRON["M"]) > 0) print "marker\t" x }' "${h:-/dev/null}"
+fi
 if [ "$mode" = full ] && [ -n "$id" ] && [ -f ".fleetdeploy/builds/$id.manifest" ]; then
-  printf 'manifest	sha256:%s\n' "$(sha256sum < ".fleetdeploy/builds/$id.manifest" | cut -d' ' -f1)"
+  sum=$(sha256sum < ".fleetdeploy/builds/$id.manifest")
+  printf 'manifest	sha256:%s\n' "${sum%% *}"
   if [ -f ".fleetdeploy/builds/$id.stat" ] && [ -d "builds/$id" ]; then
     (cd "builds/$id" && ` + fileIdentities + `) | awk -F'\t' -v known=".fleetdeploy/builds/$id.stat" '
       BEGIN { while ((getline l < known) > 0) k[l] = 1 }
@@ -113,17 +126,13 @@ fi
 for s in "$@"; do
   if [ ! -e "shared/$s" ] && [ ! -L "shared/$s" ]; then printf 'noshared	%s\n' "$s"; fi
 done
-exit 0`}
+exit 0`
+
+var inspectScript = &remote.Script{Name: "inspect", Body: inspectBody}
 
 // InspectCmd is the read-only command that reports a root's state.
 func InspectCmd(root string, shared []string) remote.Cmd {
 	return remote.Cmd{Script: inspectScript, Args: append([]string{root, "full"}, shared...)}
-}
-
-// quickInspectCmd reads only what a concurrent deploy would change (see
-// Fingerprint): not the live build's files.
-func quickInspectCmd(root string) remote.Cmd {
-	return remote.Cmd{Script: inspectScript, Args: []string{root, "quick"}}
 }
 
 // Inspect reads a host's state. It writes nothing.

@@ -1,8 +1,14 @@
 package steps
 
 import (
+	"archive/tar"
+	"bytes"
+	"crypto/sha256"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -10,21 +16,52 @@ import (
 	"github.com/fleetdeploy/fleetdeploy/inventory"
 )
 
-func TestLinkShared(t *testing.T) {
+// fullPayload is a payload carrying every file, as the build makes it for a
+// host without a usable previous build: the files, then the manifest.
+func fullPayload(t *testing.T, files map[string]string) Payload {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	names := make([]string, 0, len(files))
+	for n := range files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	var manifest strings.Builder
+	for _, n := range names {
+		if err := tw.WriteHeader(&tar.Header{Name: n, Mode: 0o644, Size: int64(len(files[n])), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write([]byte(files[n]))
+		fmt.Fprintf(&manifest, "f\t0644\t%d\t%x\t%s\n", len(files[n]), sha256.Sum256([]byte(files[n])), n)
+	}
+	tw.WriteHeader(&tar.Header{Name: ".fleetdeploy-manifest", Mode: 0o600, Size: int64(manifest.Len()), Typeflag: tar.TypeReg})
+	tw.Write([]byte(manifest.String()))
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data := buf.Bytes()
+	return Payload{
+		Open:     func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil },
+		Checksum: fmt.Sprintf("sha256:%x", sha256.Sum256([]byte(manifest.String()))),
+		Sent:     len(files),
+	}
+}
+
+func marker(id string) Marker {
+	return Marker{Release: id, Checksum: "sha256:ab", Created: "now", By: "me\nwith newline"}
+}
+
+func TestPrepareLinksShared(t *testing.T) {
 	root := filepath.Join(t.TempDir(), "root with 'quote'")
 	l := Layout{Root: root}
 	id := "20261125-101500"
 	b := l.Build(id)
-	write(t, filepath.Join(b, "storage", "sessions", "seed"), "from build")
-	write(t, filepath.Join(b, ".env"), "LAPTOP SECRET")
 	write(t, filepath.Join(l.Shared(), ".env"), "HOST SECRET")
 	shared := []inventory.SharedPath{{Path: "storage/sessions", Dir: true}, {Path: ".env"}, {Path: "public/uploads", Dir: true}}
-	s, ok := LinkShared(l, id, shared)
-	if !ok {
-		t.Fatal("no step")
-	}
 	h := &localHost{}
-	if err := run(t, h, s); err != nil {
+	p := fullPayload(t, map[string]string{"storage/sessions/seed": "from build", ".env": "LAPTOP SECRET", "index.php": "x"})
+	if err := run(t, h, Prepare(l, marker(id), p, shared)); err != nil {
 		t.Fatal(err)
 	}
 	for link, want := range map[string]string{
@@ -46,12 +83,18 @@ func TestLinkShared(t *testing.T) {
 	if data, _ := os.ReadFile(filepath.Join(b, ".env")); string(data) != "HOST SECRET" {
 		t.Errorf("the build's .env does not reach the host's: %q", data)
 	}
+	if data, _ := os.ReadFile(l.Marker(id) + ".stat"); !strings.Contains(string(data), "index.php\t1\t") {
+		t.Errorf("file identities not recorded: %q", data)
+	}
+	entries, _ := os.ReadDir(filepath.Join(l.Meta(), "staging"))
+	if len(entries) != 0 {
+		t.Errorf("staging leftovers: %v", entries)
+	}
 
 	// A second build: the shared directory exists, so it is not seeded again.
 	id2 := "20261125-101501"
-	write(t, filepath.Join(l.Build(id2), "storage", "sessions", "other"), "new seed")
-	s2, _ := LinkShared(l, id2, shared)
-	if err := run(t, h, s2); err != nil {
+	p2 := fullPayload(t, map[string]string{"storage/sessions/other": "new seed", "index.php": "y"})
+	if err := run(t, h, Prepare(l, marker(id2), p2, shared)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(filepath.Join(l.Shared(), "storage", "sessions", "other")); err == nil {
@@ -59,32 +102,64 @@ func TestLinkShared(t *testing.T) {
 	}
 }
 
-func TestLinkSharedMissingFileFails(t *testing.T) {
+// A failure anywhere in the prepare step is undone completely, and the undo
+// of a run never removes a build it did not make.
+func TestPrepareFailuresAreUndone(t *testing.T) {
 	l := Layout{Root: t.TempDir()}
+	h := &localHost{}
 	id := "20261125-101500"
-	write(t, filepath.Join(l.Build(id), ".env"), "LAPTOP SECRET")
-	s, _ := LinkShared(l, id, []inventory.SharedPath{{Path: ".env"}})
-	err := run(t, &localHost{}, s)
-	if err == nil || !strings.Contains(err.Error(), "shared file .env is missing") {
+	p := fullPayload(t, map[string]string{".env": "LAPTOP SECRET", "index.php": "x"})
+	s := Prepare(l, marker(id), p, []inventory.SharedPath{{Path: ".env"}})
+	err := run(t, h, s)
+	if err == nil || !strings.Contains(err.Error(), "shared file .env is missing") || !strings.Contains(err.Error(), "while linking shared paths") {
 		t.Fatalf("got %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(l.Shared(), ".env")); err == nil {
 		t.Error("the build's .env was shipped into shared/")
 	}
+	if err := RunOps(t.Context(), h, s.Undo, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range []string{l.Builds(), filepath.Join(l.Meta(), "builds"), filepath.Join(l.Meta(), "pending"), filepath.Join(l.Meta(), "staging")} {
+		if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+			t.Errorf("%s after undo: %v", dir, entries)
+		}
+	}
+
+	// A corrupt manifest (not the build's digest) is refused.
+	bad := p
+	bad.Checksum = "sha256:00"
+	s = Prepare(l, marker(id), bad, nil)
+	if err := run(t, h, s); err == nil || !strings.Contains(err.Error(), "does not match") {
+		t.Fatalf("got %v", err)
+	}
+	RunOps(t.Context(), h, s.Undo, nil, nil)
+
+	// Another run's build of the same ID is refused, and this run's undo keeps it.
+	if err := run(t, h, Prepare(l, marker(id), p, nil)); err != nil {
+		t.Fatal(err)
+	}
+	other := marker(id)
+	other.By = "someone else"
+	s = Prepare(l, other, p, nil)
+	if err := run(t, h, s); err == nil || !strings.Contains(err.Error(), "exists already") {
+		t.Fatalf("preparing over an existing build: %v", err)
+	}
+	if err := RunOps(t.Context(), h, s.Undo, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if data, err := os.ReadFile(filepath.Join(l.Build(id), "index.php")); err != nil || string(data) != "x" {
+		t.Errorf("the undo of a refused run removed another run's build: %q %v", data, err)
+	}
 }
 
-func TestPublishRecordAndInspect(t *testing.T) {
+func TestPrepareRecordAndInspect(t *testing.T) {
 	l := Layout{Root: t.TempDir()}
 	h := &localHost{}
 	id := "20261125-101500"
-	write(t, filepath.Join(l.Staging(id), "index.php"), "x")
-	write(t, l.Staging(id)+".manifest", "f\t0644\t1\t"+strings.Repeat("0", 64)+"\tindex.php\n")
-	m := Marker{Release: id, Checksum: "sha256:ab", Previous: "", Created: "now", By: "me\nwith newline"}
-	if err := run(t, h, Publish(l, m)); err != nil {
+	p := fullPayload(t, map[string]string{"index.php": "x"})
+	if err := run(t, h, Prepare(l, marker(id), p, nil)); err != nil {
 		t.Fatal(err)
-	}
-	if err := run(t, h, Publish(l, m)); err == nil {
-		t.Error("publishing over an existing build succeeded")
 	}
 	st, err := Inspect(t.Context(), h, l.Root, []string{".env"})
 	if err != nil {
@@ -112,6 +187,17 @@ func TestPublishRecordAndInspect(t *testing.T) {
 	}
 	if !st.WentLive(id) || st.History[0].By != "me and" {
 		t.Errorf("history: %+v", st.History)
+	}
+	if st.Manifest != p.Checksum || len(st.Dirty) != 0 {
+		t.Errorf("manifest %q (want %q), dirty %v", st.Manifest, p.Checksum, st.Dirty)
+	}
+	// A second record appends.
+	e.Action = "rollback"
+	if err := run(t, h, Record(l, e)); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ = Inspect(t.Context(), h, l.Root, nil); len(st.History) != 2 || st.History[1].Action != "rollback" {
+		t.Errorf("history after a second record: %+v", st.History)
 	}
 }
 
@@ -164,7 +250,7 @@ func TestLeftoversNeverTouchTheLiveBuild(t *testing.T) {
 		t.Fatal("no step")
 	}
 	got := s.Ops[0].Desc
-	want := `'rm' '-rf' '--' '/r/.fleetdeploy/staging/20261125-101502' '/r/builds/20261125-101501' '/r/.fleetdeploy/builds/20261125-101501' '/r/.fleetdeploy/pending/20261125-101501' '/r/.fleetdeploy/next' '/r/.fleetdeploy/back'`
+	want := `'rm' '-rf' '--' '/r/.fleetdeploy/staging/20261125-101502' '/r/builds/20261125-101501' '/r/.fleetdeploy/builds/20261125-101501' '/r/.fleetdeploy/builds/20261125-101501.manifest' '/r/.fleetdeploy/builds/20261125-101501.stat' '/r/.fleetdeploy/pending/20261125-101501' '/r/.fleetdeploy/next' '/r/.fleetdeploy/back'`
 	if got != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
