@@ -1,10 +1,11 @@
-// Package build makes the deployable artifact once, on the local machine: a
-// scratch copy of the source, the user's build commands run in it, and a tar
-// stream of the result without the excluded paths, with a checksum of its content.
+// Package build makes the deployable artifact once, on the local machine: the
+// source folder, or a scratch copy of it where the user's build commands ran,
+// and the manifest of that tree without the excluded paths. Payloads, the tars
+// the hosts receive, are written from the tree itself, every file checked
+// against the manifest as it is copied.
 package build
 
 import (
-	"archive/tar"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -29,19 +30,27 @@ type Options struct {
 	Commands []string // run with `sh -c` in a scratch copy of Source, in order
 	Exclude  []string // relative paths (or path.Match patterns) left out
 	Output   io.Writer
-	TempDir  string // where the scratch copy and the archive go; "" for os.TempDir
+	TempDir  string // where the scratch copy and the payloads go; "" for os.TempDir
+	CacheDir string // keeps the hashes of Source's files between builds without commands; "" for none
 }
 
 // Artifact is a finished build on local disk.
 type Artifact struct {
-	Archive  string // path of the full tar, without metadata members
 	Checksum string // digest of the manifest: "sha256:<hex>"
 	Manifest *Manifest
 	Files    int // entries of every type
 	dir      string
+	tree     string   // what the build was made from: Source or its scratch copy
+	walk     []walked // every entry in walk order, the order of a payload's tar
 
 	mu       sync.Mutex
 	payloads map[string]*Payload
+}
+
+// walked is an entry with the mtime its tar header carries.
+type walked struct {
+	Entry
+	mtime time.Time // truncated to the second
 }
 
 // Remove deletes the artifact's temporary files.
@@ -60,7 +69,7 @@ func Make(ctx context.Context, o Options) (*Artifact, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Artifact{dir: dir, Archive: filepath.Join(dir, "build.tar")}
+	a := &Artifact{dir: dir}
 	ok := false
 	defer func() {
 		if !ok {
@@ -68,6 +77,7 @@ func Make(ctx context.Context, o Options) (*Artifact, error) {
 		}
 	}()
 	tree := o.Source
+	var cache *hashCache
 	if len(o.Commands) > 0 {
 		tree = filepath.Join(dir, "src")
 		if err := copyTree(o.Source, tree); err != nil {
@@ -78,10 +88,14 @@ func Make(ctx context.Context, o Options) (*Artifact, error) {
 				return nil, err
 			}
 		}
+	} else if o.CacheDir != "" {
+		// Not for a scratch copy: its files are new inodes every time.
+		cache = loadHashCache(o.CacheDir, o.Source)
 	}
-	if err := a.pack(tree, o.Exclude); err != nil {
+	if err := a.scan(tree, o.Exclude, cache); err != nil {
 		return nil, err
 	}
+	cache.save()
 	ok = true
 	return a, nil
 }
@@ -136,18 +150,12 @@ func excluded(rel string, exclude []string) bool {
 	return false
 }
 
-// pack writes the tree into a tar with owner-less entries, in sorted order, and
-// records its manifest. Symlinks that would point outside the build are refused:
-// they could make the host write outside its build folder.
-func (a *Artifact) pack(tree string, exclude []string) error {
-	f, err := os.OpenFile(a.Archive, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	tw := tar.NewWriter(f)
-	m := &Manifest{}
-	err = walkSorted(tree, func(rel string, info fs.FileInfo) error {
+// scan lists the tree in sorted order, hashing every file (unless the cache
+// knows it), and makes the manifest. Symlinks that would point outside the
+// build are refused: they could make the host write outside its build folder.
+func (a *Artifact) scan(tree string, exclude []string, cache *hashCache) error {
+	buf := make([]byte, copyBuf)
+	err := walkSorted(tree, func(rel string, info fs.FileInfo) error {
 		if excluded(rel, exclude) {
 			if info.IsDir() {
 				return filepath.SkipDir
@@ -161,12 +169,10 @@ func (a *Artifact) pack(tree string, exclude []string) error {
 			return fmt.Errorf("%s: this name is reserved by fleetdeploy", rel)
 		}
 		full := filepath.Join(tree, filepath.FromSlash(rel))
-		perm := uint32(info.Mode().Perm())
-		hdr := &tar.Header{Name: rel, ModTime: info.ModTime().Truncate(time.Second), Mode: int64(perm), Format: tar.FormatPAX}
-		e := Entry{Path: rel, Mode: perm}
+		e := Entry{Path: rel, Mode: uint32(info.Mode().Perm())}
 		switch {
 		case info.Mode().IsDir():
-			hdr.Typeflag, hdr.Name, e.Type = tar.TypeDir, rel+"/", 'd'
+			e.Type = 'd'
 		case info.Mode()&fs.ModeSymlink != 0:
 			target, err := os.Readlink(full)
 			if err != nil {
@@ -178,49 +184,93 @@ func (a *Artifact) pack(tree string, exclude []string) error {
 			if strings.ContainsAny(target, "\t\n\r") {
 				return fmt.Errorf("%q: symlink targets with tabs or newlines are not supported", rel)
 			}
-			hdr.Typeflag, hdr.Linkname, hdr.Mode = tar.TypeSymlink, target, 0o777
 			e.Type, e.Target, e.Mode = 'l', target, 0o777
 		case info.Mode().IsRegular():
-			hdr.Typeflag, hdr.Size, e.Type, e.Size = tar.TypeReg, info.Size(), 'f', info.Size()
-		default:
-			return fmt.Errorf("%s is not a regular file, directory or symlink", rel)
-		}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return err
-		}
-		if e.Type == 'f' {
-			src, err := os.Open(full)
-			if err != nil {
-				return err
+			e.Type, e.Size = 'f', info.Size()
+			if sum, ok := cache.lookup(rel, info); ok {
+				e.Sum = sum
+				break
 			}
-			h := sha256.New()
-			n, err := io.Copy(io.MultiWriter(tw, h), src)
-			src.Close()
+			sum, fi, n, err := hashFile(full, buf)
 			if err != nil {
 				return err
 			}
 			if n != info.Size() {
-				return fmt.Errorf("%s changed size while being packed", rel)
+				return fmt.Errorf("%s changed size while being hashed", rel)
 			}
-			e.Sum = hex.EncodeToString(h.Sum(nil))
+			e.Sum = sum
+			cache.store(rel, info, fi, sum)
+		default:
+			return fmt.Errorf("%s is not a regular file, directory or symlink", rel)
 		}
-		m.Entries = append(m.Entries, e)
+		a.walk = append(a.walk, walked{e, info.ModTime().Truncate(time.Second)})
 		return nil
 	})
 	if err != nil {
 		return fmt.Errorf("packing build: %w", err)
 	}
-	if err := tw.Close(); err != nil {
-		return err
+	// Sorted by path bytes (a payload keeps walk order): a host can rebuild
+	// the same bytes with `LC_ALL=C sort` from its old manifest and a delta.
+	m := &Manifest{Entries: make([]Entry, len(a.walk))}
+	for i, w := range a.walk {
+		m.Entries[i] = w.Entry
 	}
-	// Sorted by path bytes (the tar keeps walk order): a host can rebuild the
-	// same bytes with `LC_ALL=C sort` from its old manifest and a delta.
 	sort.Slice(m.Entries, func(i, j int) bool { return m.Entries[i].Path < m.Entries[j].Path })
+	a.tree = tree
 	a.Manifest = m
 	a.Files = len(m.Entries)
 	a.Checksum = m.Digest()
-	return f.Close()
+	return nil
 }
+
+// copyBuf is the size of the buffer files are read with.
+const copyBuf = 128 << 10
+
+// openFile opens a file of the tree to read it; tests count calls through it.
+// O_NOFOLLOW and O_NONBLOCK: a file replaced by a symlink or a FIFO since it
+// was listed fails below instead of being followed or blocking.
+var openFile = func(name string) (*os.File, error) {
+	return os.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0)
+}
+
+// errNotRegular: what openRegular found is no longer a regular file.
+var errNotRegular = errors.New("not a regular file")
+
+// openRegular opens a regular file of the tree and returns its fstat.
+func openRegular(name string) (*os.File, fs.FileInfo, error) {
+	f, err := openFile(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	fi, err := f.Stat()
+	if err == nil && !fi.Mode().IsRegular() {
+		err = errNotRegular
+	}
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, fi, nil
+}
+
+// hashFile returns the hex sha256 of a file, its fstat from before the read
+// and the bytes read.
+func hashFile(name string, buf []byte) (string, fs.FileInfo, int64, error) {
+	f, fi, err := openRegular(name)
+	if err != nil {
+		return "", nil, 0, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.CopyBuffer(h, struct{ io.Reader }{f}, buf) // no WriteTo: buf is used
+	if err != nil {
+		return "", nil, 0, err
+	}
+	return hex.EncodeToString(h.Sum(nil)), fi, n, nil
+}
+
+// clock is time.Now but in tests.
+var clock = time.Now
 
 // escapes reports whether a symlink at rel with this target resolves outside the tree.
 func escapes(rel, target string) bool {

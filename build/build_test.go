@@ -25,9 +25,14 @@ func mkfile(t *testing.T, root, rel, body string, mode os.FileMode) {
 	}
 }
 
+// entries lists the members of a full payload of a.
 func entries(t *testing.T, a *Artifact) map[string]*tar.Header {
 	t.Helper()
-	r, err := os.Open(a.Archive)
+	p, err := a.Payload(a.Manifest.Diff(nil, nil, nil, nil), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := p.Open()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,12 +5,15 @@ import (
 	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/crypto/blake2b"
@@ -32,7 +35,7 @@ type Payload struct {
 func (p *Payload) Open() (io.ReadCloser, error) { return os.Open(p.Path) }
 
 // Payload makes (once per distinct transfer) the tar a host with this
-// transfer plan receives.
+// transfer plan receives. It fails if a file to send changed since Make.
 func (a *Artifact) Payload(t Transfer, gz bool) (*Payload, error) {
 	key := fmt.Sprintf("%s|%v", transferKey(t), gz)
 	a.mu.Lock()
@@ -80,56 +83,56 @@ func transferKey(t Transfer) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-// writePayload copies from the full archive every directory and symlink and
-// the files to send, then appends the checksums and the manifest.
-func (a *Artifact) writePayload(p *Payload, t Transfer) error {
-	in, err := os.Open(a.Archive)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
+// writePayload writes every directory and symlink and the files to send,
+// in walk order, from the tree the build was made from, then the checksums
+// and the manifest. A partial payload is removed.
+func (a *Artifact) writePayload(p *Payload, t Transfer) (err error) {
 	out, err := os.OpenFile(p.Path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return err
 	}
-	defer out.Close()
+	defer func() {
+		out.Close()
+		if err != nil {
+			os.Remove(p.Path)
+		}
+	}()
 	var w io.Writer = out
 	var zw *gzip.Writer
 	if p.Gzip {
 		zw, _ = gzip.NewWriterLevel(out, gzip.BestSpeed)
 		w = zw
 	}
-	tr, tw := tar.NewReader(in), tar.NewWriter(w)
+	tw := tar.NewWriter(w)
+	buf := make([]byte, copyBuf)
 	var sums strings.Builder
-	for {
-		h, err := tr.Next()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		name := strings.TrimSuffix(h.Name, "/")
-		if h.Typeflag == tar.TypeReg && !t.Send[name] {
+	for _, e := range a.walk {
+		if e.Type == 'f' && !t.Send[e.Path] {
 			continue
+		}
+		h := &tar.Header{Name: e.Path, ModTime: e.mtime, Mode: int64(e.Mode), Format: tar.FormatPAX}
+		switch e.Type {
+		case 'd':
+			h.Typeflag, h.Name = tar.TypeDir, e.Path+"/"
+		case 'l':
+			h.Typeflag, h.Linkname = tar.TypeSymlink, e.Target
+		case 'f':
+			h.Typeflag, h.Size = tar.TypeReg, e.Size
 		}
 		if err := tw.WriteHeader(h); err != nil {
 			return err
 		}
-		if h.Typeflag == tar.TypeReg {
-			// The host checks what it received with b2sum: BLAKE2b is ~3x
-			// faster than sha256sum there, and every byte sent is hashed.
-			b2, _ := blake2b.New256(nil)
-			n, err := io.Copy(io.MultiWriter(tw, b2), tr)
+		if e.Type == 'f' {
+			b2, err := a.copyFile(tw, e.Entry, buf)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(&sums, "%x  %s\n", b2.Sum(nil), name)
+			fmt.Fprintf(&sums, "%x  %s\n", b2, e.Path)
 			p.Sent++
-			p.SentBytes += n
+			p.SentBytes += e.Size
 		}
 	}
-	now := time.Now().Truncate(time.Second)
+	now := clock().Truncate(time.Second)
 	for _, meta := range []member{{MetaSums, []byte(sums.String())}, manifestMember(a.Manifest, t)} {
 		if err := tw.WriteHeader(&tar.Header{Name: meta.name, Mode: 0o600, Size: int64(len(meta.data)), ModTime: now, Typeflag: tar.TypeReg, Format: tar.FormatPAX}); err != nil {
 			return err
@@ -152,4 +155,34 @@ func (a *Artifact) writePayload(p *Payload, t Transfer) error {
 	}
 	p.Size = st.Size()
 	return out.Close()
+}
+
+// copyFile copies the file of entry e from the tree to w and returns its
+// BLAKE2b-256. The source folder is the user's working tree: a file that no
+// longer matches the manifest (size or sha256) fails the payload.
+func (a *Artifact) copyFile(w io.Writer, e Entry, buf []byte) ([]byte, error) {
+	changed := func() error { return fmt.Errorf("%s changed since the build was made: run again", e.Path) }
+	f, fi, err := openRegular(filepath.Join(a.tree, filepath.FromSlash(e.Path)))
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, errNotRegular) || errors.Is(err, syscall.ELOOP) || errors.Is(err, syscall.ENOTDIR) {
+		return nil, changed()
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi.Size() != e.Size {
+		return nil, changed()
+	}
+	// The host checks what it received with b2sum: BLAKE2b is ~3x faster
+	// than sha256sum there, and every byte sent is hashed.
+	sha := sha256.New()
+	b2, _ := blake2b.New256(nil)
+	n, err := io.CopyBuffer(io.MultiWriter(w, sha, b2), io.LimitReader(f, e.Size), buf)
+	if err != nil {
+		return nil, err
+	}
+	if n != e.Size || hex.EncodeToString(sha.Sum(nil)) != e.Sum {
+		return nil, changed()
+	}
+	return b2.Sum(nil), nil
 }

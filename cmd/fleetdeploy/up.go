@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"path/filepath"
 
 	"github.com/fleetdeploy/fleetdeploy/build"
 	"github.com/fleetdeploy/fleetdeploy/inventory"
@@ -183,8 +184,18 @@ func (g *globals) startBuild(ctx context.Context, env *inventory.Environment) <-
 	}
 	go func() {
 		defer close(out)
-		art, err := build.Make(ctx, build.Options{Source: env.Source, Commands: env.Build, Exclude: env.Exclude, Output: buildOut})
+		art, err := build.Make(ctx, build.Options{Source: env.Source, Commands: env.Build, Exclude: env.Exclude, Output: buildOut, CacheDir: g.cacheBase()})
 		out <- buildResult{art, err}
 	}()
 	return out
+}
+
+// cacheBase is the folder of this machine's caches ("" for none), the one
+// manifestCache uses: build keeps its file hashes there.
+func (g *globals) cacheBase() string {
+	m := g.manifestCache(build.Digest(nil))
+	if m == "" {
+		return ""
+	}
+	return filepath.Dir(filepath.Dir(m))
 }
