@@ -180,7 +180,24 @@ for spec in "$@"; do
 done
 phase="recording file identities"
 cd -- "$b"
-` + fileIdentities + ` > "$m.stat"
+if [ -n "$from" ] && [ "$how" = link ] && [ -f "$root/.fleetdeploy/builds/$from.stat" ]; then
+  # Reused files are hard links of the live build's: their size, mtime and
+  # inode are those recorded for it (had they changed since, inspect would
+  # have listed them as dirty and they would have been sent). Only the files
+  # sent are looked at; not those below a shared path, now a link.
+  : > "$st.shared"
+  i=0
+  for spec in "$@"; do i=$((i + 1)); if [ "$i" -gt "$n" ]; then break; fi; printf '%s\n' "${spec#*:}" >> "$st.shared"; done
+  awk -F'\t' -v reuse="$st.reuse" -v shared="$st.shared" -v sent="$st.sent" '
+    BEGIN { while ((getline l < reuse) > 0) r[l] = 1; while ((getline l < shared) > 0) s[++ns] = l; printf "" > sent }
+    FILENAME == ARGV[1] { p = $1; sub(/^\.\//, "", p); if (p in r) print p "\t" $2 "\t" $3 "\t" $4; next }
+    $1 == "f" && !($5 in r) { for (i = 1; i <= ns; i++) if ($5 == s[i] || index($5, s[i] "/") == 1) next; print "./" $5 > sent }
+  ' "$root/.fleetdeploy/builds/$from.stat" "$m.manifest" > "$m.stat"
+  xargs -d '\n' -r sh -c 'exec find "$@" -maxdepth 0 -type f -printf "%p\t%s\t%T@\t%i\n"' find < "$st.sent" >> "$m.stat"
+  rm -f -- "$st.shared" "$st.sent"
+else
+  ` + fileIdentities + ` > "$m.stat"
+fi
 rm -f -- "$st.reuse"`}
 
 // Payload is what a host receives of a build.

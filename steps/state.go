@@ -117,7 +117,7 @@ if [ "$mode" = full ] && [ -n "$id" ] && [ -f ".fleetdeploy/builds/$id.manifest"
   printf 'manifest	sha256:%s\n' "${sum%% *}"
   if [ -f ".fleetdeploy/builds/$id.stat" ] && [ -d "builds/$id" ]; then
     (cd "builds/$id" && ` + fileIdentities + `) | awk -F'\t' -v known=".fleetdeploy/builds/$id.stat" '
-      BEGIN { while ((getline l < known) > 0) k[l] = 1 }
+      BEGIN { while ((getline l < known) > 0) { sub(/^\.\//, "", l); k[l] = 1 } }
       ($0 in k) { delete k[$0]; next }
       { d[$1] = 1 }
       END { for (l in k) { split(l, f, "\t"); d[f[1]] = 1 } for (p in d) print "dirty\t" p }'

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -62,6 +63,39 @@ func inode(t *testing.T, p string) uint64 {
 	return st.Sys().(*syscall.Stat_t).Ino
 }
 
+// checkIdentities compares the file identities recorded for the live build
+// (made from the previous build's record and the files sent) with a fresh
+// listing of the build: any difference would make a later deploy resend files,
+// or trust a changed one.
+func checkIdentities(t *testing.T, root string) {
+	t.Helper()
+	target, err := os.Readlink(filepath.Join(root, "latest"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := strings.TrimPrefix(target, "builds/")
+	data, err := os.ReadFile(filepath.Join(root, ".fleetdeploy", "builds", id+".stat"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var recorded []string
+	for _, l := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+		recorded = append(recorded, strings.TrimPrefix(l, "./"))
+	}
+	cmd := exec.Command("find", ".", "-type", "f", "-printf", `%P\t%s\t%T@\t%i\n`)
+	cmd.Dir = filepath.Join(root, target)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fresh := strings.Split(strings.TrimSpace(string(out)), "\n")
+	sort.Strings(recorded)
+	sort.Strings(fresh)
+	if strings.Join(recorded, "\n") != strings.Join(fresh, "\n") {
+		t.Errorf("%s: recorded file identities differ from the build's:\nrecorded:\n%s\nfresh:\n%s", root, strings.Join(recorded, "\n"), strings.Join(fresh, "\n"))
+	}
+}
+
 func TestRedeploySendsOnlyChangedFiles(t *testing.T) {
 	forEachBackend(t, 2, func(t *testing.T, f *testFleet) {
 		f.provision(t)
@@ -89,6 +123,7 @@ func TestRedeploySendsOnlyChangedFiles(t *testing.T) {
 			if got := contentTree(t, live, ".env", "storage"); got != want {
 				t.Errorf("%s: delta-assembled build differs from the source:\n got:\n%s\nwant:\n%s", n, got, want)
 			}
+			checkIdentities(t, f.roots[i])
 			// Unchanged files are hard links into the previous build (no hooks here).
 			if inode(t, filepath.Join(live, "bin", "run")) != inode(t, filepath.Join(f.roots[i], first, "bin", "run")) {
 				t.Errorf("%s: an unchanged file was not reused from the previous build", n)
