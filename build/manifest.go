@@ -153,6 +153,11 @@ type Transfer struct {
 	Reused map[string]bool // file paths made from the old build
 	Skip   []string        // files of the old build not to reuse (changed, removed, dirty)
 	Full   bool            // nothing is reused
+	// Link makes the payload carry each reused file as a hard-link entry
+	// naming its own path, which the host's tar maps into the live build:
+	// one link(2) per file, no per-file command line. Set by the caller (not
+	// when hooks could rewrite reused files in place).
+	Link bool
 }
 
 // Diff decides what to send to a host whose live build has manifest old

@@ -79,7 +79,7 @@ func transferKey(t Transfer) string {
 	}
 	sort.Strings(send)
 	h := sha256.New()
-	fmt.Fprintf(h, "%q|%q", send, t.Skip)
+	fmt.Fprintf(h, "%q|%q|%v", send, t.Skip, t.Link)
 	return hex.EncodeToString(h.Sum(nil))
 }
 
@@ -107,22 +107,25 @@ func (a *Artifact) writePayload(p *Payload, t Transfer) (err error) {
 	buf := make([]byte, copyBuf)
 	var sums strings.Builder
 	for _, e := range a.walk {
-		if e.Type == 'f' && !t.Send[e.Path] {
+		reused := e.Type == 'f' && !t.Send[e.Path]
+		if reused && !(t.Link && t.Reused[e.Path]) {
 			continue
 		}
 		h := &tar.Header{Name: e.Path, ModTime: e.mtime, Mode: int64(e.Mode), Format: tar.FormatPAX}
-		switch e.Type {
-		case 'd':
+		switch {
+		case e.Type == 'd':
 			h.Typeflag, h.Name = tar.TypeDir, e.Path+"/"
-		case 'l':
+		case e.Type == 'l':
 			h.Typeflag, h.Linkname = tar.TypeSymlink, e.Target
-		case 'f':
+		case reused:
+			h.Typeflag, h.Linkname = tar.TypeLink, e.Path
+		case e.Type == 'f':
 			h.Typeflag, h.Size = tar.TypeReg, e.Size
 		}
 		if err := tw.WriteHeader(h); err != nil {
 			return err
 		}
-		if e.Type == 'f' {
+		if e.Type == 'f' && !reused {
 			b2, err := a.copyFile(tw, e.Entry, buf)
 			if err != nil {
 				return err

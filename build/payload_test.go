@@ -321,3 +321,45 @@ func TestNoCacheForScratchCopy(t *testing.T) {
 		t.Errorf("checksum %s, want %s", a.Checksum, want)
 	}
 }
+
+// With Link, a delta carries each reused file as a hard-link entry naming its
+// own path (no content), and the files sent with their content; without it,
+// reused files are absent.
+func TestDeltaPayloadLinksReusedFiles(t *testing.T) {
+	src := sampleTree(t)
+	a := mustMake(t, Options{Source: src})
+	old := &Manifest{}
+	for _, e := range a.Manifest.Entries {
+		if e.Path == "a/b" {
+			e.Sum = sha("before")
+		}
+		old.Entries = append(old.Entries, e)
+	}
+	for _, link := range []bool{false, true} {
+		tr := a.Manifest.Diff(old, nil, nil, nil)
+		tr.Link = link
+		got := map[string]string{}
+		for r := tar.NewReader(bytes.NewReader(payloadBytes(t, a, tr, false))); ; {
+			h, err := r.Next()
+			if err != nil {
+				break
+			}
+			switch h.Typeflag {
+			case tar.TypeLink:
+				got[h.Name] = "link " + h.Linkname
+			case tar.TypeReg:
+				got[h.Name] = fmt.Sprintf("file %d", h.Size)
+			}
+		}
+		if got["a/b"] != "file 3" {
+			t.Errorf("link %v: changed file a/b: %q", link, got["a/b"])
+		}
+		want := ""
+		if link {
+			want = "link bin/run"
+		}
+		if got["bin/run"] != want {
+			t.Errorf("link %v: reused file bin/run: %q, want %q", link, got["bin/run"], want)
+		}
+	}
+}

@@ -125,7 +125,15 @@ trap 'rc=$?; if [ "$rc" != 0 ]; then echo "(failed while $phase)" >&2; fi' EXIT
 mkdir -p -- "$root/builds" "$root/shared" "$root/.fleetdeploy/pending" "$root/.fleetdeploy/builds" "$st"
 if [ -e "$b" ] || [ -L "$b" ] || [ -e "$root/.fleetdeploy/pending/$id" ]; then echo "builds/$id exists already" >&2; exit 17; fi
 printf '%s\n' "$token" > "$root/.fleetdeploy/pending/$id"
-if [ "$z" = gzip ]; then gzip -dc | tar -xpf - --no-same-owner -C "$st"; else tar -xpf - --no-same-owner -C "$st"; fi
+# Members land in the staging folder. Reused files, in link mode, are hard-link
+# entries naming their own path, mapped into the live build: one link(2) each.
+case $id$from in *[!0-9-]*) echo "bad build ID $id or $from" >&2; exit 1;; esac
+xs="s,^,.fleetdeploy/staging/$id/,rSH"; xh="s,^,builds/$from/,RSh"
+if [ "$z" = gzip ]; then
+  gzip -dc | tar -xpf - --no-same-owner -C "$root" --transform "$xs" --transform "$xh"
+else
+  tar -xpf - --no-same-owner -C "$root" --transform "$xs" --transform "$xh"
+fi
 cd -- "$st"
 phase="checking the files sent"
 if [ -s .fleetdeploy-upload.b2sum ] && ! b2sum -l 256 -c --quiet --strict .fleetdeploy-upload.b2sum >&2; then
@@ -146,10 +154,8 @@ else
   got=$(sha256sum < "$m.manifest")
   if [ "sha256:${got%% *}" != "$want" ]; then echo "the build assembled here does not match the build's manifest (sha256:${got%% *}, want $want)" >&2; exit 1; fi
   rm -f -- .fleetdeploy-upload.b2sum .fleetdeploy-manifest.delta "$st.skip" "$st.keep"
-  cd -- "$root/builds/$from"
-  if [ "$how" = link ]; then
-    xargs -d '\n' -r cp -l --parents -t "$st" -- < "$st.reuse"
-  else
+  if [ "$how" = copy ]; then
+    cd -- "$root/builds/$from"
     xargs -d '\n' -r cp -p --reflink=auto --parents -t "$st" -- < "$st.reuse"
   fi
 fi

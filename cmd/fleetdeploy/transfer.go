@@ -49,7 +49,12 @@ func (g *globals) payloads(ctx context.Context, f *fleet, env *inventory.Environ
 			}
 		}
 		tr := art.Manifest.Diff(old, st.Dirty, shared, present)
-		p, err := art.Payload(tr, g.compress)
+		tr.Link = !tr.Full && !copyReused
+		// A delta is mostly tar headers (directories, hard-link entries), which
+		// gzip shrinks ~20x for a few ms of CPU: always compressed. A whole
+		// build is mostly file content: compressed only when asked, since on a
+		// LAN gunzip costs the host more than the bytes saved.
+		p, err := art.Payload(tr, g.compress || !tr.Full)
 		if err != nil {
 			return nil, fmt.Errorf("making the payload: %w", err)
 		}
