@@ -42,6 +42,7 @@ var (
 	flagMeter    = flag.String("meter", "auto", "how to count bytes on the wire: nft, proxy or auto (nft when usable)")
 	flagLabel    = flag.String("label", "", "a few words on what this run measures, for BENCHMARKS.md")
 	flagFDFlags  = flag.String("fdflags", "", "extra global flags for every `fleetdeploy up`, e.g. --compress")
+	flagHook     = flag.String("hook", "", "a before_cutover hook for fleetdeploy's deploys, e.g. true (reused files are then copied, not hard-linked)")
 	flagKeepWork = flag.Bool("keep", false, "keep the work folder (apps, inventories, logs) for inspection")
 )
 
@@ -124,6 +125,9 @@ func TestBench(t *testing.T) {
 		desc := fmt.Sprintf("`%s`: %s", v.tool, v.desc)
 		if *flagFDFlags != "" {
 			desc += fmt.Sprintf("; run as `fleetdeploy %s up`", *flagFDFlags)
+		}
+		if *flagHook != "" {
+			desc += fmt.Sprintf("; with a before_cutover hook `%s` (reused files copied, not hard-linked)", *flagHook)
 		}
 		b.run.Versions = append(b.run.Versions, desc)
 	}
@@ -675,7 +679,7 @@ func (b *bench) deployTwice(t *testing.T, fl *fleet, tool string, rep int, roots
 			}
 			inv := filepath.Join(b.work, fmt.Sprintf("inventory-%s-%d-%d-%s.yml", fl.backend, n, rep, kind))
 			fmt.Fprintf(logf, "=== %s %s\n", tool, kind)
-			if err := WriteInventory(inv, app.Dir, fl.addrs, roots, fl.creds); err != nil {
+			if err := WriteInventory(inv, app.Dir, fl.addrs, roots, fl.creds, *flagHook); err != nil {
 				t.Fatal(err)
 			}
 			report := filepath.Join(b.work, "fleetdeploy.rusage")

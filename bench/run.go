@@ -43,10 +43,14 @@ func WriteKnownHosts(path string, addrs []string, keys []ssh.PublicKey) error {
 }
 
 // WriteInventory writes a fleetdeploy inventory with one environment, bench,
-// whose hosts are addrs with one root each.
-func WriteInventory(path, source string, addrs, roots []string, c Creds) error {
+// whose hosts are addrs with one root each, and hook (when not "") as its
+// before_cutover hook.
+func WriteInventory(path, source string, addrs, roots []string, c Creds, hook string) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# written by the fleetdeploy benchmark\napp: benchapp\nsource: %s\nroot: /nonexistent/bench\nkeep: 5\n", source)
+	if hook != "" {
+		fmt.Fprintf(&b, "hooks:\n  before_cutover:\n    - %q\n", hook)
+	}
 	fmt.Fprintf(&b, "ssh:\n  user: %s\n  identity: %s\n  known_hosts: %s\n", c.User, c.Identity, c.KnownHosts)
 	b.WriteString("environments:\n  bench:\n    hosts:\n")
 	for i, a := range addrs {
