@@ -262,7 +262,7 @@ func Prepare(l Layout, m Marker, p Payload, shared []inventory.SharedPath) Step 
 	display := remote.Cmd{Script: prepareScript, Args: append([]string{l.Root, id, m.text()}, args[9:]...)}
 	c := remote.Cmd{Script: prepareScript, Args: append(args, p.Skip...)}
 	return Step{
-		Name: "making build " + id,
+		Name: "uploading build " + id,
 		Ops: []Op{{
 			Desc: display.String() + " " + p.describe(),
 			Run: func(ctx context.Context, h remote.Host, _ io.Writer) error {
