@@ -101,7 +101,7 @@ func newApp(g *globals) *cli.App {
 			&cli.DurationFlag{Name: "keepalive", Value: remote.DefaultKeepaliveInterval, Usage: "interval of SSH keepalives on open connections", Destination: &g.keepalive},
 			&cli.IntFlag{Name: "keepalive-count", Value: remote.DefaultKeepaliveMax, Usage: "keepalive intervals without an answer before a host is declared gone", Destination: &g.keepaliveMax},
 			&cli.DurationFlag{Name: "undo-timeout", Value: time.Minute, Usage: "bound on cleaning up the hosts after a failure or Ctrl-C", Destination: &g.undoTimeout},
-			&cli.StringFlag{Name: "cache-dir", Usage: "where manifests of builds seen on hosts are cached (default: the user cache folder)", Destination: &g.cacheDir},
+			&cli.StringFlag{Name: "cache-dir", Usage: "where manifests of builds seen on hosts, and hashes of local files, are cached (default: the user cache folder)", Destination: &g.cacheDir},
 			&cli.BoolFlag{Name: "compress", Usage: "gzip whole builds too (redeploys' deltas always are); helps on slow links, costs CPU on fast ones", Destination: &g.compress},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "show every step, remote operation and hook output", Destination: &g.verbose},
 		},
