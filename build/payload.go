@@ -164,7 +164,7 @@ func (a *Artifact) writePayload(p *Payload, t Transfer) (err error) {
 // BLAKE2b-256. The source folder is the user's working tree: a file that no
 // longer matches the manifest (size or sha256) fails the payload.
 func (a *Artifact) copyFile(w io.Writer, e Entry, buf []byte) ([]byte, error) {
-	changed := func() error { return fmt.Errorf("%s changed since the build was made: run again", e.Path) }
+	changed := func() error { return fmt.Errorf("%s changed since the build was made: run again (if a process keeps writing there, exclude that path)", e.Path) }
 	f, fi, err := openRegular(filepath.Join(a.tree, filepath.FromSlash(e.Path)))
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, errNotRegular) || errors.Is(err, syscall.ELOOP) || errors.Is(err, syscall.ENOTDIR) {
 		return nil, changed()
