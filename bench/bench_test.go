@@ -44,6 +44,7 @@ var (
 	flagFDFlags  = flag.String("fdflags", "", "extra global flags for every `fleetdeploy up`, e.g. --compress")
 	flagHook     = flag.String("hook", "", "a before_cutover hook for fleetdeploy's deploys, e.g. true (reused files are then copied, not hard-linked)")
 	flagKeepWork = flag.Bool("keep", false, "keep the work folder (apps, inventories, logs) for inspection")
+	flagLink     = flag.String("link", "", "reach the hosts over a slow link: delay=DURATION (one way) and/or rate=RATE (each direction, tc syntax), e.g. delay=20ms,rate=100mbit (root only; see README)")
 )
 
 func parseSizes(t *testing.T, s string) []int {
@@ -79,6 +80,15 @@ type bench struct {
 	rtOK         bool
 	rtErr        error
 	rtChecks     int
+	link         *Link // -link; nil: loopback
+}
+
+// clients is the network namespace the tools run in (nil: the bench's own).
+func (b *bench) clients() *netns {
+	if b.link == nil {
+		return nil
+	}
+	return b.link.Clients
 }
 
 func TestMain(m *testing.M) {
@@ -144,6 +154,9 @@ func TestBench(t *testing.T) {
 	}
 	b.run.App = b.app1
 	t.Logf("app: %d files, %d bytes, sha256 %s", b.app1.Files, b.app1.Bytes, b.app1.Checksum)
+	if *flagLink != "" {
+		b.startLink(t)
+	}
 
 	for _, n := range parseSizes(t, *flagHosts) {
 		t.Run(fmt.Sprintf("openssh-%d", n), func(t *testing.T) { b.openssh(t, n) })
@@ -177,6 +190,33 @@ func TestBench(t *testing.T) {
 		}
 		t.Logf("wrote %s", *flagOut)
 	}
+}
+
+// startLink builds the -link every fleet is reached through, and checks it.
+func (b *bench) startLink(t *testing.T) {
+	spec, err := ParseLink(*flagLink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if os.Geteuid() != 0 {
+		t.Fatal("-link needs root: it makes network namespaces, TUN devices and tc qdiscs")
+	}
+	if b.link, err = StartLink(spec); err != nil {
+		t.Fatalf("-link: %v", err)
+	}
+	t.Cleanup(func() { b.link.Close() })
+	check, err := b.link.Check(16 << 20)
+	if err != nil {
+		t.Fatalf("-link: checking the link: %v", err)
+	}
+	t.Logf("link: %s; %s", spec, check)
+	b.run.Link = spec.Short()
+	delay := "no delay added"
+	if spec.Delay > 0 {
+		delay = fmt.Sprintf("%s per packet, so %s round trip", fmtDelay(spec.Delay), fmtDelay(2*spec.Delay))
+	}
+	b.run.LinkHow = fmt.Sprintf("%s; one link shared by all hosts: the tools run in a network namespace of their own, the hosts are reached in another (a relay on each host's address passes the stream on to its sshd over loopback), the two joined by a TUN device each and a user-space delay line per direction (%s); %s; %s",
+		spec, delay, b.link.TC(), check)
 }
 
 // version is one fleetdeploy binary under test.
@@ -275,11 +315,31 @@ func (b *bench) newMeter(t *testing.T, name string, addrs []string) Meter {
 	}
 	var m Meter
 	var err error
-	switch mode {
-	case "nft":
-		m, err = newNftMeter(fmt.Sprintf("%s%d", name, os.Getpid()), addrs)
-	case "proxy":
-		m, err = newProxyMeter(addrs)
+	counted := addrs
+	up, down := nftPlace{hook: "output"}, nftPlace{hook: "output"}
+	if b.link != nil {
+		// The hosts' end of the link: a relay on each host's address.
+		relay, err := newProxyMeter(addrs, func(i int) (net.Listener, error) { return b.link.Hosts.Listen(hostAddr(i)) },
+			"the relay at the hosts' end of the link counts each host's SSH stream (TCP payload: no headers, no retransmissions)")
+		if err != nil {
+			t.Fatalf("-link: relays to the hosts: %v", err)
+		}
+		t.Cleanup(func() { relay.Close() })
+		counted = nil
+		up, down = nftPlace{b.link.Hosts, "input"}, nftPlace{b.link.Clients, "input"}
+		for i := range addrs {
+			counted = append(counted, relay.Addr(i))
+		}
+		if mode == "proxy" {
+			m = relay
+		}
+	}
+	switch {
+	case m != nil:
+	case mode == "nft":
+		m, err = newNftMeter(fmt.Sprintf("%s%d", name, os.Getpid()), counted, up, down)
+	case mode == "proxy":
+		m, err = newProxyMeter(addrs, nil, "")
 	default:
 		t.Fatalf("unknown -meter %q", mode)
 	}
@@ -683,9 +743,11 @@ func (b *bench) deployTwice(t *testing.T, fl *fleet, tool string, rep int, roots
 				t.Fatal(err)
 			}
 			report := filepath.Join(b.work, "fleetdeploy.rusage")
-			run = func() RunResult { return RunFleetdeploy(ctx, bin, inv, report, logf, strings.Fields(*flagFDFlags)...) }
+			run = func() RunResult {
+				return RunFleetdeploy(ctx, b.clients(), bin, inv, report, logf, strings.Fields(*flagFDFlags)...)
+			}
 		case toolRsync:
-			bl := &Baseline{Creds: fl.creds, Log: logf, Dir: b.work}
+			bl := &Baseline{Creds: fl.creds, Log: logf, Dir: b.work, NS: b.clients()}
 			release, prev := "20250101-000001", ""
 			if kind == kindRe {
 				release, prev = "20250101-000002", "20250101-000001"

@@ -41,6 +41,8 @@ type Run struct {
 	Versions    []string // what each fleetdeploy tool is
 	Command     string
 	Label       string
+	Link        string // -link in a few words, for the title ("" for loopback)
+	LinkHow     string // how the link is made, and what the link check measured
 	App         *AppInfo
 	Meter       string
 	Realtime    string // watcher priority, as achieved
@@ -240,12 +242,20 @@ func (r *Run) Markdown() string {
 	if r.Label != "" {
 		title += ": " + r.Label
 	}
+	if r.Link != "" {
+		title += " (link: " + r.Link + ")"
+	}
 	fmt.Fprintf(&b, "## %s\n\n", title)
 	fmt.Fprintf(&b, "Command: `%s` (whole run: %s)\n\n", r.Command, r.Elapsed.Round(time.Second))
 	m := r.Machine
 	fmt.Fprintf(&b, "| machine | |\n|---|---|\n")
 	fmt.Fprintf(&b, "| date | %s |\n| cores (nproc) | %d |\n| CPU | %s |\n| memory | %s |\n| kernel | %s |\n| OS | %s |\n| OpenSSH | %s |\n| rsync | %s |\n| Go | %s |\n| hosts' files | %s |\n| other load | %s |\n",
 		m.Date, m.NProc, m.CPU, m.MemTotal, m.Kernel, m.OS, m.OpenSSH, m.Rsync, m.Go, m.Storage, r.Load)
+	if r.Link != "" {
+		fmt.Fprintf(&b, "| link | **%s**: %s |\n", r.Link, r.LinkHow)
+	} else {
+		b.WriteString("| link | loopback (no delay, no rate cap) |\n")
+	}
 	for _, v := range r.Versions {
 		fmt.Fprintf(&b, "| fleetdeploy | %s |\n", v)
 	}

@@ -168,14 +168,15 @@ func WrapMain(report string, args []string) int {
 	return code
 }
 
-// RunFleetdeploy runs `fleetdeploy up bench -i inv` and times it from exec to exit.
-func RunFleetdeploy(ctx context.Context, bin, inv, report string, log io.Writer, flags ...string) RunResult {
+// RunFleetdeploy runs `fleetdeploy up bench -i inv` in network namespace ns
+// (nil: the bench's own) and times it from exec to exit.
+func RunFleetdeploy(ctx context.Context, ns *netns, bin, inv, report string, log io.Writer, flags ...string) RunResult {
 	m := Command(ctx, report, bin, append(flags, "up", "bench", "-i", inv)...)
 	m.Cmd.Env = childEnv()
 	m.Cmd.Stdout = log
 	m.Cmd.Stderr = log
 	start := time.Now()
-	err := m.Cmd.Run()
+	err := ns.Run(m.Cmd)
 	var r RunResult
 	r.MaxRSSKB, r.Wall = m.Result(time.Since(start))
 	if err != nil {
@@ -213,6 +214,7 @@ type Baseline struct {
 	Creds Creds
 	Log   io.Writer
 	Dir   string // for the wrapper's reports
+	NS    *netns // the network namespace rsync and ssh run in (nil: the bench's own)
 	mu    sync.Mutex
 }
 
@@ -248,7 +250,7 @@ func (b *Baseline) Run(ctx context.Context, src string, addrs, roots []string, r
 				src+"/", login+":"+roots[i]+"/builds/"+release+"/")
 			m := Command(ctx, filepath.Join(b.Dir, fmt.Sprintf("rsync-%d.rusage", i)), "rsync", args...)
 			m.Cmd.Env = childEnv()
-			out, err := m.Cmd.CombinedOutput()
+			out, err := b.NS.CombinedOutput(m.Cmd)
 			res[i].rss, _ = m.Result(0)
 			res[i].output = string(out)
 			if err != nil {
@@ -259,7 +261,7 @@ func (b *Baseline) Run(ctx context.Context, src string, addrs, roots []string, r
 			swap := append(b.sshCmd(port), login, fmt.Sprintf("cd %s && ln -s builds/%s latest.new && mv -T latest.new latest", roots[i], release))
 			cmd := exec.CommandContext(ctx, swap[0], swap[1:]...)
 			cmd.Env = childEnv()
-			if out, err := cmd.CombinedOutput(); err != nil {
+			if out, err := b.NS.CombinedOutput(cmd); err != nil {
 				res[i].err = fmt.Errorf("%s: swap: %v: %s", a, err, out)
 			}
 		})

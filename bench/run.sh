@@ -4,6 +4,7 @@
 #   bench/run.sh                                 # 4, 8, 16, 64 OpenSSH hosts, median of 3 (~5 min)
 #   bench/run.sh -versions 59f725d,worktree      # an old build and this checkout side by side (~9 min)
 #   bench/run.sh -hosts '' -sandbox 200          # 200 `fleetdeploy sandbox` hosts (~3 min)
+#   bench/run.sh -hosts 4 -reps 1 -link delay=10ms,rate=200mbit  # over a slow link (~40 s)
 #
 # Every flag but -disk goes to the bench (go test -args). Results are printed
 # and put at the top of BENCHMARKS.md. Runs as root on Debian 12: installs

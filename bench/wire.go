@@ -40,15 +40,36 @@ func Diff(a, b []Traffic) []Traffic {
 	return d
 }
 
-// nftMeter counts with nftables named counters on the output hook, where every
-// loopback packet passes exactly once: `tcp dport P` is client -> host and
-// `tcp sport P` is host -> client. Nothing sits in the data path, so timing is
-// untouched. Bytes are IP packet lengths (headers included; loopback's 64 KiB
-// MTU and GSO make headers a small share, unlike a 1500-byte Ethernet wire).
+// nftMeter counts with nftables named counters, `ip daddr A tcp dport P` for
+// client -> host and `ip saddr A tcp sport P` for host -> client. On loopback
+// both sit on the output hook, where every loopback packet passes exactly
+// once. Over a -link each direction is counted where it arrives, after the
+// delay and the rate cap, on the input hook of the receiving side's namespace:
+// packets tbf dropped are not counted, their retransmissions are. Nothing sits
+// in the data path, so timing is untouched. Bytes are IP packet lengths,
+// headers included (one header per TCP super-packet of up to 64 KiB: GSO makes
+// headers a small share; a 1500-byte Ethernet wire carries a few percent more).
 type nftMeter struct {
-	table string
-	addrs []string
-	ports []int
+	table    string
+	addrs    []string
+	ports    []int
+	up, down nftPlace
+	tables   []*nftTable // one per namespace counted in
+}
+
+// nftPlace is where one direction is counted: a network namespace (nil: the
+// bench's own) and a netfilter hook.
+type nftPlace struct {
+	ns   *netns
+	hook string
+}
+
+// nftTable is the meter's table in one namespace.
+type nftTable struct {
+	ns       *netns
+	counters []string
+	hooks    []string            // chains, in order
+	rules    map[string][]string // by hook
 }
 
 func nftAvailable() bool {
@@ -59,90 +80,116 @@ func nftAvailable() bool {
 	return exec.Command("nft", "list", "tables").Run() == nil
 }
 
-func nft(args ...string) (string, error) {
-	out, err := exec.Command("nft", args...).CombinedOutput()
+// nft runs nft in namespace ns.
+func nft(ns *netns, args ...string) (string, error) {
+	out, err := ns.CombinedOutput(exec.Command("nft", args...))
 	if err != nil {
 		return "", fmt.Errorf("nft %s: %v: %s", strings.Join(args, " "), err, out)
 	}
 	return string(out), nil
 }
 
-// nftScript runs an nft script given on stdin.
-func nftScript(script string) error {
-	cmd := exec.Command("nft", "-f", "-")
-	cmd.Stdin = strings.NewReader(script)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("nft -f: %v: %s\n%s", err, out, script)
+func newNftMeter(table string, addrs []string, up, down nftPlace) (*nftMeter, error) {
+	m := &nftMeter{table: table, addrs: addrs, up: up, down: down}
+	add := func(at nftPlace, counter, rule string) {
+		var tb *nftTable
+		for _, x := range m.tables {
+			if x.ns == at.ns {
+				tb = x
+			}
+		}
+		if tb == nil {
+			tb = &nftTable{ns: at.ns, rules: map[string][]string{}}
+			m.tables = append(m.tables, tb)
+		}
+		if _, ok := tb.rules[at.hook]; !ok {
+			tb.hooks = append(tb.hooks, at.hook)
+		}
+		tb.counters = append(tb.counters, counter)
+		tb.rules[at.hook] = append(tb.rules[at.hook], rule+" counter name "+counter)
 	}
-	return nil
-}
-
-func newNftMeter(table string, addrs []string) (*nftMeter, error) {
-	m := &nftMeter{table: table, addrs: addrs}
-	var b strings.Builder
-	fmt.Fprintf(&b, "table inet %s {\n", table)
 	for i, a := range addrs {
-		_, ps, err := net.SplitHostPort(a)
+		host, ps, err := net.SplitHostPort(a)
 		if err != nil {
 			return nil, err
 		}
+		ip := net.ParseIP(host)
+		if ip == nil {
+			return nil, fmt.Errorf("%s: not an IP address", a)
+		}
+		family := "ip"
+		if ip.To4() == nil {
+			family = "ip6"
+		}
 		p, _ := strconv.Atoi(ps)
 		m.ports = append(m.ports, p)
-		fmt.Fprintf(&b, "  counter up%d {}\n  counter down%d {}\n", i, i)
+		add(up, fmt.Sprintf("up%d", i), fmt.Sprintf("%s daddr %s tcp dport %d", family, host, p))
+		add(down, fmt.Sprintf("down%d", i), fmt.Sprintf("%s saddr %s tcp sport %d", family, host, p))
 	}
-	b.WriteString("  chain out {\n    type filter hook output priority 0; policy accept;\n")
-	for i, p := range m.ports {
-		fmt.Fprintf(&b, "    tcp dport %d counter name up%d\n    tcp sport %d counter name down%d\n", p, i, p, i)
-	}
-	b.WriteString("  }\n}\n")
-	_, _ = nft("delete", "table", "inet", table) // a leftover of a killed run
-	if err := nftScript(b.String()); err != nil {
-		return nil, err
+	for _, tb := range m.tables {
+		var b strings.Builder
+		fmt.Fprintf(&b, "table inet %s {\n", table)
+		for _, c := range tb.counters {
+			fmt.Fprintf(&b, "  counter %s {}\n", c)
+		}
+		for _, h := range tb.hooks {
+			fmt.Fprintf(&b, "  chain %s {\n    type filter hook %s priority 0; policy accept;\n    %s\n  }\n", h, h, strings.Join(tb.rules[h], "\n    "))
+		}
+		b.WriteString("}\n")
+		_, _ = nft(tb.ns, "delete", "table", "inet", table) // a leftover of a killed run
+		if err := tb.ns.script(b.String(), "nft", "-f", "-"); err != nil {
+			m.Close()
+			return nil, err
+		}
 	}
 	return m, nil
 }
 
 func (m *nftMeter) Method() string {
+	if m.up.ns != nil || m.down.ns != nil {
+		return "nftables counters where each direction arrives, after the link's delay and cap (to each host: input hook of the hosts' namespace; from it: input hook of the tools'): IP bytes of what crossed the link, headers included, retransmissions included, packets dropped by the rate cap not; nothing in the data path"
+	}
 	return "nftables counters on the loopback output hook (IP bytes, headers included; nothing in the data path)"
 }
 func (m *nftMeter) Addr(i int) string { return m.addrs[i] }
 func (m *nftMeter) Port(i int) int    { return m.ports[i] }
 
 func (m *nftMeter) Read() ([]Traffic, error) {
-	out, err := nft("-j", "list", "counters", "table", "inet", m.table)
-	if err != nil {
-		return nil, err
-	}
-	var doc struct {
-		Nftables []struct {
-			Counter *struct {
-				Name  string `json:"name"`
-				Bytes int64  `json:"bytes"`
-			} `json:"counter"`
-		} `json:"nftables"`
-	}
-	if err := json.Unmarshal([]byte(out), &doc); err != nil {
-		return nil, fmt.Errorf("parsing nft counters: %v", err)
-	}
 	t := make([]Traffic, len(m.addrs))
 	seen := 0
-	for _, e := range doc.Nftables {
-		if e.Counter == nil {
-			continue
+	for _, tb := range m.tables {
+		out, err := nft(tb.ns, "-j", "list", "counters", "table", "inet", m.table)
+		if err != nil {
+			return nil, err
 		}
-		var i int
-		switch {
-		case strings.HasPrefix(e.Counter.Name, "up"):
-			i, _ = strconv.Atoi(e.Counter.Name[2:])
-			t[i].Up = e.Counter.Bytes
-		case strings.HasPrefix(e.Counter.Name, "down"):
-			i, _ = strconv.Atoi(e.Counter.Name[4:])
-			t[i].Down = e.Counter.Bytes
-		default:
-			continue
+		var doc struct {
+			Nftables []struct {
+				Counter *struct {
+					Name  string `json:"name"`
+					Bytes int64  `json:"bytes"`
+				} `json:"counter"`
+			} `json:"nftables"`
 		}
-		seen++
+		if err := json.Unmarshal([]byte(out), &doc); err != nil {
+			return nil, fmt.Errorf("parsing nft counters: %v", err)
+		}
+		for _, e := range doc.Nftables {
+			if e.Counter == nil {
+				continue
+			}
+			var i int
+			switch {
+			case strings.HasPrefix(e.Counter.Name, "up"):
+				i, _ = strconv.Atoi(e.Counter.Name[2:])
+				t[i].Up = e.Counter.Bytes
+			case strings.HasPrefix(e.Counter.Name, "down"):
+				i, _ = strconv.Atoi(e.Counter.Name[4:])
+				t[i].Down = e.Counter.Bytes
+			default:
+				continue
+			}
+			seen++
+		}
 	}
 	if seen != 2*len(m.addrs) {
 		return nil, fmt.Errorf("nft listed %d counters, want %d", seen, 2*len(m.addrs))
@@ -151,15 +198,23 @@ func (m *nftMeter) Read() ([]Traffic, error) {
 }
 
 func (m *nftMeter) Close() error {
-	_, err := nft("delete", "table", "inet", m.table)
-	return err
+	var errs []error
+	for _, tb := range m.tables {
+		_, err := nft(tb.ns, "delete", "table", "inet", m.table)
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
 }
 
-// proxyMeter is the fallback without nftables (not root, or nft missing): a
-// counting TCP proxy on loopback in front of each host. It counts TCP payload
-// (the SSH stream) exactly, but it terminates TCP, adds a hop and ACKs locally,
-// so it distorts timing a little and hides Nagle/delayed-ACK stalls.
+// proxyMeter is a counting TCP proxy in front of each host. On loopback it is
+// the fallback without nftables (not root, or nft missing): it counts TCP
+// payload (the SSH stream) exactly, but it terminates TCP, adds a hop and ACKs
+// locally, so it distorts timing a little and hides Nagle/delayed-ACK stalls.
+// Over a -link it is the relay at the hosts' end of the link (see link.go),
+// listening in the hosts' namespace: there the hop it adds is loopback behind
+// the delay and the cap.
 type proxyMeter struct {
+	desc    string // Method's answer
 	targets []string
 	ls      []net.Listener
 	up      []atomic.Int64
@@ -169,10 +224,15 @@ type proxyMeter struct {
 	conns   map[net.Conn]bool
 }
 
-func newProxyMeter(targets []string) (*proxyMeter, error) {
-	m := &proxyMeter{targets: targets, up: make([]atomic.Int64, len(targets)), down: make([]atomic.Int64, len(targets)), conns: map[net.Conn]bool{}}
+// newProxyMeter starts a proxy to each target; listen opens the listener in
+// front of target i (nil: 127.0.0.1, any free port).
+func newProxyMeter(targets []string, listen func(i int) (net.Listener, error), desc string) (*proxyMeter, error) {
+	m := &proxyMeter{desc: desc, targets: targets, up: make([]atomic.Int64, len(targets)), down: make([]atomic.Int64, len(targets)), conns: map[net.Conn]bool{}}
+	if listen == nil {
+		listen = func(int) (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
+	}
 	for i := range targets {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
+		l, err := listen(i)
 		if err != nil {
 			m.Close()
 			return nil, err
@@ -239,6 +299,9 @@ func (c countingWriter) Write(p []byte) (int, error) {
 }
 
 func (m *proxyMeter) Method() string {
+	if m.desc != "" {
+		return m.desc
+	}
 	return "counting TCP proxy in front of each sshd (SSH stream bytes; the proxy adds a hop and may distort timing)"
 }
 func (m *proxyMeter) Addr(i int) string { return m.ls[i].Addr().String() }
