@@ -11,7 +11,6 @@ import (
 	"github.com/fleetdeploy/fleetdeploy/plan"
 	"github.com/fleetdeploy/fleetdeploy/remote"
 	"github.com/fleetdeploy/fleetdeploy/steps"
-	"golang.org/x/sync/errgroup"
 )
 
 // fleet is an environment's hosts, connected.
@@ -28,33 +27,46 @@ func (f *fleet) Close() {
 
 // connect dials every host, at most maxConnects handshakes at once. With
 // partial, hosts that fail are reported and left out; otherwise any failure
-// closes everything and returns every host's error.
-func (g *globals) connect(ctx context.Context, env *inventory.Environment, partial bool) (*fleet, map[string]error, error) {
+// closes everything and returns every host's error. then, when not nil, runs
+// for each host as soon as it is connected, outside the handshake bound, so
+// that the first hosts' work overlaps the last hosts' handshakes.
+func (g *globals) connect(ctx context.Context, env *inventory.Environment, partial bool, then func(i int, c remote.Host)) (*fleet, map[string]error, error) {
 	f := &fleet{env: env, conns: map[string]remote.Host{}}
 	var mu sync.Mutex
 	failed := map[string]error{}
 	var errs []error
-	var eg errgroup.Group
-	eg.SetLimit(max(1, g.maxConnects))
-	for _, h := range env.Hosts {
-		eg.Go(func() error {
-			c, err := remote.Dial(ctx, remote.Config{
-				Name: h.Name, Addr: h.Addr(), User: h.User, Identity: h.Identity, KnownHosts: h.KnownHosts,
-				Agent: os.Getenv("SSH_AUTH_SOCK"), ConnectTimeout: g.connectTimeout,
-				KeepaliveInterval: g.keepalive, KeepaliveMax: g.keepaliveMax,
-			})
+	handshakes := make(chan struct{}, max(1, g.maxConnects))
+	var wg sync.WaitGroup
+	for i, h := range env.Hosts {
+		wg.Go(func() {
+			var c remote.Host
+			var err error
+			select {
+			case handshakes <- struct{}{}:
+				c, err = remote.Dial(ctx, remote.Config{
+					Name: h.Name, Addr: h.Addr(), User: h.User, Identity: h.Identity, KnownHosts: h.KnownHosts,
+					Agent: os.Getenv("SSH_AUTH_SOCK"), ConnectTimeout: g.connectTimeout,
+					KeepaliveInterval: g.keepalive, KeepaliveMax: g.keepaliveMax,
+				})
+				<-handshakes
+			case <-ctx.Done():
+				err = ctx.Err()
+			}
 			mu.Lock()
-			defer mu.Unlock()
 			if err != nil {
 				failed[h.Name] = err
 				errs = append(errs, &plan.HostError{Host: h.Name, Step: "connecting", Err: err})
-				return nil
+				mu.Unlock()
+				return
 			}
 			f.conns[h.Name] = c
-			return nil
+			mu.Unlock()
+			if then != nil {
+				then(i, c)
+			}
 		})
 	}
-	eg.Wait()
+	wg.Wait()
 	if ctx.Err() != nil {
 		f.Close()
 		return nil, nil, ctx.Err()
@@ -66,45 +78,45 @@ func (g *globals) connect(ctx context.Context, env *inventory.Environment, parti
 	return f, failed, nil
 }
 
-// inspect reads every connected host's state in parallel, writing nothing.
-func (f *fleet) inspect(ctx context.Context) ([]plan.Target, map[string]error) {
-	targets := make([]plan.Target, len(f.env.Hosts))
-	errs := map[string]error{}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	shared := plan.SharedArgs(f.env)
-	for i, h := range f.env.Hosts {
-		targets[i].Host = h
-		c, ok := f.conns[h.Name]
-		if !ok {
-			continue
-		}
-		wg.Go(func() {
-			st, err := steps.Inspect(ctx, c, h.Root, shared)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				errs[h.Name] = err
-				return
-			}
-			targets[i].State = st
-		})
-	}
-	wg.Wait()
-	return targets, errs
+// stateReader collects hosts' states, read in parallel, writing nothing.
+type stateReader struct {
+	shared  []string
+	mu      sync.Mutex
+	targets []plan.Target
+	errs    map[string]error
 }
 
-// inspectAll is inspect for commands that need every host.
-func (f *fleet) inspectAll(ctx context.Context) ([]plan.Target, error) {
-	targets, errs := f.inspect(ctx)
+func newStateReader(env *inventory.Environment) *stateReader {
+	r := &stateReader{shared: plan.SharedArgs(env), targets: make([]plan.Target, len(env.Hosts)), errs: map[string]error{}}
+	for i, h := range env.Hosts {
+		r.targets[i].Host = h
+	}
+	return r
+}
+
+// read reads host i's state over c.
+func (r *stateReader) read(ctx context.Context, i int, c remote.Host) {
+	h := r.targets[i].Host
+	st, err := steps.Inspect(ctx, c, h.Root, r.shared)
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err != nil {
+		r.errs[h.Name] = err
+		return
+	}
+	r.targets[i].State = st
+}
+
+// all returns every host's state, or every host's error.
+func (r *stateReader) all(ctx context.Context) ([]plan.Target, error) {
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
 	var list []error
-	for h, err := range errs {
+	for h, err := range r.errs {
 		list = append(list, &plan.HostError{Host: h, Step: "reading state", Err: err})
 	}
-	return targets, plan.JoinHostErrors(list)
+	return r.targets, plan.JoinHostErrors(list)
 }
 
 func since(t time.Time, now func() time.Time) string {

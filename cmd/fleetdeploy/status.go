@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/fleetdeploy/fleetdeploy/plan"
+	"github.com/fleetdeploy/fleetdeploy/remote"
 	"github.com/fleetdeploy/fleetdeploy/steps"
 )
 
@@ -18,12 +19,13 @@ func (g *globals) status(ctx context.Context, envName string, verify bool) error
 	if err != nil {
 		return err
 	}
-	f, failed, err := g.connect(ctx, env, true)
+	r := newStateReader(env)
+	f, failed, err := g.connect(ctx, env, true, func(i int, c remote.Host) { r.read(ctx, i, c) })
 	if err != nil {
 		return err
 	}
 	defer f.Close()
-	targets, inspectErrs := f.inspect(ctx)
+	targets, inspectErrs := r.targets, r.errs
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
@@ -162,7 +164,8 @@ func (g *globals) unlock(ctx context.Context, envName string) error {
 	if err != nil {
 		return err
 	}
-	f, failed, err := g.connect(ctx, env, true)
+	r := newStateReader(env)
+	f, failed, err := g.connect(ctx, env, true, func(i int, c remote.Host) { r.read(ctx, i, c) })
 	if err != nil {
 		return err
 	}
@@ -171,7 +174,7 @@ func (g *globals) unlock(ctx context.Context, envName string) error {
 	for h, e := range failed {
 		errs = append(errs, &plan.HostError{Host: h, Step: "connecting", Err: e})
 	}
-	targets, inspectErrs := f.inspect(ctx)
+	targets, inspectErrs := r.targets, r.errs
 	for h, e := range inspectErrs {
 		errs = append(errs, &plan.HostError{Host: h, Step: "reading state", Err: e})
 	}

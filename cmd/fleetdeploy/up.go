@@ -9,6 +9,7 @@ import (
 	"github.com/fleetdeploy/fleetdeploy/build"
 	"github.com/fleetdeploy/fleetdeploy/inventory"
 	"github.com/fleetdeploy/fleetdeploy/plan"
+	"github.com/fleetdeploy/fleetdeploy/remote"
 )
 
 // up deploys a new build to every host of env, or prints the plan. The build
@@ -154,13 +155,15 @@ func (g *globals) openFleet(ctx context.Context, envName string) (*inventory.Env
 	return env, f, targets, err
 }
 
-// reach connects to every host of env and reads their state.
+// reach connects to every host of env and reads their state, each host's as
+// soon as it is connected.
 func (g *globals) reach(ctx context.Context, env *inventory.Environment) (*fleet, []plan.Target, error) {
-	f, _, err := g.connect(ctx, env, false)
+	r := newStateReader(env)
+	f, _, err := g.connect(ctx, env, false, func(i int, c remote.Host) { r.read(ctx, i, c) })
 	if err != nil {
 		return nil, nil, err
 	}
-	targets, err := f.inspectAll(ctx)
+	targets, err := r.all(ctx)
 	if err != nil {
 		f.Close()
 		return nil, nil, err
