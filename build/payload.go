@@ -31,6 +31,14 @@ type Payload struct {
 	Gzip      bool     // compressed
 }
 
+// ChangedError is a file of the source that changed between Make and
+// Payload: the build must be made again.
+type ChangedError struct{ Path string }
+
+func (e *ChangedError) Error() string {
+	return e.Path + " changed since the build was made: run again (if a process keeps writing there, exclude that path)"
+}
+
 // Open returns the payload for streaming to a host.
 func (p *Payload) Open() (io.ReadCloser, error) { return os.Open(p.Path) }
 
@@ -164,7 +172,7 @@ func (a *Artifact) writePayload(p *Payload, t Transfer) (err error) {
 // BLAKE2b-256. The source folder is the user's working tree: a file that no
 // longer matches the manifest (size or sha256) fails the payload.
 func (a *Artifact) copyFile(w io.Writer, e Entry, buf []byte) ([]byte, error) {
-	changed := func() error { return fmt.Errorf("%s changed since the build was made: run again (if a process keeps writing there, exclude that path)", e.Path) }
+	changed := func() error { return &ChangedError{Path: e.Path} }
 	f, fi, err := openRegular(filepath.Join(a.tree, filepath.FromSlash(e.Path)))
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, errNotRegular) || errors.Is(err, syscall.ELOOP) || errors.Is(err, syscall.ENOTDIR) {
 		return nil, changed()

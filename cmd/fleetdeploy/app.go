@@ -33,6 +33,9 @@ type globals struct {
 	now            func() time.Time
 	started        time.Time
 	extraObserver  func(plan.Event)
+	// beforePayloads, for tests, runs before each attempt at making the
+	// hosts' payloads from the build.
+	beforePayloads func()
 }
 
 // valueFlags are the flags that take a value, for moving flags written after ENV.
@@ -54,8 +57,12 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, now f
 
 // runObserved is runWith with a second observer of the scheduler's events,
 // called synchronously: tests use it to inject faults at an exact moment.
-func runObserved(ctx context.Context, args []string, stdout, stderr io.Writer, now func() time.Time, observe func(plan.Event)) int {
+// Options set test seams on the globals.
+func runObserved(ctx context.Context, args []string, stdout, stderr io.Writer, now func() time.Time, observe func(plan.Event), opts ...func(*globals)) int {
 	g := &globals{stdout: stdout, stderr: stderr, now: now, started: now(), extraObserver: observe}
+	for _, o := range opts {
+		o(g)
+	}
 	app := newApp(g)
 	err := app.RunContext(ctx, interspersed(args))
 	var intr *plan.InterruptedError

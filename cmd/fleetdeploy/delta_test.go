@@ -12,6 +12,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // contentTree describes a build's files (content hashes, modes, link targets),
@@ -236,5 +237,50 @@ func TestStatusFindsFilesChangedOnHost(t *testing.T) {
 		if r.code != 4 || !strings.Contains(r.stdout, "1 files changed on the host since the deploy (VERSION)") {
 			t.Errorf("status: want drift on %s: %s", f.names[0], r)
 		}
+	})
+}
+
+// A source file written to while the hosts are reached (after the build was
+// hashed, before it is sent) makes the build be made again; one that never
+// stops changing fails the deploy with the path, and no host changes.
+func TestSourceChangingDuringDeploy(t *testing.T) {
+	forEachBackend(t, 2, func(t *testing.T, f *testFleet) {
+		f.provision(t)
+		src := writeApp(t, "v1")
+		inv := f.writeInventory(t, inventoryOpts{source: src})
+		run := func(change func(n int)) result {
+			var out, errb strings.Builder
+			n := 0
+			code := runObserved(t.Context(), []string{"fleetdeploy", "--cache-dir", t.TempDir(), "up", "test", "-i", inv}, &out, &errb, time.Now, nil,
+				func(g *globals) { g.beforePayloads = func() { n++; change(n) } })
+			return result{code, out.String(), errb.String()}
+		}
+		// Changed once, before the first payload: built again, deployed as changed.
+		r := run(func(n int) {
+			if n == 1 {
+				os.WriteFile(filepath.Join(src, "index.php"), []byte("<?php echo 'edited';\n"), 0o644)
+			}
+		})
+		if r.code != 0 || !strings.Contains(r.stdout, "index.php changed since the build was made") || !strings.Contains(r.stdout, "building again") {
+			t.Fatalf("changed once: %s", r)
+		}
+		for i := range f.names {
+			if data, _ := os.ReadFile(filepath.Join(f.roots[i], "latest", "index.php")); string(data) != "<?php echo 'edited';\n" {
+				t.Errorf("%s: index.php = %q", f.names[i], data)
+			}
+		}
+		before := f.live(t, 0)
+		// Changed before every attempt: fails naming the file, nothing switches.
+		os.WriteFile(filepath.Join(src, "index.php"), []byte("<?php echo 'to send';\n"), 0o644)
+		r = run(func(n int) {
+			os.WriteFile(filepath.Join(src, "index.php"), []byte(fmt.Sprintf("<?php echo %d;\n", n)), 0o644)
+		})
+		if r.code != 1 || !strings.Contains(r.stderr, "index.php changed since the build was made") || strings.Count(r.stdout, "building again") != 2 {
+			t.Fatalf("always changing: %s", r)
+		}
+		if f.live(t, 0) != before {
+			t.Error("a host switched after a failed build")
+		}
+		f.assertClean(t)
 	})
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -60,13 +61,31 @@ func (g *globals) up(ctx context.Context, envName string, dryRun bool) error {
 		return fmt.Errorf("building: %w", r.err)
 	}
 	art := r.art
-	defer art.Remove()
+	defer func() { art.Remove() }()
 	fmt.Fprintf(g.stdout, "built %d files, %s\n", art.Manifest.Files(), art.Checksum[:19])
-	g.storeManifest(art.Manifest.Marshal())
+	if g.beforePayloads != nil {
+		g.beforePayloads()
+	}
 	payloads, err := g.payloads(ctx, f, env, targets, art)
+	// The source folder changed while the hosts were being reached (a file
+	// being written there): make the build again, now that nothing else is
+	// pending, a couple of times before giving up.
+	for try := 1; try <= 2 && errors.As(err, new(*build.ChangedError)); try++ {
+		fmt.Fprintf(g.stdout, "%v; building again\n", err)
+		art.Remove()
+		if art, err = g.makeBuild(ctx, env); err != nil {
+			return fmt.Errorf("building: %w", err)
+		}
+		fmt.Fprintf(g.stdout, "built %d files, %s\n", art.Manifest.Files(), art.Checksum[:19])
+		if g.beforePayloads != nil {
+			g.beforePayloads()
+		}
+		payloads, err = g.payloads(ctx, f, env, targets, art)
+	}
 	if err != nil {
 		return err
 	}
+	g.storeManifest(art.Manifest.Marshal())
 	for _, t := range targets {
 		p := payloads[t.Host.Name]
 		if g.verbose || p.From != "" {
@@ -181,16 +200,21 @@ type buildResult struct {
 func (g *globals) startBuild(ctx context.Context, env *inventory.Environment) <-chan buildResult {
 	out := make(chan buildResult, 1)
 	fmt.Fprintf(g.stdout, "building %s\n", env.Source)
+	go func() {
+		defer close(out)
+		art, err := g.makeBuild(ctx, env)
+		out <- buildResult{art, err}
+	}()
+	return out
+}
+
+// makeBuild makes env's build (its commands' output shown with -v).
+func (g *globals) makeBuild(ctx context.Context, env *inventory.Environment) (*build.Artifact, error) {
 	var buildOut io.Writer
 	if g.verbose {
 		buildOut = g.stdout
 	}
-	go func() {
-		defer close(out)
-		art, err := build.Make(ctx, build.Options{Source: env.Source, Commands: env.Build, Exclude: env.Exclude, Output: buildOut, CacheDir: g.cacheBase()})
-		out <- buildResult{art, err}
-	}()
-	return out
+	return build.Make(ctx, build.Options{Source: env.Source, Commands: env.Build, Exclude: env.Exclude, Output: buildOut, CacheDir: g.cacheBase()})
 }
 
 // cacheBase is the folder of this machine's caches ("" for none), the one
