@@ -120,6 +120,7 @@ func Leftovers(l Layout, st *State) (Step, bool) {
 var prepareScript = &remote.Script{Name: "prepare", Body: `set -e
 root=$1; id=$2; from=$3; how=$4; z=$5; want=$6; marker=$7; token=$8; n=$9; shift 9
 st="$root/.fleetdeploy/staging/$id"; b="$root/builds/$id"; m="$root/.fleetdeploy/builds/$id"
+case $id$from in *[!0-9-]*) echo "bad build ID $id or $from" >&2; exit 1;; esac
 phase=unpacking
 trap 'rc=$?; if [ "$rc" != 0 ]; then echo "(failed while $phase)" >&2; fi' EXIT
 mkdir -p -- "$root/builds" "$root/shared" "$root/.fleetdeploy/pending" "$root/.fleetdeploy/builds" "$st"
@@ -127,7 +128,6 @@ if [ -e "$b" ] || [ -L "$b" ] || [ -e "$root/.fleetdeploy/pending/$id" ]; then e
 printf '%s\n' "$token" > "$root/.fleetdeploy/pending/$id"
 # Members land in the staging folder. Reused files, in link mode, are hard-link
 # entries naming their own path, mapped into the live build: one link(2) each.
-case $id$from in *[!0-9-]*) echo "bad build ID $id or $from" >&2; exit 1;; esac
 xs="s,^,.fleetdeploy/staging/$id/,rSH"; xh="s,^,builds/$from/,RSh"
 if [ "$z" = gzip ]; then
   gzip -dc | tar -xpf - --no-same-owner -C "$root" --transform "$xs" --transform "$xh"
@@ -286,7 +286,7 @@ func Prepare(l Layout, m Marker, p Payload, shared []inventory.SharedPath) Step 
 // unprepareScript undoes prepareScript, however far it got, and only what
 // this run made (the never-live mark holds its token).
 var unprepareScript = &remote.Script{Name: "unprepare", Body: `cd -- "$1" || exit 0
-rm -rf -- ".fleetdeploy/staging/$2" ".fleetdeploy/staging/$2.skip" ".fleetdeploy/staging/$2.keep" ".fleetdeploy/staging/$2.reuse"
+rm -rf -- ".fleetdeploy/staging/$2" ".fleetdeploy/staging/$2".skip ".fleetdeploy/staging/$2".keep ".fleetdeploy/staging/$2".reuse ".fleetdeploy/staging/$2".shared ".fleetdeploy/staging/$2".sent
 tok=
 if [ -f ".fleetdeploy/pending/$2" ]; then IFS= read -r tok < ".fleetdeploy/pending/$2" || :; fi
 if [ -n "$tok" ] && [ "$tok" = "$3" ]; then
