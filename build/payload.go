@@ -77,17 +77,17 @@ func manifestMember(m *Manifest, t Transfer) member {
 	return member{MetaDelta, m.delta(t)}
 }
 
+// transferKey names what a payload holds: transfers with the same key share
+// one payload. A full transfer's files differ too with the shared folders a
+// host already has (their seeds are left out).
 func transferKey(t Transfer) string {
-	if t.Full {
-		return "full"
-	}
 	send := make([]string, 0, len(t.Send))
 	for p := range t.Send {
 		send = append(send, p)
 	}
 	sort.Strings(send)
 	h := sha256.New()
-	fmt.Fprintf(h, "%q|%q|%v", send, t.Skip, t.Link)
+	fmt.Fprintf(h, "%v|%q|%q|%v", t.Full, send, t.Skip, t.Link)
 	return hex.EncodeToString(h.Sum(nil))
 }
 

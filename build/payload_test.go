@@ -363,3 +363,20 @@ func TestDeltaPayloadLinksReusedFiles(t *testing.T) {
 		}
 	}
 }
+
+// Two full transfers that differ in what they leave out (the seeds of a shared
+// folder one host already has) get different payloads.
+func TestFullPayloadsDifferByOmittedFiles(t *testing.T) {
+	a := mustMake(t, Options{Source: sampleTree(t)})
+	all, err := a.Payload(a.Manifest.Diff(nil, nil, nil, nil), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	some, err := a.Payload(a.Manifest.Diff(nil, nil, nil, []string{"a"}), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if all.Sent == some.Sent || all.Path == some.Path {
+		t.Errorf("full payloads with and without a/ share %s: %d and %d files", all.Path, all.Sent, some.Sent)
+	}
+}
