@@ -242,7 +242,8 @@ func TestStatusFindsFilesChangedOnHost(t *testing.T) {
 
 // A source file written to while the hosts are reached (after the build was
 // hashed, before it is sent) makes the build be made again; one that never
-// stops changing fails the deploy with the path, and no host changes.
+// stops changing fails the deploy with the path, and no host changes. (A
+// first deploy's payload is made as soon as the build is: no window there.)
 func TestSourceChangingDuringDeploy(t *testing.T) {
 	forEachBackend(t, 2, func(t *testing.T, f *testFleet) {
 		f.provision(t)
@@ -255,7 +256,9 @@ func TestSourceChangingDuringDeploy(t *testing.T) {
 				func(g *globals) { g.beforePayloads = func() { n++; change(n) } })
 			return result{code, out.String(), errb.String()}
 		}
+		mustCLI(t, "up", "test", "-i", inv)
 		// Changed once, before the first payload: built again, deployed as changed.
+		os.WriteFile(filepath.Join(src, "index.php"), []byte("<?php echo 'first';\n"), 0o644)
 		r := run(func(n int) {
 			if n == 1 {
 				os.WriteFile(filepath.Join(src, "index.php"), []byte("<?php echo 'edited';\n"), 0o644)

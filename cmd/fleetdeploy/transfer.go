@@ -42,13 +42,7 @@ func (g *globals) payloads(ctx context.Context, f *fleet, env *inventory.Environ
 			}
 			old = m
 		}
-		var present []string // shared directories the host has: nothing to seed
-		for _, sp := range env.Shared {
-			if sp.Dir && !slices.Contains(st.NoShared, sp.Path) {
-				present = append(present, sp.Path)
-			}
-		}
-		tr := art.Manifest.Diff(old, st.Dirty, shared, present)
+		tr := art.Manifest.Diff(old, st.Dirty, shared, presentShared(env, st))
 		tr.Link = !tr.Full && !copyReused
 		// A delta is mostly tar headers (directories, hard-link entries), which
 		// gzip shrinks ~20x for a few ms of CPU: always compressed. A whole
@@ -118,4 +112,21 @@ func (g *globals) manifestCache(digest string) string {
 		dir = filepath.Join(d, "fleetdeploy")
 	}
 	return filepath.Join(dir, "manifests", hexsum)
+}
+
+// presentShared lists the shared directories a host has: nothing to seed there.
+func presentShared(env *inventory.Environment, st *steps.State) []string {
+	var present []string
+	for _, sp := range env.Shared {
+		if sp.Dir && !slices.Contains(st.NoShared, sp.Path) {
+			present = append(present, sp.Path)
+		}
+	}
+	return present
+}
+
+// needsWholeBuild reports whether a host's state alone says it gets the whole
+// build: no live build, or no manifest matching its marker.
+func needsWholeBuild(st *steps.State) bool {
+	return st.Latest == "" || st.Manifest == "" || st.Manifest != st.Marker.Checksum
 }
