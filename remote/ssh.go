@@ -65,9 +65,15 @@ type Client struct {
 	done   chan struct{}
 	once   sync.Once
 
+	rtt  time.Duration // the TCP connect: about one network round trip
+
 	mu   sync.Mutex
 	lost error // why the connection was dropped by us, if it was
 }
+
+// ConnectRTT is how long the TCP connect took: about one network round trip
+// (the kernel answers it, so a busy host barely changes it).
+func (c *Client) ConnectRTT() time.Duration { return c.rtt }
 
 var _ Host = (*Client)(nil)
 
@@ -92,7 +98,9 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
 	defer cancel()
 	var d net.Dialer
+	dialStart := time.Now()
 	conn, err := d.DialContext(ctx, "tcp", cfg.Addr)
+	rtt := time.Since(dialStart)
 	if err != nil {
 		closeAll()
 		return nil, dialError(ctx, err, cfg.ConnectTimeout)
@@ -140,7 +148,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, dialError(ctx, ctx.Err(), cfg.ConnectTimeout)
 	}
 	conn.SetDeadline(time.Time{})
-	cl := &Client{name: cfg.Name, conn: conn, ssh: client, sftp: sc, closer: closers, done: make(chan struct{})}
+	cl := &Client{name: cfg.Name, conn: conn, ssh: client, sftp: sc, closer: closers, done: make(chan struct{}), rtt: rtt}
 	go cl.keepalive(cfg.KeepaliveInterval, cfg.KeepaliveMax)
 	return cl, nil
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -13,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/urfave/cli/v2"
 )
 
 // contentTree describes a build's files (content hashes, modes, link targets),
@@ -286,4 +289,43 @@ func TestSourceChangingDuringDeploy(t *testing.T) {
 		}
 		f.assertClean(t)
 	})
+}
+
+func TestCompressWholeBuildsOnSlowLinksOnly(t *testing.T) {
+	for _, c := range []struct {
+		set, compress bool
+		rtt           time.Duration
+		want          bool
+	}{
+		{false, false, 200 * time.Microsecond, false},
+		{false, false, 20 * time.Millisecond, true},
+		{true, false, 20 * time.Millisecond, false},
+		{true, true, 200 * time.Microsecond, true},
+	} {
+		g := &globals{compressSet: c.set, compress: c.compress}
+		if got := g.compressWhole(c.rtt); got != c.want {
+			t.Errorf("--compress given %v (%v), rtt %s: %v, want %v", c.set, c.compress, c.rtt, got, c.want)
+		}
+	}
+	// The flag reaches the decision: --compress=false is "given".
+	for args, want := range map[string]bool{"--compress=false": true, "--compress": true, "": false} {
+		var set bool
+		g := &globals{stdout: io.Discard, stderr: io.Discard, now: time.Now}
+		app := newApp(g)
+		for _, cmd := range app.Commands {
+			if cmd.Name == "up" {
+				cmd.Action = func(c *cli.Context) error { set = c.IsSet("compress"); return nil }
+			}
+		}
+		argv := []string{"fleetdeploy"}
+		if args != "" {
+			argv = append(argv, args)
+		}
+		if err := app.Run(append(argv, "up", "prod")); err != nil {
+			t.Fatal(err)
+		}
+		if set != want {
+			t.Errorf("%q: compress given = %v, want %v", args, set, want)
+		}
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -17,6 +18,21 @@ import (
 type fleet struct {
 	env   *inventory.Environment
 	conns map[string]remote.Host
+	rtts  []time.Duration // each connected host's TCP connect time
+}
+
+// slowLinkRTT is the round trip from which a link counts as slow (a WAN, not
+// a LAN or loopback): whole builds are then gzipped unless --compress=false.
+const slowLinkRTT = 10 * time.Millisecond
+
+// medianRTT is the median of the hosts' connect round trips.
+func (f *fleet) medianRTT() time.Duration {
+	if len(f.rtts) == 0 {
+		return 0
+	}
+	s := slices.Clone(f.rtts)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
 
 func (f *fleet) Close() {
@@ -39,7 +55,7 @@ func (g *globals) connect(ctx context.Context, env *inventory.Environment, parti
 	var wg sync.WaitGroup
 	for i, h := range env.Hosts {
 		wg.Go(func() {
-			var c remote.Host
+			var c *remote.Client
 			var err error
 			select {
 			case handshakes <- struct{}{}:
@@ -60,6 +76,7 @@ func (g *globals) connect(ctx context.Context, env *inventory.Environment, parti
 				return
 			}
 			f.conns[h.Name] = c
+			f.rtts = append(f.rtts, c.ConnectRTT())
 			mu.Unlock()
 			if then != nil {
 				then(i, c)
