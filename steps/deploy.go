@@ -330,10 +330,11 @@ func oneLine(s string) string {
 // Stage creates the symlinks the cutover needs: next -> the new build and
 // back -> the build live now (when there is one).
 func Stage(l Layout, id, current string) Step {
-	ops := []Op{RemoveIfExists(l.Next()), RemoveIfExists(l.Back()), Symlink(LinkTarget(id), l.Next())}
+	links := []Op{Symlink(LinkTarget(id), l.Next())}
 	if current != "" {
-		ops = append(ops, Symlink(LinkTarget(current), l.Back()))
+		links = append(links, Symlink(LinkTarget(current), l.Back()))
 	}
+	ops := []Op{Together(RemoveIfExists(l.Next()), RemoveIfExists(l.Back())), Together(links...)}
 	return Step{Name: "staging cutover", Ops: ops, Undo: []Op{RemoveIfExists(l.Next()), RemoveIfExists(l.Back())}}
 }
 
@@ -352,15 +353,15 @@ func Swap(l Layout, hadCurrent bool) Step {
 // host.
 func Record(l Layout, e HistoryEntry) Step {
 	line := e.line() + "\n"
-	return Step{Name: "recording live history", Ops: []Op{
-		{Desc: fmt.Sprintf("sftp append %s %s", remote.Quote(l.History()), remote.Quote(strings.TrimSuffix(line, "\n"))),
+	return Step{Name: "recording live history", Ops: []Op{Together(
+		Op{Desc: fmt.Sprintf("sftp append %s %s", remote.Quote(l.History()), remote.Quote(strings.TrimSuffix(line, "\n"))),
 			Run: func(ctx context.Context, h remote.Host, _ io.Writer) error {
 				return h.AppendFile(ctx, l.History(), []byte(line))
 			}},
 		RemoveIfExists(l.Pending(e.Release)),
 		RemoveIfExists(l.Back()),
 		RemoveIfExists(l.Next()),
-	}}
+	)}}
 }
 
 // cleanupScript removes builds unless a process still uses them: its working

@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"strings"
+	"sync"
 
 	"github.com/fleetdeploy/fleetdeploy/remote"
 )
@@ -65,6 +66,27 @@ func RemoveIfExists(path string) Op {
 
 func isNotExist(err error) bool {
 	return err != nil && (errors.Is(err, fs.ErrNotExist) || strings.Contains(err.Error(), "not exist"))
+}
+
+// Together runs independent ops at once: over SFTP, one round trip for all of
+// them instead of one each. Every op runs; the errors are joined.
+func Together(ops ...Op) Op {
+	if len(ops) == 1 {
+		return ops[0]
+	}
+	descs := make([]string, len(ops))
+	for i, op := range ops {
+		descs[i] = op.Desc
+	}
+	return Op{Desc: "at once: " + strings.Join(descs, "; "), Run: func(ctx context.Context, h remote.Host, out io.Writer) error {
+		errs := make([]error, len(ops))
+		var wg sync.WaitGroup
+		for i, op := range ops {
+			wg.Go(func() { errs[i] = op.Run(ctx, h, out) })
+		}
+		wg.Wait()
+		return errors.Join(errs...)
+	}}
 }
 
 // RunOps executes ops in order, reporting each to before (when set).

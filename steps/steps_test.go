@@ -267,3 +267,22 @@ func TestParseStateIgnoresForeignNames(t *testing.T) {
 		t.Errorf("state: %+v", st)
 	}
 }
+
+// Together runs every op, even after one fails, and reports every error.
+func TestTogetherRunsEveryOp(t *testing.T) {
+	root := t.TempDir()
+	a, b := filepath.Join(root, "a"), filepath.Join(root, "b")
+	op := Together(Symlink("x", a), Symlink("y", filepath.Join(root, "missing", "c")), Symlink("z", b))
+	err := op.Run(t.Context(), &localHost{}, nil)
+	if err == nil || !strings.Contains(err.Error(), "missing") {
+		t.Errorf("error %v, want the failing op's", err)
+	}
+	for p, want := range map[string]string{a: "x", b: "z"} {
+		if got, _ := os.Readlink(p); got != want {
+			t.Errorf("%s -> %q, want %q", p, got, want)
+		}
+	}
+	if !strings.HasPrefix(op.Desc, "at once: sftp symlink") {
+		t.Errorf("desc %q", op.Desc)
+	}
+}
