@@ -65,7 +65,7 @@ type Client struct {
 	done   chan struct{}
 	once   sync.Once
 
-	rtt  time.Duration // the TCP connect: about one network round trip
+	rtt time.Duration // the TCP connect: about one network round trip
 
 	mu   sync.Mutex
 	lost error // why the connection was dropped by us, if it was
