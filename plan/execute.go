@@ -224,7 +224,11 @@ func (r *run) hostSteps(ctx context.Context, phase, host string, list []steps.St
 		})
 		out.Flush()
 		if err != nil {
-			if ctx.Err() != nil && !errors.Is(err, remote.ErrConnLost) {
+			// A command that exited on its own failed for its own reasons,
+			// even if another host's failure cancelled ctx meanwhile: that
+			// error is reported, never hidden as a cancellation.
+			var exit *remote.ExitError
+			if ctx.Err() != nil && !errors.Is(err, remote.ErrConnLost) && !errors.As(err, &exit) {
 				err = ctx.Err()
 			}
 			r.emit(Event{Kind: StepFailed, Phase: phase, Host: host, Step: s.Name, Err: err})

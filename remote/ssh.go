@@ -335,12 +335,16 @@ func (c *Client) Run(ctx context.Context, cmd Cmd) ([]byte, error) {
 	select {
 	case err = <-done:
 	case <-ctx.Done():
-		if stdin != nil {
-			stdin.Close()
+		select {
+		case err = <-done: // it ended as ctx did: its own outcome counts
+		default:
+			if stdin != nil {
+				stdin.Close()
+			}
+			s.Close()
+			<-done
+			return nil, ctx.Err()
 		}
-		s.Close()
-		<-done
-		return nil, ctx.Err()
 	}
 	if stdin != nil {
 		stdin.Close()
