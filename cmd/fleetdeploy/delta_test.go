@@ -245,8 +245,7 @@ func TestStatusFindsFilesChangedOnHost(t *testing.T) {
 
 // A source file written to while the hosts are reached (after the build was
 // hashed, before it is sent) makes the build be made again; one that never
-// stops changing fails the deploy with the path, and no host changes. (A
-// first deploy's payload is made as soon as the build is: no window there.)
+// stops changing fails the deploy with the path, and no host changes.
 func TestSourceChangingDuringDeploy(t *testing.T) {
 	forEachBackend(t, 2, func(t *testing.T, f *testFleet) {
 		f.provision(t)

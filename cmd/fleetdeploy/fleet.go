@@ -111,18 +111,17 @@ func newStateReader(env *inventory.Environment) *stateReader {
 	return r
 }
 
-// read reads host i's state over c and returns it (false on an error).
-func (r *stateReader) read(ctx context.Context, i int, c remote.Host) (plan.Target, bool) {
+// read reads host i's state over c.
+func (r *stateReader) read(ctx context.Context, i int, c remote.Host) {
 	h := r.targets[i].Host
 	st, err := steps.Inspect(ctx, c, h.Root, r.shared)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err != nil {
 		r.errs[h.Name] = err
-		return plan.Target{}, false
+		return
 	}
 	r.targets[i].State = st
-	return r.targets[i], true
 }
 
 // all returns every host's state, or every host's error.

@@ -124,9 +124,3 @@ func presentShared(env *inventory.Environment, st *steps.State) []string {
 	}
 	return present
 }
-
-// needsWholeBuild reports whether a host's state alone says it gets the whole
-// build: no live build, or no manifest matching its marker.
-func needsWholeBuild(st *steps.State) bool {
-	return st.Latest == "" || st.Manifest == "" || st.Manifest != st.Marker.Checksum
-}

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
-	"strings"
-	"sync"
 	"time"
 
 	"github.com/fleetdeploy/fleetdeploy/build"
@@ -24,40 +22,20 @@ func (g *globals) up(ctx context.Context, envName string, dryRun bool) error {
 	if err != nil {
 		return err
 	}
-	var getBuild func() (*build.Artifact, error)
-	var early earlyPayloads
+	var built <-chan buildResult
 	if !dryRun {
 		bctx, cancel := context.WithCancel(ctx)
 		defer cancel()
-		built := g.startBuild(bctx, env)
-		getBuild = sync.OnceValues(func() (*build.Artifact, error) {
-			r, ok := <-built
-			if !ok {
-				return nil, errors.New("no build")
-			}
-			return r.art, r.err
-		})
-		early.make = func(present []string) {
-			if art, err := getBuild(); err == nil {
-				art.Payload(art.Manifest.Diff(nil, nil, nil, present), g.compress)
-			}
-		}
+		built = g.startBuild(bctx, env)
 		defer func() {
 			// On an early return, stop the build and remove what it made.
 			cancel()
-			early.wg.Wait()
-			if art, _ := getBuild(); art != nil {
-				art.Remove()
+			if r, ok := <-built; ok && r.art != nil {
+				r.art.Remove()
 			}
 		}()
 	}
-	f, targets, err := g.reach(ctx, env, func(t plan.Target) {
-		// A host that gets the whole build: make that payload now, while
-		// the other hosts are still being reached.
-		if early.make != nil && needsWholeBuild(t.State) {
-			early.start(presentShared(env, t.State))
-		}
-	})
+	f, targets, err := g.reach(ctx, env)
 	if err != nil {
 		return err
 	}
@@ -79,10 +57,11 @@ func (g *globals) up(ctx context.Context, envName string, dryRun bool) error {
 	if err := checkLocks(targets); err != nil {
 		return err
 	}
-	art, err := getBuild()
-	if err != nil {
-		return fmt.Errorf("building: %w", err)
+	r := <-built
+	if r.err != nil {
+		return fmt.Errorf("building: %w", r.err)
 	}
+	art := r.art
 	defer func() { art.Remove() }()
 	fmt.Fprintf(g.stdout, "built %d files, %s\n", art.Manifest.Files(), art.Checksum[:19])
 	if g.beforePayloads != nil {
@@ -196,19 +175,15 @@ func (g *globals) openFleet(ctx context.Context, envName string) (*inventory.Env
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	f, targets, err := g.reach(ctx, env, nil)
+	f, targets, err := g.reach(ctx, env)
 	return env, f, targets, err
 }
 
 // reach connects to every host of env and reads their state, each host's as
-// soon as it is connected, then passes it to onState (when not nil).
-func (g *globals) reach(ctx context.Context, env *inventory.Environment, onState func(plan.Target)) (*fleet, []plan.Target, error) {
+// soon as it is connected.
+func (g *globals) reach(ctx context.Context, env *inventory.Environment) (*fleet, []plan.Target, error) {
 	r := newStateReader(env)
-	f, _, err := g.connect(ctx, env, false, func(i int, c remote.Host) {
-		if t, ok := r.read(ctx, i, c); ok && onState != nil {
-			onState(t)
-		}
-	})
+	f, _, err := g.connect(ctx, env, false, func(i int, c remote.Host) { r.read(ctx, i, c) })
 	if err != nil {
 		return nil, nil, err
 	}
@@ -255,30 +230,6 @@ func (g *globals) cacheBase() string {
 		return ""
 	}
 	return filepath.Dir(filepath.Dir(m))
-}
-
-// earlyPayloads makes whole-build payloads in the background, once per
-// distinct set of files left out, before the plan asks for them (the
-// artifact keeps what it made).
-type earlyPayloads struct {
-	make    func(present []string)
-	mu      sync.Mutex
-	started map[string]bool
-	wg      sync.WaitGroup
-}
-
-func (e *earlyPayloads) start(present []string) {
-	key := strings.Join(present, "\x00")
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	if e.started[key] {
-		return
-	}
-	if e.started == nil {
-		e.started = map[string]bool{}
-	}
-	e.started[key] = true
-	e.wg.Go(func() { e.make(present) })
 }
 
 // compressWhole says whether whole builds are gzipped, for hosts a median
