@@ -328,3 +328,39 @@ func TestCompressWholeBuildsOnSlowLinksOnly(t *testing.T) {
 		}
 	}
 }
+
+// With hooks, reused files are copies; the build assembled from the live one
+// is still exactly the source: changed, added, removed files and folders, a
+// mode change, and nothing of what the app wrote into the live build (a stale
+// cache file, a folder of its own).
+func TestCopiedDeltaMatchesSource(t *testing.T) {
+	forEachBackend(t, 1, func(t *testing.T, f *testFleet) {
+		f.provision(t)
+		src := writeApp(t, "v1")
+		os.MkdirAll(filepath.Join(src, "gone", "deep"), 0o755)
+		os.WriteFile(filepath.Join(src, "gone", "deep", "x"), []byte("x\n"), 0o644)
+		inv := f.writeInventory(t, inventoryOpts{source: src, before: []string{`'true'`}})
+		mustCLI(t, "up", "test", "-i", inv)
+		first := f.live(t, 0)
+		f.exec(t, 0, `mkdir -p "$ROOT/latest/bootstrap/cache" "$ROOT/latest/config/deep/junk" && echo stale > "$ROOT/latest/bootstrap/cache/config.php" && echo j > "$ROOT/latest/config/deep/junk/j"`)
+
+		os.WriteFile(filepath.Join(src, "index.php"), []byte("<?php echo 'v2';\n"), 0o644)
+		os.WriteFile(filepath.Join(src, "new.txt"), []byte("new\n"), 0o644)
+		os.Remove(filepath.Join(src, "config/deep/nested/a.txt"))
+		os.RemoveAll(filepath.Join(src, "gone"))
+		os.Chmod(filepath.Join(src, "VERSION"), 0o600)
+		os.Chmod(filepath.Join(src, "bin"), 0o750)
+		r := mustCLI(t, "up", "test", "-i", inv)
+		if !strings.Contains(r.stdout, "reused from "+filepath.Base(first)+" as copies") {
+			t.Errorf("want a delta with copies:\n%s", r.stdout)
+		}
+		live := filepath.Join(f.roots[0], "latest")
+		if got, want := contentTree(t, live, ".env", "storage"), contentTree(t, src, "tests", "storage"); got != want {
+			t.Errorf("copied delta differs from the source:\n got:\n%s\nwant:\n%s", got, want)
+		}
+		if inode(t, filepath.Join(live, "bin", "run")) == inode(t, filepath.Join(f.roots[0], first, "bin", "run")) {
+			t.Error("a reused file shares its inode with the previous build although hooks run")
+		}
+		checkIdentities(t, f.roots[0])
+	})
+}
