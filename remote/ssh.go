@@ -65,14 +65,15 @@ type Client struct {
 	done   chan struct{}
 	once   sync.Once
 
-	rtt time.Duration // the TCP connect: about one network round trip
+	rtt time.Duration // the network round trip (see ConnectRTT)
 
 	mu   sync.Mutex
 	lost error // why the connection was dropped by us, if it was
 }
 
-// ConnectRTT is how long the TCP connect took: about one network round trip
-// (the kernel answers it, so a busy host barely changes it).
+// ConnectRTT is the network round trip to the host: the smallest the kernel
+// measured during the handshake where it says (Linux), else how long the TCP
+// connect took (which a busy client can stretch).
 func (c *Client) ConnectRTT() time.Duration { return c.rtt }
 
 var _ Host = (*Client)(nil)
@@ -148,6 +149,9 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		return nil, dialError(ctx, ctx.Err(), cfg.ConnectTimeout)
 	}
 	conn.SetDeadline(time.Time{})
+	if k, ok := kernelRTT(conn); ok {
+		rtt = k
+	}
 	cl := &Client{name: cfg.Name, conn: conn, ssh: client, sftp: sc, closer: closers, done: make(chan struct{}), rtt: rtt}
 	go cl.keepalive(cfg.KeepaliveInterval, cfg.KeepaliveMax)
 	return cl, nil

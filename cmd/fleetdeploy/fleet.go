@@ -25,14 +25,14 @@ type fleet struct {
 // a LAN or loopback): whole builds are then gzipped unless --compress=false.
 const slowLinkRTT = 10 * time.Millisecond
 
-// medianRTT is the median of the hosts' connect round trips.
-func (f *fleet) medianRTT() time.Duration {
+// nearestRTT is the smallest of the hosts' round trips: a fleet counts as
+// behind a slow link only if every host is, and a busy moment cannot make a
+// near host look far.
+func (f *fleet) nearestRTT() time.Duration {
 	if len(f.rtts) == 0 {
 		return 0
 	}
-	s := slices.Clone(f.rtts)
-	slices.Sort(s)
-	return s[len(s)/2]
+	return slices.Min(f.rtts)
 }
 
 func (f *fleet) Close() {

@@ -67,9 +67,9 @@ func (g *globals) up(ctx context.Context, envName string, dryRun bool) error {
 	if g.beforePayloads != nil {
 		g.beforePayloads()
 	}
-	if rtt := f.medianRTT(); !g.compress && g.compressWhole(rtt) {
+	if rtt := f.nearestRTT(); !g.compress && g.compressWhole(rtt) {
 		g.compress = true
-		fmt.Fprintf(g.stdout, "hosts are %s away (TCP connect): a whole build is sent gzipped (--compress=false: never)\n", rtt.Round(time.Millisecond))
+		fmt.Fprintf(g.stdout, "the nearest host is %s away: a whole build is sent gzipped (--compress=false: never)\n", rtt.Round(time.Millisecond))
 	}
 	payloads, err := g.payloads(ctx, f, env, targets, art)
 	// The source folder changed while the hosts were being reached (a file
@@ -232,8 +232,8 @@ func (g *globals) cacheBase() string {
 	return filepath.Dir(filepath.Dir(m))
 }
 
-// compressWhole says whether whole builds are gzipped, for hosts a median
-// round trip rtt away: as --compress says when given, else on slow links only.
+// compressWhole says whether whole builds are gzipped, for a fleet whose
+// nearest host is a round trip rtt away: as --compress says when given, else on slow links only.
 // Measured (BENCHMARKS.md): on loopback gunzip costs each host more CPU than
 // the bytes save; over 20 ms and 200 Mbit/s it makes a first deploy faster.
 func (g *globals) compressWhole(rtt time.Duration) bool {

@@ -1,0 +1,30 @@
+package remote
+
+import (
+	"net"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// kernelRTT is the smallest round trip the kernel has seen on conn (TCP_INFO's
+// min_rtt): the network's, whatever the load on either end.
+func kernelRTT(conn net.Conn) (time.Duration, bool) {
+	tc, ok := conn.(*net.TCPConn)
+	if !ok {
+		return 0, false
+	}
+	raw, err := tc.SyscallConn()
+	if err != nil {
+		return 0, false
+	}
+	var info *unix.TCPInfo
+	var ierr error
+	if err := raw.Control(func(fd uintptr) { info, ierr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) }); err != nil || ierr != nil {
+		return 0, false
+	}
+	if info.Min_rtt == 0 || info.Min_rtt == ^uint32(0) {
+		return 0, false
+	}
+	return time.Duration(info.Min_rtt) * time.Microsecond, true
+}
