@@ -95,6 +95,14 @@ func (g *globals) connect(ctx context.Context, env *inventory.Environment, parti
 	return f, failed, nil
 }
 
+// connectAndRead connects to env's hosts (see connect) and reads each host's
+// state as soon as it is connected.
+func (g *globals) connectAndRead(ctx context.Context, env *inventory.Environment, partial bool) (*fleet, *stateReader, map[string]error, error) {
+	r := newStateReader(env)
+	f, failed, err := g.connect(ctx, env, partial, func(i int, c remote.Host) { r.read(ctx, i, c) })
+	return f, r, failed, err
+}
+
 // stateReader collects hosts' states, read in parallel, writing nothing.
 type stateReader struct {
 	shared  []string

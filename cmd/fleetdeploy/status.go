@@ -9,7 +9,6 @@ import (
 	"text/tabwriter"
 
 	"github.com/fleetdeploy/fleetdeploy/plan"
-	"github.com/fleetdeploy/fleetdeploy/remote"
 	"github.com/fleetdeploy/fleetdeploy/steps"
 )
 
@@ -19,8 +18,7 @@ func (g *globals) status(ctx context.Context, envName string, verify bool) error
 	if err != nil {
 		return err
 	}
-	r := newStateReader(env)
-	f, failed, err := g.connect(ctx, env, true, func(i int, c remote.Host) { r.read(ctx, i, c) })
+	f, r, failed, err := g.connectAndRead(ctx, env, true)
 	if err != nil {
 		return err
 	}
@@ -164,8 +162,7 @@ func (g *globals) unlock(ctx context.Context, envName string) error {
 	if err != nil {
 		return err
 	}
-	r := newStateReader(env)
-	f, failed, err := g.connect(ctx, env, true, func(i int, c remote.Host) { r.read(ctx, i, c) })
+	f, r, failed, err := g.connectAndRead(ctx, env, true)
 	if err != nil {
 		return err
 	}

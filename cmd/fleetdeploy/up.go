@@ -11,7 +11,7 @@ import (
 	"github.com/fleetdeploy/fleetdeploy/build"
 	"github.com/fleetdeploy/fleetdeploy/inventory"
 	"github.com/fleetdeploy/fleetdeploy/plan"
-	"github.com/fleetdeploy/fleetdeploy/remote"
+	"github.com/fleetdeploy/fleetdeploy/steps"
 )
 
 // up deploys a new build to every host of env, or prints the plan. The build
@@ -63,29 +63,28 @@ func (g *globals) up(ctx context.Context, envName string, dryRun bool) error {
 	}
 	art := r.art
 	defer func() { art.Remove() }()
-	fmt.Fprintf(g.stdout, "built %d files, %s\n", art.Manifest.Files(), art.Checksum[:19])
-	if g.beforePayloads != nil {
-		g.beforePayloads()
-	}
 	if rtt := f.nearestRTT(); !g.compress && g.compressWhole(rtt) {
 		g.compress = true
 		fmt.Fprintf(g.stdout, "the nearest host is %s away: a whole build is sent gzipped (--compress=false: never)\n", rtt.Round(time.Millisecond))
 	}
-	payloads, err := g.payloads(ctx, f, env, targets, art)
-	// The source folder changed while the hosts were being reached (a file
-	// being written there): make the build again, now that nothing else is
-	// pending, a couple of times before giving up.
-	for try := 1; try <= 2 && errors.As(err, new(*build.ChangedError)); try++ {
-		fmt.Fprintf(g.stdout, "%v; building again\n", err)
-		art.Remove()
-		if art, err = g.makeBuild(ctx, env); err != nil {
-			return fmt.Errorf("building: %w", err)
-		}
+	var payloads map[string]steps.Payload
+	// When the source folder changed while the hosts were being reached (a
+	// file being written there), the build is made again, now that nothing
+	// else is pending, a couple of times before giving up.
+	for try := 0; ; try++ {
 		fmt.Fprintf(g.stdout, "built %d files, %s\n", art.Manifest.Files(), art.Checksum[:19])
 		if g.beforePayloads != nil {
 			g.beforePayloads()
 		}
 		payloads, err = g.payloads(ctx, f, env, targets, art)
+		if try == 2 || !errors.As(err, new(*build.ChangedError)) {
+			break
+		}
+		fmt.Fprintf(g.stdout, "%v; building again\n", err)
+		art.Remove()
+		if art, err = g.makeBuild(ctx, env); err != nil {
+			return fmt.Errorf("building: %w", err)
+		}
 	}
 	if err != nil {
 		return err
@@ -182,8 +181,7 @@ func (g *globals) openFleet(ctx context.Context, envName string) (*inventory.Env
 // reach connects to every host of env and reads their state, each host's as
 // soon as it is connected.
 func (g *globals) reach(ctx context.Context, env *inventory.Environment) (*fleet, []plan.Target, error) {
-	r := newStateReader(env)
-	f, _, err := g.connect(ctx, env, false, func(i int, c remote.Host) { r.read(ctx, i, c) })
+	f, r, _, err := g.connectAndRead(ctx, env, false)
 	if err != nil {
 		return nil, nil, err
 	}
