@@ -24,6 +24,9 @@ const (
 	DefaultConnectTimeout    = 10 * time.Second // TCP connect + SSH handshake + auth
 	DefaultKeepaliveInterval = 5 * time.Second
 	DefaultKeepaliveMax      = 3 // unanswered keepalives before the connection is dropped
+	// DefaultStopGrace bounds how long a cancelled command may take to end on
+	// the host (the kill-on-hangup wrapper sends SIGKILL after 3 s).
+	DefaultStopGrace = 10 * time.Second
 )
 
 // Config says how to reach one host.
@@ -40,6 +43,10 @@ type Config struct {
 	ConnectTimeout    time.Duration
 	KeepaliveInterval time.Duration
 	KeepaliveMax      int
+
+	// StopGrace bounds how long Run, once its context ends, waits for the
+	// command to end on the host before it gives up and closes the session.
+	StopGrace time.Duration
 }
 
 func (c *Config) defaults() {
@@ -51,6 +58,9 @@ func (c *Config) defaults() {
 	}
 	if c.KeepaliveMax <= 0 {
 		c.KeepaliveMax = DefaultKeepaliveMax
+	}
+	if c.StopGrace <= 0 {
+		c.StopGrace = DefaultStopGrace
 	}
 }
 
@@ -65,7 +75,8 @@ type Client struct {
 	done   chan struct{}
 	once   sync.Once
 
-	rtt time.Duration // the network round trip (see ConnectRTT)
+	rtt       time.Duration // the network round trip (see ConnectRTT)
+	stopGrace time.Duration // see Config.StopGrace
 
 	mu   sync.Mutex
 	lost error // why the connection was dropped by us, if it was
@@ -152,7 +163,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	if k, ok := kernelRTT(conn); ok {
 		rtt = k
 	}
-	cl := &Client{name: cfg.Name, conn: conn, ssh: client, sftp: sc, closer: closers, done: make(chan struct{}), rtt: rtt}
+	cl := &Client{name: cfg.Name, conn: conn, ssh: client, sftp: sc, closer: closers, done: make(chan struct{}), rtt: rtt, stopGrace: cfg.StopGrace}
 	go cl.keepalive(cfg.KeepaliveInterval, cfg.KeepaliveMax)
 	return cl, nil
 }
@@ -322,14 +333,22 @@ func (c *Client) Run(ctx context.Context, cmd Cmd) ([]byte, error) {
 	} else {
 		s.Stderr = errTail
 	}
+	// stop makes the command end early: for a command fed by cmd.Stdin, the
+	// input ends (what it does with a cut stream is its own affair: a tar
+	// fails); for any other, the kill-on-hangup wrapper sees its stdin close
+	// and kills the command's process group.
 	var stdin io.WriteCloser
+	var stop func()
 	if cmd.Stdin != nil {
-		s.Stdin = cmd.Stdin
+		in := &stoppableReader{r: cmd.Stdin, stopped: make(chan struct{})}
+		s.Stdin = in
+		stop = in.stop
 	} else {
 		// Held open for the command's life: closing it tells the host to kill it.
 		if stdin, err = s.StdinPipe(); err != nil {
 			return nil, c.connErr(err)
 		}
+		stop = func() { stdin.Close() }
 	}
 	if err := s.Start(cmd.wire()); err != nil {
 		return nil, c.connErr(fmt.Errorf("starting command: %w", err))
@@ -342,11 +361,18 @@ func (c *Client) Run(ctx context.Context, cmd Cmd) ([]byte, error) {
 		select {
 		case err = <-done: // it ended as ctx did: its own outcome counts
 		default:
-			if stdin != nil {
-				stdin.Close()
+			// Wait for the command to end, not just for the channel to
+			// close: whatever runs next on the host (an undo) must never
+			// race with a command still at work there.
+			stop()
+			t := time.NewTimer(c.stopGrace)
+			select {
+			case <-done:
+			case <-t.C:
+				s.Close()
+				<-done
 			}
-			s.Close()
-			<-done
+			t.Stop()
 			return nil, ctx.Err()
 		}
 	}
@@ -370,6 +396,25 @@ func (c *Client) Run(ctx context.Context, cmd Cmd) ([]byte, error) {
 	}
 	return stdout.Bytes(), nil
 }
+
+// stoppableReader is a command's input that can be cut short: after stop,
+// the next read ends the stream.
+type stoppableReader struct {
+	r       io.Reader
+	once    sync.Once
+	stopped chan struct{}
+}
+
+func (s *stoppableReader) Read(p []byte) (int, error) {
+	select {
+	case <-s.stopped:
+		return 0, io.EOF
+	default:
+		return s.r.Read(p)
+	}
+}
+
+func (s *stoppableReader) stop() { s.once.Do(func() { close(s.stopped) }) }
 
 // limitedBuffer keeps at most max bytes of output; Run's callers read small outputs.
 type limitedBuffer struct {

@@ -1,0 +1,105 @@
+package remote_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fleetdeploy/fleetdeploy/internal/sshtest"
+	"github.com/fleetdeploy/fleetdeploy/remote"
+	"github.com/fleetdeploy/fleetdeploy/sandbox"
+)
+
+// host is one server to run commands on, and a folder (made on first use)
+// its commands can write and this test can read.
+type host struct {
+	cfg remote.Config
+	dir string
+}
+
+func hosts(t *testing.T) map[string]func(t *testing.T) host {
+	return map[string]func(t *testing.T) host{
+		"openssh": func(t *testing.T) host {
+			f := sshtest.Start(t, 1)
+			h := f.Hosts[0]
+			return host{remote.Config{Name: h.Name, Addr: h.Name, User: f.User, Identity: f.Identity, KnownHosts: f.KnownHosts}, h.Root}
+		},
+		"sandbox": func(t *testing.T) host {
+			f, err := sandbox.StartFleet(t.TempDir(), 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { f.Close() })
+			u, err := user.Current()
+			if err != nil {
+				t.Fatal(err)
+			}
+			a := f.Hosts[0].Addr().String()
+			return host{remote.Config{Name: a, Addr: a, User: u.Username, Identity: f.Identity, KnownHosts: f.KnownHosts}, f.Roots[0]}
+		},
+	}
+}
+
+// endless is an input that never ends by itself.
+type endless struct{}
+
+func (endless) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
+
+// A cancelled Run returns only once the command has ended on the host, so
+// that what runs next there (an undo after Ctrl-C or another host's failure)
+// never races with it. Both kinds of command are covered: one fed a stream
+// (the upload), whose input is cut, and one under the kill-on-hangup wrapper
+// (hooks, locks), which the host kills.
+func TestCancelledRunWaitsForTheCommandToEnd(t *testing.T) {
+	for name, start := range hosts(t) {
+		t.Run(name, func(t *testing.T) {
+			h := start(t)
+			c, err := remote.Dial(t.Context(), h.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			for _, tc := range []struct {
+				name string
+				cmd  remote.Cmd
+			}{
+				// The command goes on after its input ends, as the upload
+				// script goes on to check and publish what it unpacked.
+				{"stream", remote.Cmd{Stdin: endless{}, Args: []string{"sh", "-c", `mkdir -p "${1%/*}"; echo started > "$1"; cat > /dev/null; sleep 0.5; echo ended > "$1"`, "sh"}}},
+				// The command takes its time to die, as a hook cleaning up.
+				{"wrapped", remote.Cmd{Args: []string{"sh", "-c", `trap 'sleep 0.5; echo ended > "$1"; exit 1' TERM; mkdir -p "${1%/*}"; echo started > "$1"; sleep 30 & wait`, "sh"}}},
+			} {
+				t.Run(tc.name, func(t *testing.T) {
+					file := filepath.Join(h.dir, tc.name)
+					tc.cmd.Args = append(tc.cmd.Args, file)
+					ctx, cancel := context.WithCancel(t.Context())
+					go func() {
+						for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+							if b, _ := os.ReadFile(file); len(b) > 0 {
+								break
+							}
+							<-time.After(10 * time.Millisecond)
+						}
+						cancel()
+					}()
+					_, err := c.Run(ctx, tc.cmd)
+					if !errors.Is(err, context.Canceled) {
+						t.Fatalf("got %v, want context.Canceled", err)
+					}
+					b, _ := os.ReadFile(file)
+					if got := strings.TrimSpace(string(b)); got != "ended" {
+						t.Fatalf("Run returned while the command was still running on the host (it wrote %q)", got)
+					}
+				})
+			}
+		})
+	}
+}
