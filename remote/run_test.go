@@ -103,3 +103,34 @@ func TestCancelledRunWaitsForTheCommandToEnd(t *testing.T) {
 		})
 	}
 }
+
+// An SFTP request in flight when its context ends is waited for, and its own
+// outcome returned: an undo sent next must find its effect, not race with it.
+// The host is frozen so that the request is still in flight when ctx ends.
+func TestCancelledSFTPRequestIsWaitedFor(t *testing.T) {
+	f := sshtest.Start(t, 1)
+	h := f.Hosts[0]
+	c, err := remote.Dial(t.Context(), remote.Config{Name: h.Name, Addr: h.Name, User: f.User, Identity: f.Identity, KnownHosts: f.KnownHosts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.MkdirAll(t.Context(), h.Root); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(h.Root, "next")
+	h.Freeze()
+	ctx, cancel := context.WithCancel(t.Context())
+	go func() {
+		<-time.After(200 * time.Millisecond)
+		cancel()
+		<-time.After(200 * time.Millisecond)
+		h.Thaw()
+	}()
+	if err := c.Symlink(ctx, "builds/1", link); err != nil {
+		t.Fatalf("got %v; want the request's own outcome (done once the host answered)", err)
+	}
+	if got, err := os.Readlink(link); err != nil || got != "builds/1" {
+		t.Fatalf("the link is %q (%v) once Symlink returned", got, err)
+	}
+}

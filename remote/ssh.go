@@ -45,7 +45,8 @@ type Config struct {
 	KeepaliveMax      int
 
 	// StopGrace bounds how long Run, once its context ends, waits for the
-	// command to end on the host before it gives up and closes the session.
+	// command to end on the host before it gives up and closes the session;
+	// and how long SFTP requests already sent are waited for.
 	StopGrace time.Duration
 }
 
@@ -435,8 +436,10 @@ func (l *limitedBuffer) Write(p []byte) (int, error) {
 
 func (l *limitedBuffer) Bytes() []byte { return l.b }
 
-// sftpCall runs an SFTP request, returning early (as ctx.Err) if ctx ends first.
-// pkg/sftp takes no context; the request itself ends when the connection does.
+// sftpCall runs SFTP requests. pkg/sftp takes no context, so when ctx ends
+// first the requests already sent are waited for (up to the stop grace; a
+// dead connection ends them sooner): an undo that follows must not race with
+// them. Their own outcome is returned when it arrives, else ctx.Err.
 func (c *Client) sftpCall(ctx context.Context, f func() error) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -447,7 +450,14 @@ func (c *Client) sftpCall(ctx context.Context, f func() error) error {
 	case err := <-done:
 		return c.connErr(sftpErr(err))
 	case <-ctx.Done():
-		return ctx.Err()
+		t := time.NewTimer(c.stopGrace)
+		defer t.Stop()
+		select {
+		case err := <-done:
+			return c.connErr(sftpErr(err))
+		case <-t.C:
+			return ctx.Err()
+		}
 	}
 }
 
