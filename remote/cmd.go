@@ -13,6 +13,10 @@ import (
 type Script struct {
 	Name string
 	Body string
+	// Brief marks a script that ends by itself within moments and runs no
+	// user code: it runs without the kill-on-hangup wrapper, which saves two
+	// process starts per command.
+	Brief bool
 }
 
 // Cmd is a remote command as data. Nothing else in fleetdeploy builds shell text.
@@ -24,7 +28,8 @@ type Cmd struct {
 
 	// Stdin, when set, is streamed to the command; the command then ends when it
 	// reads EOF. When nil, the command reads /dev/null and is killed on the host,
-	// with its whole process group, as soon as the session goes away.
+	// with its whole process group, as soon as the session goes away (unless
+	// it is a Brief script, left to end by itself).
 	Stdin io.Reader
 	// Stdout and Stderr, when set, receive the command's output as it arrives.
 	Stdout io.Writer
@@ -108,7 +113,10 @@ func (c Cmd) argv() []string {
 
 // wire is what is sent in the SSH exec request.
 func (c Cmd) wire() string {
-	if c.Stdin != nil {
+	if c.Stdin != nil || (c.Script != nil && c.Script.Brief) {
+		if c.Dir == "" && len(c.Env) == 0 {
+			return c.Render() // one simple command, which the login shell execs
+		}
 		return "sh -c " + Quote(c.Render())
 	}
 	w := []string{"sh", "-c", Quote(killOnHangup), "fleetdeploy-run"}

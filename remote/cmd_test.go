@@ -93,6 +93,9 @@ func TestWireArgumentsArriveIntact(t *testing.T) {
 		"dir and env": {Dir: "/", Env: []string{"V=$(no) 'x'"}, Args: append([]string{"sh", "-c", script.Body, "sh"}, args...)},
 		"script":      {Script: script, Args: args},
 		"argv":        {Args: append([]string{"printf", "[%s]", ""}, args...)},
+		"brief":       {Script: &Script{Name: "echo", Body: script.Body, Brief: true}, Args: args},
+		"stdin":       {Script: script, Args: args, Stdin: strings.NewReader("")},
+		"stdin, dir":  {Dir: "/", Script: script, Args: args, Stdin: strings.NewReader("")},
 	} {
 		t.Run(name, func(t *testing.T) {
 			sh := exec.Command("sh", "-c", c.wire())
@@ -115,8 +118,9 @@ func TestWireArgumentsArriveIntact(t *testing.T) {
 			if string(out) != want {
 				t.Errorf("got  %q\nwant %q", out, want)
 			}
-			if !strings.Contains(c.wire(), "setsid") {
-				t.Error("a command without stdin must run under the kill-on-hangup wrapper")
+			wrapped := c.Stdin == nil && (c.Script == nil || !c.Script.Brief)
+			if got := strings.Contains(c.wire(), "setsid"); got != wrapped {
+				t.Errorf("under the kill-on-hangup wrapper: %v, want %v (only commands without stdin, except brief scripts)", got, wrapped)
 			}
 		})
 	}

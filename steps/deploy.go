@@ -14,8 +14,8 @@ import (
 
 // lockScript takes the lock, then reads the root's state (as inspect's quick
 // mode) in the same session, so the plan can be checked against it.
-var lockScript = &remote.Script{Name: "lock", Body: `set -e
-mkdir -p -- "$1/.fleetdeploy"
+var lockScript = &remote.Script{Name: "lock", Brief: true, Body: `set -e
+if [ ! -d "$1/.fleetdeploy" ]; then mkdir -p -- "$1/.fleetdeploy"; fi
 if ! ln -s -- "$2" "$1/.fleetdeploy/lock" 2>/dev/null; then
   if [ -L "$1/.fleetdeploy/lock" ]; then printf '%s' "$(readlink "$1/.fleetdeploy/lock")"; exit 75; fi
   ln -s -- "$2" "$1/.fleetdeploy/lock"
@@ -200,11 +200,11 @@ if [ -n "$from" ] && [ "$how" = link ] && [ -f "$root/.fleetdeploy/builds/$from.
     $1 == "f" && !($5 in r) { for (i = 1; i <= ns; i++) if ($5 == s[i] || index($5, s[i] "/") == 1) next; print "./" $5 > sent }
   ' "$root/.fleetdeploy/builds/$from.stat" "$m.manifest" > "$m.stat"
   xargs -d '\n' -r sh -c 'exec find "$@" -maxdepth 0 -type f -printf "%p\t%s\t%T@\t%i\n"' find < "$st.sent" >> "$m.stat"
-  rm -f -- "$st.shared" "$st.sent"
+  rm -f -- "$st.shared" "$st.sent" "$st.reuse"
 else
   ` + fileIdentities + ` > "$m.stat"
-fi
-rm -f -- "$st.reuse"`}
+  if [ -n "$from" ]; then rm -f -- "$st.reuse"; fi
+fi`}
 
 // Payload is what a host receives of a build.
 type Payload struct {
@@ -285,7 +285,7 @@ func Prepare(l Layout, m Marker, p Payload, shared []inventory.SharedPath) Step 
 
 // unprepareScript undoes prepareScript, however far it got, and only what
 // this run made (the never-live mark holds its token).
-var unprepareScript = &remote.Script{Name: "unprepare", Body: `cd -- "$1" || exit 0
+var unprepareScript = &remote.Script{Name: "unprepare", Brief: true, Body: `cd -- "$1" || exit 0
 rm -rf -- ".fleetdeploy/staging/$2" ".fleetdeploy/staging/$2".skip ".fleetdeploy/staging/$2".keep ".fleetdeploy/staging/$2".reuse ".fleetdeploy/staging/$2".shared ".fleetdeploy/staging/$2".sent
 tok=
 if [ -f ".fleetdeploy/pending/$2" ]; then IFS= read -r tok < ".fleetdeploy/pending/$2" || :; fi
@@ -369,7 +369,7 @@ func Record(l Layout, e HistoryEntry) Step {
 // compared by device and inode (paths differ through symlinks). Files shared
 // by hard links with other builds do not count: removing this build's link
 // leaves them whole. It prints NOTE lines about what it kept.
-var cleanupScript = &remote.Script{Name: "cleanup", Body: `root=$1; shift
+var cleanupScript = &remote.Script{Name: "cleanup", Brief: true, Body: `root=$1; shift
 cd -- "$root" || exit 1
 # Open files, working directories and mapped files of every process we may see,
 # as "pid<TAB>dev:inode" (st_dev in decimal, as find's %D prints it).

@@ -102,7 +102,7 @@ else echo "latest	none"; fi
 for d in builds/* .fleetdeploy/staging/* .fleetdeploy/pending/*; do
   if [ -e "$d" ] || [ -L "$d" ]; then printf 'entry	%s\n' "$d"; fi
 done
-if [ -L .fleetdeploy/lock ]; then printf 'lock	%s\n' "$(readlink .fleetdeploy/lock)"; fi
+if [ "$mode" != quick ] && [ -L .fleetdeploy/lock ]; then printf 'lock	%s\n' "$(readlink .fleetdeploy/lock)"; fi
 id=${t#builds/}
 h=; m=
 if [ -f .fleetdeploy/history ]; then h=.fleetdeploy/history; fi
@@ -128,7 +128,7 @@ for s in "$@"; do
 done
 exit 0`
 
-var inspectScript = &remote.Script{Name: "inspect", Body: inspectBody}
+var inspectScript = &remote.Script{Name: "inspect", Brief: true, Body: inspectBody}
 
 // InspectCmd is the read-only command that reports a root's state.
 func InspectCmd(root string, shared []string) remote.Cmd {
