@@ -22,13 +22,15 @@ func (h nopHost) ReadFile(context.Context, string) ([]byte, error) { return nil,
 func (h nopHost) WriteFile(context.Context, string, []byte, fs.FileMode) error {
 	return nil
 }
-func (h nopHost) AppendFile(context.Context, string, []byte) error { return nil }
-func (h nopHost) Symlink(context.Context, string, string) error    { return nil }
-func (h nopHost) Readlink(context.Context, string) (string, error) { return "", fs.ErrNotExist }
-func (h nopHost) Rename(context.Context, string, string) error     { return nil }
-func (h nopHost) Remove(context.Context, string) error             { return nil }
-func (h nopHost) MkdirAll(context.Context, string) error           { return nil }
-func (h nopHost) Close() error                                     { return nil }
+func (h nopHost) AppendFile(context.Context, string, []byte) error   { return nil }
+func (h nopHost) Symlink(context.Context, string, string) error      { return nil }
+func (h nopHost) Readlink(context.Context, string) (string, error)   { return "", fs.ErrNotExist }
+func (h nopHost) Rename(context.Context, string, string) error       { return nil }
+func (h nopHost) Remove(context.Context, string) error               { return nil }
+func (h nopHost) MkdirAll(context.Context, string) error             { return nil }
+func (h nopHost) Lstat(context.Context, string) (fs.FileInfo, error) { return nil, fs.ErrNotExist }
+func (h nopHost) ReadDir(context.Context, string) ([]string, error)  { return nil, fs.ErrNotExist }
+func (h nopHost) Close() error                                       { return nil }
 
 // Two hosts fail at about the same time: the one whose failure is noticed
 // second (after the first cancelled the phase) is still reported, because

@@ -33,6 +33,10 @@ type Host interface {
 	Remove(ctx context.Context, path string) error
 	// MkdirAll creates a directory and its parents.
 	MkdirAll(ctx context.Context, path string) error
+	// Lstat describes path, not following a final symlink; fs.ErrNotExist when absent.
+	Lstat(ctx context.Context, path string) (fs.FileInfo, error)
+	// ReadDir returns the names in a directory, sorted; fs.ErrNotExist when absent.
+	ReadDir(ctx context.Context, path string) ([]string, error)
 	// Close ends the connection.
 	Close() error
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -441,24 +442,41 @@ func (l *limitedBuffer) Bytes() []byte { return l.b }
 // dead connection ends them sooner): an undo that follows must not race with
 // them. Their own outcome is returned when it arrives, else ctx.Err.
 func (c *Client) sftpCall(ctx context.Context, f func() error) error {
+	_, err := sftpGet(ctx, c, func() (struct{}, error) { return struct{}{}, f() })
+	return err
+}
+
+// sftpGet is sftpCall for requests that return a value.
+func sftpGet[T any](ctx context.Context, c *Client, f func() (T, error)) (T, error) {
+	var zero T
 	if err := ctx.Err(); err != nil {
-		return err
+		return zero, err
 	}
-	done := make(chan error, 1)
-	go func() { done <- f() }()
+	type result struct {
+		v   T
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		v, err := f()
+		done <- result{v, err}
+	}()
+	var r result
 	select {
-	case err := <-done:
-		return c.connErr(sftpErr(err))
+	case r = <-done:
 	case <-ctx.Done():
 		t := time.NewTimer(c.stopGrace)
 		defer t.Stop()
 		select {
-		case err := <-done:
-			return c.connErr(sftpErr(err))
+		case r = <-done:
 		case <-t.C:
-			return ctx.Err()
+			return zero, ctx.Err()
 		}
 	}
+	if r.err != nil {
+		return r.v, c.connErr(sftpErr(r.err))
+	}
+	return r.v, nil
 }
 
 // sftpErr maps SFTP status codes onto the fs errors callers test for.
@@ -477,17 +495,14 @@ func sftpErr(err error) error {
 
 // ReadFile reads a small remote file.
 func (c *Client) ReadFile(ctx context.Context, p string) ([]byte, error) {
-	var data []byte
-	err := c.sftpCall(ctx, func() error {
+	return sftpGet(ctx, c, func() ([]byte, error) {
 		f, err := c.sftp.Open(p)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		defer f.Close()
-		data, err = io.ReadAll(io.LimitReader(f, 16<<20))
-		return err
+		return io.ReadAll(io.LimitReader(f, 16<<20))
 	})
-	return data, err
 }
 
 // WriteFile writes data to a temporary name beside path, then renames it over path.
@@ -543,9 +558,7 @@ func (c *Client) Symlink(ctx context.Context, target, p string) error {
 
 // Readlink returns a symlink's target.
 func (c *Client) Readlink(ctx context.Context, p string) (string, error) {
-	var t string
-	err := c.sftpCall(ctx, func() (err error) { t, err = c.sftp.ReadLink(p); return err })
-	return t, err
+	return sftpGet(ctx, c, func() (string, error) { return c.sftp.ReadLink(p) })
 }
 
 // Rename replaces newpath by oldpath atomically (posix-rename@openssh.com).
@@ -561,4 +574,22 @@ func (c *Client) Remove(ctx context.Context, p string) error {
 // MkdirAll creates a directory and its parents.
 func (c *Client) MkdirAll(ctx context.Context, p string) error {
 	return c.sftpCall(ctx, func() error { return c.sftp.MkdirAll(p) })
+}
+
+// Lstat describes path, not following a final symlink.
+func (c *Client) Lstat(ctx context.Context, p string) (fs.FileInfo, error) {
+	return sftpGet(ctx, c, func() (fs.FileInfo, error) { return c.sftp.Lstat(p) })
+}
+
+// ReadDir returns the names in a directory, sorted.
+func (c *Client) ReadDir(ctx context.Context, p string) ([]string, error) {
+	return sftpGet(ctx, c, func() ([]string, error) {
+		list, err := c.sftp.ReadDir(p)
+		names := make([]string, 0, len(list))
+		for _, fi := range list {
+			names = append(names, fi.Name())
+		}
+		slices.Sort(names)
+		return names, err
+	})
 }

@@ -12,42 +12,55 @@ import (
 	"github.com/fleetdeploy/fleetdeploy/remote"
 )
 
-// lockScript takes the lock, then reads the root's state (as inspect's quick
-// mode) in the same session, so the plan can be checked against it.
-var lockScript = &remote.Script{Name: "lock", Brief: true, Body: `set -e
-if [ ! -d "$1/.fleetdeploy" ]; then mkdir -p -- "$1/.fleetdeploy"; fi
-if ! ln -s -- "$2" "$1/.fleetdeploy/lock" 2>/dev/null; then
-  if [ -L "$1/.fleetdeploy/lock" ]; then printf '%s' "$(readlink "$1/.fleetdeploy/lock")"; exit 75; fi
-  ln -s -- "$2" "$1/.fleetdeploy/lock"
-fi
-set +e
-set -- "$1" quick
-` + inspectBody}
-
 // Lock takes the host's deploy lock atomically (symlink(2) fails when the
 // lock exists), then checks that nothing changed since the state the plan was
-// made from was read.
+// made from was read. Both over SFTP: no process is started.
 func Lock(l Layout, holder string, fingerprint string) Step {
-	c := remote.Cmd{Script: lockScript, Args: []string{l.Root, holder}}
-	lock := Op{Desc: c.String() + " (then reads the state again)", Run: func(ctx context.Context, h remote.Host, _ io.Writer) error {
-		out, err := h.Run(ctx, c)
-		var ee *remote.ExitError
-		if errors.As(err, &ee) && ee.Status == 75 {
-			return &LockedError{Holder: string(out)}
-		}
-		if err != nil {
-			return err
-		}
-		if parseState(out).Fingerprint() != fingerprint {
-			return errors.New("the host changed between planning and locking (another deploy just ran?): run again")
-		}
-		return nil
-	}}
+	lock := Op{
+		Desc: fmt.Sprintf("sftp symlink %s -> %s (fails if it exists; then reads the state again)", remote.Quote(l.Lock()), remote.Quote(holder)),
+		Run: func(ctx context.Context, h remote.Host, _ io.Writer) error {
+			if err := takeLock(ctx, h, l, holder); err != nil {
+				return err
+			}
+			snap, err := Snapshot(ctx, h, l)
+			if err != nil {
+				return err
+			}
+			if snap != fingerprint {
+				return errors.New("the host changed between planning and locking (another deploy just ran?): run again")
+			}
+			return nil
+		}}
 	return Step{
 		Name: "locking",
 		Ops:  []Op{lock},
 		Undo: Unlock(l, holder).Ops,
 	}
+}
+
+func takeLock(ctx context.Context, h remote.Host, l Layout, holder string) error {
+	err := h.Symlink(ctx, holder, l.Lock())
+	if err == nil {
+		return nil
+	}
+	who, rerr := h.Readlink(ctx, l.Lock())
+	switch {
+	case rerr == nil:
+		return &LockedError{Holder: who}
+	case !isNotExist(rerr):
+		return err
+	}
+	// No lock there: the folder is missing (a new host).
+	if err := h.MkdirAll(ctx, l.Meta()); err != nil {
+		return err
+	}
+	if err := h.Symlink(ctx, holder, l.Lock()); err != nil {
+		if who, rerr := h.Readlink(ctx, l.Lock()); rerr == nil {
+			return &LockedError{Holder: who}
+		}
+		return err
+	}
+	return nil
 }
 
 // Unlock removes the lock if this run holds it.

@@ -51,6 +51,15 @@ func (l *localHost) Readlink(_ context.Context, p string) (string, error) { retu
 func (l *localHost) Rename(_ context.Context, a, b string) error          { return os.Rename(a, b) }
 func (l *localHost) Remove(_ context.Context, p string) error             { return os.Remove(p) }
 func (l *localHost) MkdirAll(_ context.Context, p string) error           { return os.MkdirAll(p, 0o755) }
+func (l *localHost) Lstat(_ context.Context, p string) (fs.FileInfo, error) { return os.Lstat(p) }
+func (l *localHost) ReadDir(_ context.Context, p string) ([]string, error) {
+	list, err := os.ReadDir(p)
+	var names []string
+	for _, e := range list {
+		names = append(names, e.Name())
+	}
+	return names, err
+}
 func (l *localHost) Close() error                                         { return nil }
 
 func write(t *testing.T, path, body string) {

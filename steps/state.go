@@ -4,9 +4,12 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"path"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/fleetdeploy/fleetdeploy/remote"
@@ -30,6 +33,8 @@ type State struct {
 	Manifest string
 	// Dirty lists files of the live build changed on the host since it was made.
 	Dirty []string
+
+	snapshot string // see Snapshot
 }
 
 // HistoryEntry is one line of the live history: a build that went live.
@@ -83,14 +88,68 @@ func (s *State) WentLive(id string) bool {
 	return false
 }
 
-// Fingerprint summarises what a concurrent deploy would change.
-func (s *State) Fingerprint() string {
-	return fmt.Sprintf("%s|%v|%v|%v|%d", s.LatestLink, s.Builds, s.Staging, s.Pending, len(s.History))
+// Fingerprint summarises what a concurrent deploy or rollback would change,
+// as read just before the rest of the state (see Snapshot).
+func (s *State) Fingerprint() string { return s.snapshot }
+
+// Snapshot reads over SFTP, starting no process, what a concurrent deploy or
+// rollback changes on a host: where latest points, the names in builds/, in
+// staging and in pending, and the size and time of the live history.
+// Inspect takes it before it reads the rest of the state, so that a change
+// made after the state was read always shows in a later Snapshot.
+func Snapshot(ctx context.Context, h remote.Host, l Layout) (string, error) {
+	var latest, history string
+	var dirs [3][]string
+	errs := make([]error, 5)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t, err := h.Readlink(ctx, l.Latest())
+		if err == nil {
+			latest = "link:" + t
+			return
+		}
+		fi, err := h.Lstat(ctx, l.Latest())
+		switch {
+		case isNotExist(err):
+			latest = "none"
+		case err != nil:
+			errs[0] = err
+		case fi.IsDir():
+			latest = "dir"
+		default:
+			latest = "other"
+		}
+	})
+	for i, d := range []string{l.Builds(), path.Dir(l.Staging("x")), path.Dir(l.Pending("x"))} {
+		wg.Go(func() {
+			names, err := h.ReadDir(ctx, d)
+			if err != nil && !isNotExist(err) {
+				errs[1+i] = err
+			}
+			dirs[i] = names
+		})
+	}
+	wg.Go(func() {
+		fi, err := h.Lstat(ctx, l.History())
+		switch {
+		case isNotExist(err):
+			history = "none"
+		case err != nil:
+			errs[4] = err
+		default:
+			history = fmt.Sprintf("%d bytes at %d", fi.Size(), fi.ModTime().Unix())
+		}
+	})
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("latest %s; builds %q; staging %q; pending %q; history %s", latest, dirs[0], dirs[1], dirs[2], history), nil
 }
 
-// inspectBody reads a root's state; it starts few processes (see remote's
+// inspectScript reads a root's state; it starts few processes (see remote's
 // killOnHangup for why): one awk prints both the history's tail and the marker.
-const inspectBody = `r=$1; mode=$2; shift 2
+var inspectScript = &remote.Script{Name: "inspect", Brief: true, Body: `r=$1; shift
 if [ ! -d "$r" ]; then echo "root	missing"; exit 0; fi
 cd -- "$r" || exit 1
 echo "root	ok"
@@ -102,7 +161,7 @@ else echo "latest	none"; fi
 for d in builds/* .fleetdeploy/staging/* .fleetdeploy/pending/*; do
   if [ -e "$d" ] || [ -L "$d" ]; then printf 'entry	%s\n' "$d"; fi
 done
-if [ "$mode" != quick ] && [ -L .fleetdeploy/lock ]; then printf 'lock	%s\n' "$(readlink .fleetdeploy/lock)"; fi
+if [ -L .fleetdeploy/lock ]; then printf 'lock	%s\n' "$(readlink .fleetdeploy/lock)"; fi
 id=${t#builds/}
 h=; m=
 if [ -f .fleetdeploy/history ]; then h=.fleetdeploy/history; fi
@@ -112,7 +171,7 @@ if [ -n "$h$m" ]; then
     END { for (i = (n > 2000 ? n - 1999 : 1); i <= n; i++) print "history\t" l[i]
       if (ENVIRON["M"] != "") while ((getline x < ENVIRON["M"]) > 0) print "marker\t" x }' "${h:-/dev/null}"
 fi
-if [ "$mode" = full ] && [ -n "$id" ] && [ -f ".fleetdeploy/builds/$id.manifest" ]; then
+if [ -n "$id" ] && [ -f ".fleetdeploy/builds/$id.manifest" ]; then
   sum=$(sha256sum < ".fleetdeploy/builds/$id.manifest")
   printf 'manifest	sha256:%s\n' "${sum%% *}"
   if [ -f ".fleetdeploy/builds/$id.stat" ] && [ -d "builds/$id" ]; then
@@ -126,18 +185,25 @@ fi
 for s in "$@"; do
   if [ ! -e "shared/$s" ] && [ ! -L "shared/$s" ]; then printf 'noshared	%s\n' "$s"; fi
 done
-exit 0`
-
-var inspectScript = &remote.Script{Name: "inspect", Brief: true, Body: inspectBody}
+exit 0`}
 
 // InspectCmd is the read-only command that reports a root's state.
 func InspectCmd(root string, shared []string) remote.Cmd {
-	return remote.Cmd{Script: inspectScript, Args: append([]string{root, "full"}, shared...)}
+	return remote.Cmd{Script: inspectScript, Args: append([]string{root}, shared...)}
 }
 
-// Inspect reads a host's state. It writes nothing.
+// Inspect reads a host's state, its Snapshot first. It writes nothing.
 func Inspect(ctx context.Context, h remote.Host, root string, shared []string) (*State, error) {
-	return inspect(ctx, h, InspectCmd(root, shared))
+	snap, err := Snapshot(ctx, h, Layout{Root: root})
+	if err != nil {
+		return nil, err
+	}
+	s, err := inspect(ctx, h, InspectCmd(root, shared))
+	if err != nil {
+		return nil, err
+	}
+	s.snapshot = snap
+	return s, nil
 }
 
 func inspect(ctx context.Context, h remote.Host, c remote.Cmd) (*State, error) {

@@ -227,13 +227,49 @@ func TestLockIsExclusive(t *testing.T) {
 	}
 }
 
+// What a concurrent deploy or rollback changes between the read the plan is
+// made from and the lock makes the lock fail; the state read again is not
+// trusted blindly.
 func TestLockNoticesChangeSincePlanning(t *testing.T) {
-	l := Layout{Root: t.TempDir()}
+	for name, change := range map[string]func(l Layout){
+		"a new build": func(l Layout) { write(t, filepath.Join(l.Build("20261125-101501"), "x"), "a concurrent deploy was here") },
+		"a rollback":  func(l Layout) { write(t, l.History(), "2026-11-25T10:15:00Z\tdeploy\t20261125-101500\tme\n2026-11-25T10:16:00Z\trollback\t20261125-101500\tyou\n") },
+		"a switch":    func(l Layout) { os.Remove(l.Latest()); os.Symlink("builds/20261125-101501", l.Latest()) },
+		"staging":     func(l Layout) { write(t, filepath.Join(l.Staging("20261125-101502"), "x"), "upload under way") },
+	} {
+		t.Run(name, func(t *testing.T) {
+			l := Layout{Root: t.TempDir()}
+			h := &localHost{}
+			write(t, filepath.Join(l.Build("20261125-101500"), "x"), "live")
+			write(t, l.History(), "2026-11-25T10:15:00Z\tdeploy\t20261125-101500\tme\n")
+			if err := os.Symlink("builds/20261125-101500", l.Latest()); err != nil {
+				t.Fatal(err)
+			}
+			st, err := Inspect(t.Context(), h, l.Root, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			change(l)
+			if err := run(t, h, Lock(l, "me", st.Fingerprint())); err == nil || !strings.Contains(err.Error(), "changed between planning and locking") {
+				t.Fatalf("got %v", err)
+			}
+		})
+	}
+}
+
+// A host never deployed to has no .fleetdeploy folder: the lock makes it.
+func TestLockOnNewHost(t *testing.T) {
+	l := Layout{Root: filepath.Join(t.TempDir(), "app")}
 	h := &localHost{}
-	st, _ := Inspect(t.Context(), h, l.Root, nil)
-	write(t, filepath.Join(l.Build("20261125-101500"), "x"), "a concurrent deploy was here")
-	if err := run(t, h, Lock(l, "me", st.Fingerprint())); err == nil || !strings.Contains(err.Error(), "changed between planning and locking") {
-		t.Fatalf("got %v", err)
+	st, err := Inspect(t.Context(), h, l.Root, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := run(t, h, Lock(l, "me", st.Fingerprint())); err != nil {
+		t.Fatal(err)
+	}
+	if who, err := os.Readlink(l.Lock()); err != nil || who != "me" {
+		t.Fatalf("lock: %q, %v", who, err)
 	}
 }
 
