@@ -46,11 +46,11 @@ func (l *localHost) AppendFile(_ context.Context, p string, d []byte) error {
 	}
 	return err
 }
-func (l *localHost) Symlink(_ context.Context, target, p string) error    { return os.Symlink(target, p) }
-func (l *localHost) Readlink(_ context.Context, p string) (string, error) { return os.Readlink(p) }
-func (l *localHost) Rename(_ context.Context, a, b string) error          { return os.Rename(a, b) }
-func (l *localHost) Remove(_ context.Context, p string) error             { return os.Remove(p) }
-func (l *localHost) MkdirAll(_ context.Context, p string) error           { return os.MkdirAll(p, 0o755) }
+func (l *localHost) Symlink(_ context.Context, target, p string) error      { return os.Symlink(target, p) }
+func (l *localHost) Readlink(_ context.Context, p string) (string, error)   { return os.Readlink(p) }
+func (l *localHost) Rename(_ context.Context, a, b string) error            { return os.Rename(a, b) }
+func (l *localHost) Remove(_ context.Context, p string) error               { return os.Remove(p) }
+func (l *localHost) MkdirAll(_ context.Context, p string) error             { return os.MkdirAll(p, 0o755) }
 func (l *localHost) Lstat(_ context.Context, p string) (fs.FileInfo, error) { return os.Lstat(p) }
 func (l *localHost) ReadDir(_ context.Context, p string) ([]string, error) {
 	list, err := os.ReadDir(p)
@@ -60,7 +60,7 @@ func (l *localHost) ReadDir(_ context.Context, p string) ([]string, error) {
 	}
 	return names, err
 }
-func (l *localHost) Close() error                                         { return nil }
+func (l *localHost) Close() error { return nil }
 
 func write(t *testing.T, path, body string) {
 	t.Helper()

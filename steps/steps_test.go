@@ -232,10 +232,14 @@ func TestLockIsExclusive(t *testing.T) {
 // trusted blindly.
 func TestLockNoticesChangeSincePlanning(t *testing.T) {
 	for name, change := range map[string]func(l Layout){
-		"a new build": func(l Layout) { write(t, filepath.Join(l.Build("20261125-101501"), "x"), "a concurrent deploy was here") },
-		"a rollback":  func(l Layout) { write(t, l.History(), "2026-11-25T10:15:00Z\tdeploy\t20261125-101500\tme\n2026-11-25T10:16:00Z\trollback\t20261125-101500\tyou\n") },
-		"a switch":    func(l Layout) { os.Remove(l.Latest()); os.Symlink("builds/20261125-101501", l.Latest()) },
-		"staging":     func(l Layout) { write(t, filepath.Join(l.Staging("20261125-101502"), "x"), "upload under way") },
+		"a new build": func(l Layout) {
+			write(t, filepath.Join(l.Build("20261125-101501"), "x"), "a concurrent deploy was here")
+		},
+		"a rollback": func(l Layout) {
+			write(t, l.History(), "2026-11-25T10:15:00Z\tdeploy\t20261125-101500\tme\n2026-11-25T10:16:00Z\trollback\t20261125-101500\tyou\n")
+		},
+		"a switch": func(l Layout) { os.Remove(l.Latest()); os.Symlink("builds/20261125-101501", l.Latest()) },
+		"staging":  func(l Layout) { write(t, filepath.Join(l.Staging("20261125-101502"), "x"), "upload under way") },
 	} {
 		t.Run(name, func(t *testing.T) {
 			l := Layout{Root: t.TempDir()}
