@@ -39,29 +39,31 @@ func Lock(l Layout, holder string, fingerprint string) Step {
 }
 
 func takeLock(ctx context.Context, h remote.Host, l Layout, holder string) error {
-	err := h.Symlink(ctx, holder, l.Lock())
-	if err == nil {
+	if h.Symlink(ctx, holder, l.Lock()) == nil {
 		return nil
 	}
-	who, rerr := h.Readlink(ctx, l.Lock())
-	switch {
-	case rerr == nil:
+	if who, err := h.Readlink(ctx, l.Lock()); err == nil {
 		return &LockedError{Holder: who}
-	case !isNotExist(rerr):
-		return err
 	}
-	// No lock there: the folder is missing (a new host).
-	if err := h.MkdirAll(ctx, l.Meta()); err != nil {
-		return err
+	// No lock there, and SFTP cannot say why it failed (its status codes drop
+	// errno): the folder may be missing (a new host), or the disk read-only.
+	// ln in a shell makes the folder and names the cause.
+	out, err := h.Run(ctx, remote.Cmd{Script: lockScript, Args: []string{l.Root, holder}})
+	var ee *remote.ExitError
+	if errors.As(err, &ee) && ee.Status == 75 {
+		return &LockedError{Holder: string(out)}
 	}
-	if err := h.Symlink(ctx, holder, l.Lock()); err != nil {
-		if who, rerr := h.Readlink(ctx, l.Lock()); rerr == nil {
-			return &LockedError{Holder: who}
-		}
-		return err
-	}
-	return nil
+	return err
 }
+
+// lockScript takes the lock with ln(1), making its folder first if needed;
+// exit 75 prints the holder of a lock already there.
+var lockScript = &remote.Script{Name: "lock", Brief: true, Body: `set -e
+if [ ! -d "$1/.fleetdeploy" ]; then mkdir -p -- "$1/.fleetdeploy"; fi
+if ! ln -s -- "$2" "$1/.fleetdeploy/lock" 2>/dev/null; then
+  if [ -L "$1/.fleetdeploy/lock" ]; then printf '%s' "$(readlink "$1/.fleetdeploy/lock")"; exit 75; fi
+  ln -s -- "$2" "$1/.fleetdeploy/lock"
+fi`}
 
 // Unlock removes the lock if this run holds it.
 func Unlock(l Layout, holder string) Step {
