@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -120,7 +119,7 @@ func Snapshot(ctx context.Context, h remote.Host, l Layout) (string, error) {
 			latest = "other"
 		}
 	})
-	for i, d := range []string{l.Builds(), path.Dir(l.Staging("x")), path.Dir(l.Pending("x"))} {
+	for i, d := range []string{l.Builds(), l.join(".fleetdeploy", "staging"), l.join(".fleetdeploy", "pending")} {
 		wg.Go(func() {
 			names, err := h.ReadDir(ctx, d)
 			if err != nil && !isNotExist(err) {
