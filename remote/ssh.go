@@ -338,7 +338,8 @@ func (c *Client) Run(ctx context.Context, cmd Cmd) ([]byte, error) {
 	// stop makes the command end early: for a command fed by cmd.Stdin, the
 	// input ends (what it does with a cut stream is its own affair: a tar
 	// fails); for any other, the kill-on-hangup wrapper sees its stdin close
-	// and kills the command's process group.
+	// and kills the command's process group (a brief script has no wrapper
+	// and is left to end by itself).
 	var stdin io.WriteCloser
 	var stop func()
 	if cmd.Stdin != nil {
