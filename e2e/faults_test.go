@@ -58,6 +58,22 @@ func wantHostStep(s *scenario, f *fleet, r result, i int) {
 	}
 }
 
+// upFailsOnHost runs up, which must fail (exit 1) on host i alone, naming the
+// host, the step and the cause (stderr contains needle; label names it in
+// the error), and leave every host unchanged since before, and clean.
+func upFailsOnHost(s *scenario, f *fleet, inv string, i int, before []hostState, needle, label string) {
+	s.t.Helper()
+	r := fd(s.t, "up", "e2e", "-i", inv)
+	s.Observe("exit %d: %s", r.code, r.errLine())
+	wantExit(s, r, 1, f.name(i)+": ")
+	wantHostStep(s, f, r, i)
+	if !hasAny(r.stderr, needle) {
+		s.Errorf("stderr does not name the cause (%s): %s", label, r.errLine())
+	}
+	f.checkUnchanged(s, before)
+	f.checkClean(s)
+}
+
 // hasAny reports whether text contains any of subs, ignoring case.
 func hasAny(text string, subs ...string) bool {
 	lower := strings.ToLower(text)
@@ -226,15 +242,7 @@ func TestFaultDiskFull(t *testing.T) {
 
 	setVersion(t, src, "v2")
 	addNoise(t, src, 3<<20)
-	r := fd(t, "up", "e2e", "-i", inv)
-	s.Observe("exit %d: %s", r.code, r.errLine())
-	wantExit(s, r, 1, f.name(1)+": ")
-	wantHostStep(s, f, r, 1)
-	if !hasAny(r.stderr, "No space left on device") {
-		s.Errorf("stderr does not name the cause (No space left on device): %s", r.errLine())
-	}
-	f.checkUnchanged(s, before)
-	f.checkClean(s)
+	upFailsOnHost(s, f, inv, 1, before, "No space left on device", "No space left on device")
 	f.checkData(s)
 
 	if err := os.Remove(filepath.Join(src, "public", "assets", "noise.bin")); err != nil {
@@ -256,15 +264,7 @@ func TestFaultReadOnlyRoot(t *testing.T) {
 	mount(s, "-o", "remount,bind,ro", root)
 
 	setVersion(t, src, "v2")
-	r := fd(t, "up", "e2e", "-i", inv)
-	s.Observe("exit %d: %s", r.code, r.errLine())
-	wantExit(s, r, 1, f.name(1)+": ")
-	wantHostStep(s, f, r, 1)
-	if !hasAny(r.stderr, "read-only") {
-		s.Errorf("stderr does not name the cause (read-only file system): %s", r.errLine())
-	}
-	f.checkUnchanged(s, before)
-	f.checkClean(s)
+	upFailsOnHost(s, f, inv, 1, before, "read-only", "read-only file system")
 	f.checkData(s)
 
 	if out, err := exec.Command("umount", root).CombinedOutput(); err != nil {
@@ -290,15 +290,7 @@ func TestFaultMissingRootUnwritableParent(t *testing.T) {
 
 	inv := f.write(t, inventory{source: src})
 	setVersion(t, src, "v2")
-	r := fd(t, "up", "e2e", "-i", inv)
-	s.Observe("exit %d: %s", r.code, r.errLine())
-	wantExit(s, r, 1, f.name(1)+": ")
-	wantHostStep(s, f, r, 1)
-	if !hasAny(r.stderr, "permission denied") {
-		s.Errorf("stderr does not name the cause (permission denied): %s", r.errLine())
-	}
-	f.checkUnchanged(s, before)
-	f.checkClean(s)
+	upFailsOnHost(s, f, inv, 1, before, "permission denied", "permission denied")
 	f.checkData(s, 0, 2)
 	if exists(f.roots[1]) {
 		s.Errorf("%s: root created although its parent is not writable?", f.name(1))
@@ -328,15 +320,7 @@ func TestFaultRootOwnedByAnotherUser(t *testing.T) {
 
 	inv := f.write(t, inventory{source: src})
 	setVersion(t, src, "v2")
-	r := fd(t, "up", "e2e", "-i", inv)
-	s.Observe("exit %d: %s", r.code, r.errLine())
-	wantExit(s, r, 1, f.name(1)+": ")
-	wantHostStep(s, f, r, 1)
-	if !hasAny(r.stderr, "permission denied") {
-		s.Errorf("stderr does not name the cause (permission denied): %s", r.errLine())
-	}
-	f.checkUnchanged(s, before)
-	f.checkClean(s)
+	upFailsOnHost(s, f, inv, 1, before, "permission denied", "permission denied")
 	f.checkData(s)
 
 	if out, err := exec.Command("chown", "-R", strconv.Itoa(f.uid)+":"+strconv.Itoa(f.gid), f.roots[1]).CombinedOutput(); err != nil {
