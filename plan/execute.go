@@ -291,68 +291,27 @@ func (r *run) undoAll(hosts []string) error {
 	return JoinHostErrors(errs)
 }
 
-// stageTimeout bounds the wait for every host's held rename before all are
-// released: it takes well under a millisecond per host.
-const stageTimeout = 2 * time.Second
-
 // cutover releases every host's swap at once and, if any fails, switches the
 // others back.
 func (r *run) cutover(ctx context.Context) (*Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.o.CutoverTimeout)
 	defer cancel()
 	res := &Result{Swaps: make([]Swap, len(r.p.Hosts))}
-	// Each host's rename is sent but for its last byte (see remote.Holder),
-	// then all are released in one loop: the spread of the sends is that of
-	// n 1-byte writes, not of n encryptions and goroutine wake-ups.
-	type hold struct {
-		i       int
-		staged  chan struct{} // the request is held, or its op ended without it
-		release func() error
-	}
-	var holds []hold
+	start := make(chan struct{})
 	var wg sync.WaitGroup
 	for i, host := range r.p.Hosts {
 		swap := r.p.Cutover.Steps[host]
 		res.Swaps[i].Host = host
-		h, ok := r.hosts[host].(remote.Holder)
-		var ended chan struct{}
-		if ok {
-			held, release := h.HoldNext()
-			ended = make(chan struct{})
-			hd := hold{i: i, staged: make(chan struct{}), release: release}
-			holds = append(holds, hd)
-			go func() {
-				select {
-				case <-held:
-				case <-ended:
-				}
-				close(hd.staged)
-			}()
-		}
 		wg.Go(func() {
+			<-start
 			s := &res.Swaps[i]
-			if ended == nil {
-				s.Sent = r.o.Now()
-			} else {
-				defer close(ended)
-			}
+			s.Sent = r.o.Now()
 			s.Err = steps.RunOps(ctx, r.hosts[host], swap[0].Ops, nil, nil)
 			s.Ack = r.o.Now()
 			s.Unknown = s.Err != nil && (errors.Is(s.Err, remote.ErrConnLost) || ctx.Err() != nil)
 		})
 	}
-	stageBy := time.NewTimer(stageTimeout)
-	for _, h := range holds {
-		select {
-		case <-h.staged:
-		case <-stageBy.C:
-		}
-	}
-	stageBy.Stop()
-	for _, h := range holds {
-		res.Swaps[h.i].Sent = r.o.Now()
-		h.release() // a failed write closes the connection: the op reports it
-	}
+	close(start)
 	wg.Wait()
 	var failed []error
 	for _, s := range res.Swaps {

@@ -71,7 +71,6 @@ func (c *Config) defaults() {
 type Client struct {
 	name   string
 	conn   net.Conn
-	hold   *holdConn // conn, as SSH writes to it (see HoldNext)
 	ssh    *ssh.Client
 	sftp   *sftp.Client
 	closer []io.Closer
@@ -132,8 +131,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		HostKeyAlgorithms: algos,
 		Timeout:           cfg.ConnectTimeout,
 	}
-	hc := &holdConn{Conn: conn}
-	c, chans, reqs, err := ssh.NewClientConn(hc, cfg.Addr, sshConf)
+	c, chans, reqs, err := ssh.NewClientConn(conn, cfg.Addr, sshConf)
 	if err != nil {
 		stop()
 		conn.Close()
@@ -167,7 +165,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 	if k, ok := kernelRTT(conn); ok {
 		rtt = k
 	}
-	cl := &Client{name: cfg.Name, conn: conn, hold: hc, ssh: client, sftp: sc, closer: closers, done: make(chan struct{}), rtt: rtt, stopGrace: cfg.StopGrace}
+	cl := &Client{name: cfg.Name, conn: conn, ssh: client, sftp: sc, closer: closers, done: make(chan struct{}), rtt: rtt, stopGrace: cfg.StopGrace}
 	go cl.keepalive(cfg.KeepaliveInterval, cfg.KeepaliveMax)
 	return cl, nil
 }
