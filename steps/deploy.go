@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strconv"
 	"strings"
 
@@ -277,9 +276,6 @@ func Prepare(l Layout, m Marker, p Payload, shared []inventory.SharedPath) Step 
 	// described by it) nor the skip list.
 	display := remote.Cmd{Script: prepareScript, Args: append([]string{l.Root, id, m.text()}, args[9:]...)}
 	c := remote.Cmd{Script: prepareScript, Args: append(args, p.Skip...)}
-	if a := os.Getenv("FD_AGENT"); a != "" {
-		c = remote.Cmd{Args: append(append([]string{a, "prepare"}, args...), p.Skip...)}
-	}
 	return Step{
 		Name: "uploading build " + id,
 		Ops: []Op{{

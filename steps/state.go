@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -189,9 +188,6 @@ exit 0`}
 
 // InspectCmd is the read-only command that reports a root's state.
 func InspectCmd(root string, shared []string) remote.Cmd {
-	if a := os.Getenv("FD_AGENT"); a != "" {
-		return remote.Cmd{Args: append([]string{a, "inspect", root}, shared...)}
-	}
 	return remote.Cmd{Script: inspectScript, Args: append([]string{root}, shared...)}
 }
 
