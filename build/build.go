@@ -22,6 +22,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/crypto/blake2b"
 )
 
 // Options says what to build.
@@ -36,12 +38,13 @@ type Options struct {
 
 // Artifact is a finished build on local disk.
 type Artifact struct {
-	Checksum string // digest of the manifest: "sha256:<hex>"
-	Manifest *Manifest
-	Files    int // entries of every type
-	dir      string
-	tree     string   // what the build was made from: Source or its scratch copy
-	walk     []walked // every entry in walk order, the order of a payload's tar
+	Checksum    string // digest of the manifest: "sha256:<hex>"
+	ManifestSum string // BLAKE2b-256 (hex) of the manifest, which hosts check with b2sum
+	Manifest    *Manifest
+	Files       int // entries of every type
+	dir         string
+	tree        string   // what the build was made from: Source or its scratch copy
+	walk        []walked // every entry in walk order, the order of a payload's tar
 
 	mu       sync.Mutex
 	payloads map[string]*Payload
@@ -219,7 +222,10 @@ func (a *Artifact) scan(tree string, exclude []string, cache *hashCache) error {
 	a.tree = tree
 	a.Manifest = m
 	a.Files = len(m.Entries)
-	a.Checksum = m.Digest()
+	data := m.Marshal()
+	a.Checksum = Digest(data)
+	b2 := blake2b.Sum256(data)
+	a.ManifestSum = hex.EncodeToString(b2[:])
 	return nil
 }
 

@@ -116,11 +116,16 @@ func Leftovers(l Layout, st *State) (Step, bool) {
 }
 
 // prepareScript makes a build complete beside the live one, in one session:
-//   - unpack the payload into a staging folder and check the files sent against
-//     their checksums (b2sum);
-//   - for a delta, rebuild the manifest from the old one, check it against the
-//     build's digest, and make the unchanged files from the live build (hard
-//     links, or copies when a hook could rewrite them in place);
+//   - unpack the payload into a staging folder (its manifest, or the delta of
+//     it, and the checksums of the files sent land beside the build, not in it);
+//   - for a delta, make the new manifest from the old one in one awk pass
+//     (merging the delta in path order), with the list of files reused, their
+//     recorded identities, and the list of files sent;
+//   - check the files sent and the manifest against their BLAKE2b checksums
+//     (one b2sum run);
+//   - make the unchanged files from the live build: hard-link entries of the
+//     payload (tar makes them, one link(2) each), or copies when a hook could
+//     rewrite them in place;
 //   - publish: write the marker, mark the build as never live, move it to builds/;
 //   - replace shared paths by relative links into shared/;
 //   - record every file's size, mtime and inode, so that a later deploy notices
@@ -129,50 +134,92 @@ func Leftovers(l Layout, st *State) (Step, bool) {
 // The never-live mark is made first and holds a token of this run: the step's
 // undo removes the build only when the mark holds that token, so it can never
 // remove a build this run did not make.
-// It starts few processes (see remote's killOnHangup).
+// It starts few processes (see remote's killOnHangup): 7 for a delta in link
+// mode, each one measured in docs/REDEPLOY.md.
 //
-// Parameters: root id from how z want marker token n shared-spec*n skip-path*
+// Parameters: root id from how z manifest-b2 marker token n shared-spec*n skip-path*
 var prepareScript = &remote.Script{Name: "prepare", Body: `set -e
 root=$1; id=$2; from=$3; how=$4; z=$5; want=$6; marker=$7; token=$8; n=$9; shift 9
-st="$root/.fleetdeploy/staging/$id"; b="$root/builds/$id"; m="$root/.fleetdeploy/builds/$id"
+st="$root/.fleetdeploy/staging/$id"; b="$root/builds/$id"; m="$root/.fleetdeploy/builds/$id"; old="$root/.fleetdeploy/builds/$from"
 case $id$from in *[!0-9-]*) echo "bad build ID $id or $from" >&2; exit 1;; esac
 phase=unpacking
 trap 'rc=$?; if [ "$rc" != 0 ]; then echo "(failed while $phase)" >&2; fi' EXIT
-mkdir -p -- "$root/builds" "$root/shared" "$root/.fleetdeploy/pending" "$root/.fleetdeploy/builds" "$st"
+for d in "$root/builds" "$root/shared" "$root/.fleetdeploy/pending" "$root/.fleetdeploy/builds" "$root/.fleetdeploy/staging"; do
+  if [ ! -d "$d" ]; then mkdir -p -- "$root/builds" "$root/shared" "$root/.fleetdeploy/pending" "$root/.fleetdeploy/builds" "$root/.fleetdeploy/staging"; break; fi
+done
 if [ -e "$b" ] || [ -L "$b" ] || [ -e "$root/.fleetdeploy/pending/$id" ]; then echo "builds/$id exists already" >&2; exit 17; fi
 printf '%s\n' "$token" > "$root/.fleetdeploy/pending/$id"
-# Members land in the staging folder. Reused files, in link mode, are hard-link
-# entries naming their own path, mapped into the live build: one link(2) each.
-xs="s,^,.fleetdeploy/staging/$id/,rSH"; xh="s,^,builds/$from/,RSh"
-if [ "$z" = gzip ]; then
-  gzip -dc | tar -xpf - --no-same-owner -C "$root" --transform "$xs" --transform "$xh"
-else
-  tar -xpf - --no-same-owner -C "$root" --transform "$xs" --transform "$xh"
-fi
+: > "$st.shared"; : > "$st.skip"
+i=0
+for a in "$@"; do
+  i=$((i + 1))
+  if [ "$i" -le "$n" ]; then printf '%s\n' "${a#*:}" >> "$st.shared"; else printf '%s\n' "$a" >> "$st.skip"; fi
+done
+# Members land in the staging folder, which tar makes; the manifest (or its
+# delta) and the checksums beside it. Reused files, in link mode, are
+# hard-link entries naming their own path, mapped into the live build.
+x="s,^\.fleetdeploy/staging/$id/\.fleetdeploy-"
+untar() {
+  tar -xpf - --no-same-owner -C "$root" --transform "s,^,.fleetdeploy/staging/$id/,rSH" --transform "s,^,builds/$from/,RSh" \
+    --transform "${x}manifest\$,.fleetdeploy/builds/$id.manifest,rSH" --transform "${x}manifest\.delta\$,.fleetdeploy/staging/$id.delta,rSH" \
+    --transform "${x}upload\.b2sum\$,.fleetdeploy/staging/$id.b2sum,rSH"
+}
+case $z in
+gzip) gzip -dc | untar;;
+*) untar;;
+esac
+if [ ! -d "$st" ]; then mkdir -p -- "$st"; fi
 cd -- "$st"
-phase="checking the files sent"
-if [ -s .fleetdeploy-upload.b2sum ] && ! b2sum -l 256 -c --quiet --strict .fleetdeploy-upload.b2sum >&2; then
-  echo "uploaded files do not match their checksums: the upload is corrupt" >&2; exit 1
-fi
-if [ -z "$from" ]; then
-  mv -f -- .fleetdeploy-manifest "$m.manifest"
-  rm -f -- .fleetdeploy-upload.b2sum
-  got=$(sha256sum < "$m.manifest")
-  if [ "sha256:${got%% *}" != "$want" ]; then echo "the manifest received does not match the build's (sha256:${got%% *}, want $want)" >&2; exit 1; fi
-else
+rec=0
+if [ -n "$from" ]; then
   phase="reusing unchanged files of builds/$from"
-  i=0; : > "$st.skip"
-  for a in "$@"; do i=$((i + 1)); if [ "$i" -gt "$n" ]; then printf '%s\n' "$a" >> "$st.skip"; fi; done
-  awk -F'\t' -v skip="$st.skip" -v reuse="$st.reuse" 'BEGIN { while ((getline l < skip) > 0) s[l] = 1 }
-    $1 == "f" && !($5 in s) { print; print $5 > reuse }' "$root/.fleetdeploy/builds/$from.manifest" > "$st.keep"
-  LC_ALL=C sort -t '	' -k5,5 -o "$m.manifest" -- "$st.keep" .fleetdeploy-manifest.delta
-  got=$(sha256sum < "$m.manifest")
-  if [ "sha256:${got%% *}" != "$want" ]; then echo "the build assembled here does not match the build's manifest (sha256:${got%% *}, want $want)" >&2; exit 1; fi
-  rm -f -- .fleetdeploy-upload.b2sum .fleetdeploy-manifest.delta "$st.skip" "$st.keep"
-  if [ "$how" = copy ]; then
-    cd -- "$root/builds/$from"
-    xargs -d '\n' -r cp -p --reflink=auto --parents -t "$st" -- < "$st.reuse"
-  fi
+  if [ "$how" = link ] && [ -f "$old.stat" ]; then rec=1; fi
+  # The old manifest and the delta are both in path order: merged, not sorted.
+  # "" makes every comparison one of strings, never of numbers.
+  LC_ALL=C awk -F'\t' -v skip="$st.skip" -v delta="$st.delta" -v man="$m.manifest" -v reuse="$st.reuse" \
+    -v rec="$rec" -v oldstat="$old.stat" -v stat="$m.stat" -v shared="$st.shared" -v sent="$st.sent" '
+    BEGIN {
+      while ((getline l < skip) > 0) s[l] = 1
+      while ((getline l < delta) > 0) { d[++nd] = l; split(l, f, "\t"); dp[nd] = f[5] ""; dt[nd] = f[1] }
+      i = 1; printf "" > man; printf "" > reuse
+    }
+    $1 == "f" && !($5 in s) {
+      p = $5 ""
+      while (i <= nd && dp[i] < p) print d[i++] > man
+      print > man; print p > reuse; r[p] = 1
+    }
+    END {
+      while (i <= nd) print d[i++] > man
+      if (!rec) exit
+      # Reused files are hard links of the live build: the identities recorded
+      # for it are theirs (had they changed since, inspect would have listed
+      # them as dirty and they would have been sent).
+      printf "" > stat; printf "" > sent
+      while ((getline l < oldstat) > 0) { sub(/^\.\//, "", l); q = l; sub(/\t.*/, "", q); if (q in r) print l > stat }
+      while ((getline l < shared) > 0) sh[++ns] = l
+      for (j = 1; j <= nd; j++) {
+        if (dt[j] != "f") continue
+        for (k = 1; k <= ns; k++) if (dp[j] == sh[k] || index(dp[j], sh[k] "/") == 1) break
+        if (k > ns) print "./" dp[j] > sent
+      }
+    }' "$old.manifest"
+fi
+phase="checking the files sent and the manifest"
+printf '%s  %s\n' "$want" "$m.manifest" >> "$st.b2sum"
+if ! out=$(b2sum -l 256 -c --quiet --strict "$st.b2sum" 2>&1); then
+  printf '%s\n' "$out" >&2
+  case $out in
+  *"$m.manifest: FAILED"*)
+    if [ -n "$from" ]; then echo "the build assembled here does not match the build's manifest" >&2
+    else echo "the manifest received does not match the build's" >&2; fi;;
+  *) echo "uploaded files do not match their checksums: the upload is corrupt" >&2;;
+  esac
+  exit 1
+fi
+if [ -n "$from" ] && [ "$how" = copy ]; then
+  phase="copying unchanged files of builds/$from"
+  cd -- "$root/builds/$from"
+  xargs -d '\n' -r cp -p --reflink=auto --parents -t "$st" -- < "$st.reuse"
 fi
 phase=publishing
 printf '%s' "$marker" > "$m"
@@ -201,25 +248,20 @@ for spec in "$@"; do
 done
 phase="recording file identities"
 cd -- "$b"
-if [ -n "$from" ] && [ "$how" = link ] && [ -f "$root/.fleetdeploy/builds/$from.stat" ]; then
-  # Reused files are hard links of the live build's: their size, mtime and
-  # inode are those recorded for it (had they changed since, inspect would
-  # have listed them as dirty and they would have been sent). Only the files
-  # sent are looked at; not those below a shared path, now a link.
-  : > "$st.shared"
-  i=0
-  for spec in "$@"; do i=$((i + 1)); if [ "$i" -gt "$n" ]; then break; fi; printf '%s\n' "${spec#*:}" >> "$st.shared"; done
-  awk -F'\t' -v reuse="$st.reuse" -v shared="$st.shared" -v sent="$st.sent" '
-    BEGIN { while ((getline l < reuse) > 0) r[l] = 1; while ((getline l < shared) > 0) s[++ns] = l; printf "" > sent }
-    FILENAME == ARGV[1] { p = $1; sub(/^\.\//, "", p); if (p in r) print p "\t" $2 "\t" $3 "\t" $4; next }
-    $1 == "f" && !($5 in r) { for (i = 1; i <= ns; i++) if ($5 == s[i] || index($5, s[i] "/") == 1) next; print "./" $5 > sent }
-  ' "$root/.fleetdeploy/builds/$from.stat" "$m.manifest" > "$m.stat"
-  xargs -d '\n' -r sh -c 'exec find "$@" -maxdepth 0 -type f -printf "%p\t%s\t%T@\t%i\n"' find < "$st.sent" >> "$m.stat"
-  rm -f -- "$st.shared" "$st.sent" "$st.reuse"
+if [ "$rec" = 1 ]; then
+  # The files sent (listed as ./path) are looked at; not those below a shared
+  # path, now a link. A few are named to find directly, many through xargs.
+  set --
+  while IFS= read -r p; do set -- "$@" "$p"; if [ $# -gt 64 ]; then break; fi; done < "$st.sent"
+  if [ $# -gt 64 ]; then
+    xargs -d '\n' -r sh -c 'exec find "$@" -maxdepth 0 -type f -printf "%p\t%s\t%T@\t%i\n"' find < "$st.sent" >> "$m.stat"
+  elif [ $# -gt 0 ]; then
+    find "$@" -maxdepth 0 -type f -printf '%p\t%s\t%T@\t%i\n' >> "$m.stat"
+  fi
 else
   ` + fileIdentities + ` > "$m.stat"
-  if [ -n "$from" ]; then rm -f -- "$st.reuse"; fi
-fi`}
+fi
+rm -f -- "$st.b2sum" "$st.delta" "$st.skip" "$st.reuse" "$st.sent" "$st.shared"`}
 
 // Payload is what a host receives of a build.
 type Payload struct {
@@ -228,11 +270,12 @@ type Payload struct {
 	Copy bool     // copy reused files (hooks may rewrite them in place) instead of hard-linking
 	Skip []string // files of From not to reuse
 	Gzip bool     // the payload is gzip-compressed
-	// Checksum is the build's manifest digest, which the manifest a host
-	// assembles from its old one and the payload's delta must match.
-	Checksum string
-	Sent     int   // files sent, for display
-	Size     int64 // bytes sent, for display
+	// ManifestSum is the BLAKE2b-256 (hex) of the build's manifest, which the
+	// manifest a host receives, or assembles from its old one and the
+	// payload's delta, must match.
+	ManifestSum string
+	Sent        int   // files sent, for display
+	Size        int64 // bytes sent, for display
 }
 
 func (p Payload) describe() string {
@@ -264,7 +307,7 @@ func Prepare(l Layout, m Marker, p Payload, shared []inventory.SharedPath) Step 
 	}
 	id := m.Release
 	token := m.token()
-	args := []string{l.Root, id, p.From, how, z, p.Checksum, m.text(), token, strconv.Itoa(len(shared))}
+	args := []string{l.Root, id, p.From, how, z, p.ManifestSum, m.text(), token, strconv.Itoa(len(shared))}
 	for _, s := range shared {
 		kind := "f"
 		if s.Dir {
@@ -301,7 +344,8 @@ func Prepare(l Layout, m Marker, p Payload, shared []inventory.SharedPath) Step 
 // unprepareScript undoes prepareScript, however far it got, and only what
 // this run made (the never-live mark holds its token).
 var unprepareScript = &remote.Script{Name: "unprepare", Brief: true, Body: `cd -- "$1" || exit 0
-rm -rf -- ".fleetdeploy/staging/$2" ".fleetdeploy/staging/$2".skip ".fleetdeploy/staging/$2".keep ".fleetdeploy/staging/$2".reuse ".fleetdeploy/staging/$2".shared ".fleetdeploy/staging/$2".sent
+s=".fleetdeploy/staging/$2"
+rm -rf -- "$s" "$s.b2sum" "$s.delta" "$s.skip" "$s.reuse" "$s.shared" "$s.sent"
 tok=
 if [ -f ".fleetdeploy/pending/$2" ]; then IFS= read -r tok < ".fleetdeploy/pending/$2" || :; fi
 if [ -n "$tok" ] && [ "$tok" = "$3" ]; then

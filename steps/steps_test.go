@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/fleetdeploy/fleetdeploy/inventory"
+	"golang.org/x/crypto/blake2b"
 )
 
 // fullPayload is a payload carrying every file, as the build makes it for a
@@ -42,9 +43,9 @@ func fullPayload(t *testing.T, files map[string]string) Payload {
 	}
 	data := buf.Bytes()
 	return Payload{
-		Open:     func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil },
-		Checksum: fmt.Sprintf("sha256:%x", sha256.Sum256([]byte(manifest.String()))),
-		Sent:     len(files),
+		Open:        func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil },
+		ManifestSum: fmt.Sprintf("%x", blake2b.Sum256([]byte(manifest.String()))),
+		Sent:        len(files),
 	}
 }
 
@@ -128,9 +129,9 @@ func TestPrepareFailuresAreUndone(t *testing.T) {
 
 	// A corrupt manifest (not the build's digest) is refused.
 	bad := p
-	bad.Checksum = "sha256:00"
+	bad.ManifestSum = strings.Repeat("0", 64)
 	s = Prepare(l, marker(id), bad, nil)
-	if err := run(t, h, s); err == nil || !strings.Contains(err.Error(), "does not match") {
+	if err := run(t, h, s); err == nil || !strings.Contains(err.Error(), "the manifest received does not match the build's") {
 		t.Fatalf("got %v", err)
 	}
 	RunOps(t.Context(), h, s.Undo, nil, nil)
@@ -188,8 +189,15 @@ func TestPrepareRecordAndInspect(t *testing.T) {
 	if !st.WentLive(id) || st.History[0].By != "me and" {
 		t.Errorf("history: %+v", st.History)
 	}
-	if st.Manifest != p.Checksum || len(st.Dirty) != 0 {
-		t.Errorf("manifest %q (want %q), dirty %v", st.Manifest, p.Checksum, st.Dirty)
+	man, err := os.ReadFile(l.Marker(id) + ".manifest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := fmt.Sprintf("sha256:%x", sha256.Sum256(man)); st.Manifest != want || len(st.Dirty) != 0 {
+		t.Errorf("manifest %q (want %q), dirty %v", st.Manifest, want, st.Dirty)
+	}
+	if got := fmt.Sprintf("%x", blake2b.Sum256(man)); got != p.ManifestSum {
+		t.Errorf("the manifest on the host has BLAKE2b %s, the payload's is %s", got, p.ManifestSum)
 	}
 	// A second record appends.
 	e.Action = "rollback"

@@ -106,6 +106,11 @@ func TestRedeploySendsOnlyChangedFiles(t *testing.T) {
 		src := writeApp(t, "v1")
 		// A name that would be an option if it reached a command unguarded.
 		os.WriteFile(filepath.Join(src, "-rf"), []byte("dash\n"), 0o644)
+		// Names whose order differs between numbers, bytes and locales: the
+		// host merges the old manifest with the delta in byte order.
+		for _, name := range []string{"9", "10", "a b.txt", "\u00e9t\u00e9.txt", "Zed", "_under"} {
+			os.WriteFile(filepath.Join(src, name), []byte(name+"\n"), 0o644)
+		}
 		inv := f.writeInventory(t, inventoryOpts{source: src})
 		mustCLI(t, "up", "test", "-i", inv)
 		first := f.live(t, 0)
@@ -115,11 +120,13 @@ func TestRedeploySendsOnlyChangedFiles(t *testing.T) {
 		os.WriteFile(filepath.Join(src, "new.txt"), []byte("new\n"), 0o644)
 		os.Remove(filepath.Join(src, "config/deep/nested/a.txt"))
 		os.Chmod(filepath.Join(src, "VERSION"), 0o600)
+		os.WriteFile(filepath.Join(src, "9"), []byte("nine\n"), 0o644)
+		os.WriteFile(filepath.Join(src, "\u00e9t\u00e9.txt"), []byte("summer\n"), 0o644)
 		r := mustCLI(t, "up", "test", "-i", inv)
 		// index.php, new.txt, VERSION; not the build's seed of the shared
 		// directory, which the host already has.
-		if !strings.Contains(r.stdout, "sending 3 files") {
-			t.Errorf("want 3 files sent:\n%s", r.stdout)
+		if !strings.Contains(r.stdout, "sending 5 files") {
+			t.Errorf("want 5 files sent:\n%s", r.stdout)
 		}
 		want := contentTree(t, src, "tests", "storage")
 		for i, n := range f.names {

@@ -52,7 +52,7 @@ func (g *globals) payloads(ctx context.Context, f *fleet, env *inventory.Environ
 		if err != nil {
 			return nil, fmt.Errorf("making the payload: %w", err)
 		}
-		sp := steps.Payload{Open: p.Open, Copy: copyReused, Skip: p.Skip, Gzip: p.Gzip, Checksum: art.Checksum, Sent: p.Sent, Size: p.Size}
+		sp := steps.Payload{Open: p.Open, Copy: copyReused, Skip: p.Skip, Gzip: p.Gzip, ManifestSum: art.ManifestSum, Sent: p.Sent, Size: p.Size}
 		if p.Reuse {
 			sp.From = st.Latest
 		}
