@@ -116,8 +116,7 @@ func Leftovers(l Layout, st *State) (Step, bool) {
 }
 
 // prepareScript makes a build complete beside the live one, in one session:
-//   - unpack the payload into a staging folder (its manifest, or the delta of
-//     it, and the checksums of the files sent land beside the build, not in it);
+//   - unpack the payload into a staging folder;
 //   - for a delta, make the new manifest from the old one in one awk pass
 //     (merging the delta in path order), with the list of files reused, their
 //     recorded identities, and the list of files sent;
@@ -135,7 +134,7 @@ func Leftovers(l Layout, st *State) (Step, bool) {
 // undo removes the build only when the mark holds that token, so it can never
 // remove a build this run did not make.
 // It starts few processes (see remote's killOnHangup): 7 for a delta in link
-// mode, each one measured in docs/REDEPLOY.md.
+// mode (gzip, tar, awk, b2sum, rm, mv, find); see docs/REDEPLOY.md.
 //
 // Parameters: root id from how z manifest-b2 marker token n shared-spec*n skip-path*
 var prepareScript = &remote.Script{Name: "prepare", Body: `set -e
@@ -155,29 +154,27 @@ for a in "$@"; do
   i=$((i + 1))
   if [ "$i" -le "$n" ]; then printf '%s\n' "${a#*:}" >> "$st.shared"; else printf '%s\n' "$a" >> "$st.skip"; fi
 done
-# Members land in the staging folder, which tar makes; the manifest (or its
-# delta) and the checksums beside it. Reused files, in link mode, are
-# hard-link entries naming their own path, mapped into the live build.
-x="s,^\.fleetdeploy/staging/$id/\.fleetdeploy-"
-untar() {
-  tar -xpf - --no-same-owner -C "$root" --transform "s,^,.fleetdeploy/staging/$id/,rSH" --transform "s,^,builds/$from/,RSh" \
-    --transform "${x}manifest\$,.fleetdeploy/builds/$id.manifest,rSH" --transform "${x}manifest\.delta\$,.fleetdeploy/staging/$id.delta,rSH" \
-    --transform "${x}upload\.b2sum\$,.fleetdeploy/staging/$id.b2sum,rSH"
-}
+# Members land in the staging folder (which tar makes), the payload's
+# manifest (or its delta) and checksums too. Reused files, in link mode, are
+# hard-link entries naming their own path, mapped into the live build: one
+# link(2) each. (Each --transform costs tar about 1 us per member: two only.)
+xs="s,^,.fleetdeploy/staging/$id/,rSH"; xh="s,^,builds/$from/,RSh"
 case $z in
-gzip) gzip -dc | untar;;
-*) untar;;
+gzip) gzip -dc | tar -xpf - --no-same-owner -C "$root" --transform "$xs" --transform "$xh";;
+*) tar -xpf - --no-same-owner -C "$root" --transform "$xs" --transform "$xh";;
 esac
 if [ ! -d "$st" ]; then mkdir -p -- "$st"; fi
 cd -- "$st"
-rec=0
+rec=0; sent=
 if [ -n "$from" ]; then
   phase="reusing unchanged files of builds/$from"
   if [ "$how" = link ] && [ -f "$old.stat" ]; then rec=1; fi
-  # The old manifest and the delta are both in path order: merged, not sorted.
-  # "" makes every comparison one of strings, never of numbers.
-  LC_ALL=C awk -F'\t' -v skip="$st.skip" -v delta="$st.delta" -v man="$m.manifest" -v reuse="$st.reuse" \
-    -v rec="$rec" -v oldstat="$old.stat" -v stat="$m.stat" -v shared="$st.shared" -v sent="$st.sent" '
+  # One pass: the new manifest, merged from the old one and the delta (both
+  # in path order; "" makes every comparison one of strings, never of
+  # numbers), the files reused, their recorded identities, and the files sent
+  # (printed).
+  sent=$(LC_ALL=C awk -F'\t' -v skip="$st.skip" -v delta=.fleetdeploy-manifest.delta -v man="$m.manifest" -v reuse="$st.reuse" \
+    -v rec="$rec" -v oldstat="$old.stat" -v stat="$m.stat" -v shared="$st.shared" '
     BEGIN {
       while ((getline l < skip) > 0) s[l] = 1
       while ((getline l < delta) > 0) { d[++nd] = l; split(l, f, "\t"); dp[nd] = f[5] ""; dt[nd] = f[1] }
@@ -194,33 +191,38 @@ if [ -n "$from" ]; then
       # Reused files are hard links of the live build: the identities recorded
       # for it are theirs (had they changed since, inspect would have listed
       # them as dirty and they would have been sent).
-      printf "" > stat; printf "" > sent
+      printf "" > stat
       while ((getline l < oldstat) > 0) { sub(/^\.\//, "", l); q = l; sub(/\t.*/, "", q); if (q in r) print l > stat }
       while ((getline l < shared) > 0) sh[++ns] = l
       for (j = 1; j <= nd; j++) {
         if (dt[j] != "f") continue
         for (k = 1; k <= ns; k++) if (dp[j] == sh[k] || index(dp[j], sh[k] "/") == 1) break
-        if (k > ns) print "./" dp[j] > sent
+        if (k > ns) print "./" dp[j]
       }
-    }' "$old.manifest"
+    }' "$old.manifest")
+  mf="$m.manifest"
+else
+  mf=.fleetdeploy-manifest
 fi
 phase="checking the files sent and the manifest"
-printf '%s  %s\n' "$want" "$m.manifest" >> "$st.b2sum"
-if ! out=$(b2sum -l 256 -c --quiet --strict "$st.b2sum" 2>&1); then
+printf '%s  %s\n' "$want" "$mf" >> .fleetdeploy-upload.b2sum
+if ! out=$(b2sum -l 256 -c --quiet --strict .fleetdeploy-upload.b2sum 2>&1); then
   printf '%s\n' "$out" >&2
   case $out in
-  *"$m.manifest: FAILED"*)
+  *"$mf: FAILED"*)
     if [ -n "$from" ]; then echo "the build assembled here does not match the build's manifest" >&2
     else echo "the manifest received does not match the build's" >&2; fi;;
   *) echo "uploaded files do not match their checksums: the upload is corrupt" >&2;;
   esac
   exit 1
 fi
+if [ -z "$from" ]; then mv -f -- .fleetdeploy-manifest "$m.manifest"; fi
 if [ -n "$from" ] && [ "$how" = copy ]; then
   phase="copying unchanged files of builds/$from"
   cd -- "$root/builds/$from"
   xargs -d '\n' -r cp -p --reflink=auto --parents -t "$st" -- < "$st.reuse"
 fi
+rm -f -- "$st/.fleetdeploy-upload.b2sum" "$st/.fleetdeploy-manifest.delta" "$st.skip" "$st.shared" "$st.reuse"
 phase=publishing
 printf '%s' "$marker" > "$m"
 mv -- "$st" "$b"
@@ -249,19 +251,20 @@ done
 phase="recording file identities"
 cd -- "$b"
 if [ "$rec" = 1 ]; then
-  # The files sent (listed as ./path) are looked at; not those below a shared
-  # path, now a link. A few are named to find directly, many through xargs.
-  set --
-  while IFS= read -r p; do set -- "$@" "$p"; if [ $# -gt 64 ]; then break; fi; done < "$st.sent"
+  # The files sent, as ./path (not those below a shared path, now a link):
+  # a few are named to find directly, many through xargs.
+  set -f; IFS='
+'
+  set -- $sent
+  unset IFS; set +f
   if [ $# -gt 64 ]; then
-    xargs -d '\n' -r sh -c 'exec find "$@" -maxdepth 0 -type f -printf "%p\t%s\t%T@\t%i\n"' find < "$st.sent" >> "$m.stat"
+    printf '%s\n' "$@" | xargs -d '\n' -r sh -c 'exec find "$@" -maxdepth 0 -type f -printf "%p\t%s\t%T@\t%i\n"' find >> "$m.stat"
   elif [ $# -gt 0 ]; then
     find "$@" -maxdepth 0 -type f -printf '%p\t%s\t%T@\t%i\n' >> "$m.stat"
   fi
 else
   ` + fileIdentities + ` > "$m.stat"
-fi
-rm -f -- "$st.b2sum" "$st.delta" "$st.skip" "$st.reuse" "$st.sent" "$st.shared"`}
+fi`}
 
 // Payload is what a host receives of a build.
 type Payload struct {
@@ -345,7 +348,7 @@ func Prepare(l Layout, m Marker, p Payload, shared []inventory.SharedPath) Step 
 // this run made (the never-live mark holds its token).
 var unprepareScript = &remote.Script{Name: "unprepare", Brief: true, Body: `cd -- "$1" || exit 0
 s=".fleetdeploy/staging/$2"
-rm -rf -- "$s" "$s.b2sum" "$s.delta" "$s.skip" "$s.reuse" "$s.shared" "$s.sent"
+rm -rf -- "$s" "$s.skip" "$s.reuse" "$s.shared"
 tok=
 if [ -f ".fleetdeploy/pending/$2" ]; then IFS= read -r tok < ".fleetdeploy/pending/$2" || :; fi
 if [ -n "$tok" ] && [ "$tok" = "$3" ]; then

@@ -97,6 +97,17 @@ func (s *State) Fingerprint() string { return s.snapshot }
 // Inspect takes it before it reads the rest of the state, so that a change
 // made after the state was read always shows in a later Snapshot.
 func Snapshot(ctx context.Context, h remote.Host, l Layout) (string, error) {
+	s, err := snapshot(ctx, h, l)
+	return s.fingerprint, err
+}
+
+// snap is a Snapshot, with where latest pointed for inspect to use.
+type snap struct {
+	fingerprint string
+	latest      string // "link:<target>", "none", "dir" or "other"
+}
+
+func snapshot(ctx context.Context, h remote.Host, l Layout) (snap, error) {
 	var latest, history string
 	var dirs [3][]string
 	errs := make([]error, 5)
@@ -141,45 +152,57 @@ func Snapshot(ctx context.Context, h remote.Host, l Layout) (string, error) {
 	})
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		return "", err
+		return snap{}, err
 	}
-	return fmt.Sprintf("latest %s; builds %q; staging %q; pending %q; history %s", latest, dirs[0], dirs[1], dirs[2], history), nil
+	return snap{fmt.Sprintf("latest %s; builds %q; staging %q; pending %q; history %s", latest, dirs[0], dirs[1], dirs[2], history), latest}, nil
 }
 
 // inspectScript reads a root's state; it starts few processes (see remote's
-// killOnHangup for why): one awk prints both the history's tail and the marker.
-var inspectScript = &remote.Script{Name: "inspect", Brief: true, Body: `r=$1; shift
+// killOnHangup for why): where latest points comes from the Snapshot taken
+// just before (no readlink); one awk prints the history's tail and the marker
+// and compares the live build's files with their recorded identities.
+//
+// Parameters: root latest shared-path*, latest as snap.latest has it.
+var inspectScript = &remote.Script{Name: "inspect", Brief: true, Body: `r=$1; lt=$2; shift 2
 if [ ! -d "$r" ]; then echo "root	missing"; exit 0; fi
 cd -- "$r" || exit 1
 echo "root	ok"
 t=
-if [ -L latest ]; then t=$(readlink latest); printf 'latest	link	%s\n' "$t"
-elif [ -d latest ]; then echo "latest	dir"
-elif [ -e latest ]; then echo "latest	other"
-else echo "latest	none"; fi
+case $lt in
+link:*) t=${lt#link:}; printf 'latest	link	%s\n' "$t";;
+*) printf 'latest	%s\n' "$lt";;
+esac
 for d in builds/* .fleetdeploy/staging/* .fleetdeploy/pending/*; do
   if [ -e "$d" ] || [ -L "$d" ]; then printf 'entry	%s\n' "$d"; fi
 done
 if [ -L .fleetdeploy/lock ]; then printf 'lock	%s\n' "$(readlink .fleetdeploy/lock)"; fi
 id=${t#builds/}
-h=; m=
+h=; m=; k=
 if [ -f .fleetdeploy/history ]; then h=.fleetdeploy/history; fi
 if [ -n "$id" ] && [ -f ".fleetdeploy/builds/$id" ]; then m=".fleetdeploy/builds/$id"; fi
-if [ -n "$h$m" ]; then
-  M=$m awk '{ l[++n] = $0 }
-    END { for (i = (n > 2000 ? n - 1999 : 1); i <= n; i++) print "history\t" l[i]
-      if (ENVIRON["M"] != "") while ((getline x < ENVIRON["M"]) > 0) print "marker\t" x }' "${h:-/dev/null}"
-fi
 if [ -n "$id" ] && [ -f ".fleetdeploy/builds/$id.manifest" ]; then
   sum=$(sha256sum < ".fleetdeploy/builds/$id.manifest")
   printf 'manifest	sha256:%s\n' "${sum%% *}"
-  if [ -f ".fleetdeploy/builds/$id.stat" ] && [ -d "builds/$id" ]; then
-    (cd "builds/$id" && ` + fileIdentities + `) | awk -F'\t' -v known=".fleetdeploy/builds/$id.stat" '
-      BEGIN { while ((getline l < known) > 0) { sub(/^\.\//, "", l); k[l] = 1 } }
-      ($0 in k) { delete k[$0]; next }
-      { d[$1] = 1 }
-      END { for (l in k) { split(l, f, "\t"); d[f[1]] = 1 } for (p in d) print "dirty\t" p }'
-  fi
+  if [ -f ".fleetdeploy/builds/$id.stat" ] && [ -d "builds/$id" ]; then k=".fleetdeploy/builds/$id.stat"; fi
+fi
+if [ -n "$h$m$k" ]; then
+  { if [ -n "$k" ]; then cd "builds/$id" && ` + fileIdentities + `; fi; } | H=$h M=$m K=$k awk -F'\t' '
+    BEGIN {
+      if (ENVIRON["H"] != "") {
+        while ((getline x < ENVIRON["H"]) > 0) l[++n] = x
+        for (i = (n > 2000 ? n - 1999 : 1); i <= n; i++) print "history\t" l[i]
+      }
+      if (ENVIRON["M"] != "") while ((getline x < ENVIRON["M"]) > 0) print "marker\t" x
+      if (ENVIRON["K"] == "") exit
+      while ((getline x < ENVIRON["K"]) > 0) { sub(/^\.\//, "", x); k[x] = 1 }
+    }
+    ($0 in k) { delete k[$0]; next }
+    { d[$1] = 1 }
+    END {
+      if (ENVIRON["K"] == "") exit
+      for (x in k) { split(x, f, "\t"); d[f[1]] = 1 }
+      for (p in d) print "dirty\t" p
+    }'
 fi
 for s in "$@"; do
   if [ ! -e "shared/$s" ] && [ ! -L "shared/$s" ]; then printf 'noshared	%s\n' "$s"; fi
@@ -187,21 +210,22 @@ done
 exit 0`}
 
 // InspectCmd is the read-only command that reports a root's state.
-func InspectCmd(root string, shared []string) remote.Cmd {
-	return remote.Cmd{Script: inspectScript, Args: append([]string{root}, shared...)}
+// latest is where the host's latest pointed, as snapshot read it.
+func InspectCmd(root, latest string, shared []string) remote.Cmd {
+	return remote.Cmd{Script: inspectScript, Args: append([]string{root, latest}, shared...)}
 }
 
 // Inspect reads a host's state, its Snapshot first. It writes nothing.
 func Inspect(ctx context.Context, h remote.Host, root string, shared []string) (*State, error) {
-	snap, err := Snapshot(ctx, h, Layout{Root: root})
+	snap, err := snapshot(ctx, h, Layout{Root: root})
 	if err != nil {
 		return nil, err
 	}
-	s, err := inspect(ctx, h, InspectCmd(root, shared))
+	s, err := inspect(ctx, h, InspectCmd(root, snap.latest, shared))
 	if err != nil {
 		return nil, err
 	}
-	s.snapshot = snap
+	s.snapshot = snap.fingerprint
 	return s, nil
 }
 
