@@ -173,8 +173,9 @@ if [ -n "$from" ]; then
   # in path order; "" makes every comparison one of strings, never of
   # numbers), the files reused, their recorded identities, and the files sent
   # (printed).
-  sent=$(LC_ALL=C awk -F'\t' -v skip="$st.skip" -v delta=.fleetdeploy-manifest.delta -v man="$m.manifest" -v reuse="$st.reuse" \
-    -v rec="$rec" -v oldstat="$old.stat" -v stat="$m.stat" -v shared="$st.shared" '
+  # Paths relative to the staging folder: awk would read escapes in the root's.
+  sent=$(LC_ALL=C awk -F'\t' -v skip="../$id.skip" -v delta=.fleetdeploy-manifest.delta -v man="../../builds/$id.manifest" \
+    -v reuse="../$id.reuse" -v rec="$rec" -v oldstat="../../builds/$from.stat" -v stat="../../builds/$id.stat" -v shared="../$id.shared" '
     BEGIN {
       while ((getline l < skip) > 0) s[l] = 1
       while ((getline l < delta) > 0) { d[++nd] = l; split(l, f, "\t"); dp[nd] = f[5] ""; dt[nd] = f[1] }
@@ -199,8 +200,8 @@ if [ -n "$from" ]; then
         for (k = 1; k <= ns; k++) if (dp[j] == sh[k] || index(dp[j], sh[k] "/") == 1) break
         if (k > ns) print "./" dp[j]
       }
-    }' "$old.manifest")
-  mf="$m.manifest"
+    }' "../../builds/$from.manifest")
+  mf="../../builds/$id.manifest"
 else
   mf=.fleetdeploy-manifest
 fi
