@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -152,6 +153,145 @@ func TestPrepareFailuresAreUndone(t *testing.T) {
 	if data, err := os.ReadFile(filepath.Join(l.Build(id), "index.php")); err != nil || string(data) != "x" {
 		t.Errorf("the undo of a refused run removed another run's build: %q %v", data, err)
 	}
+}
+
+// deltaPayload is what the build sends a host whose live build has the files
+// of old: the changed and new files, hard-link entries for the others, the
+// delta of the manifest and the checksums; skip lists the old files not reused.
+func deltaPayload(t *testing.T, from string, old, files map[string]string) Payload {
+	t.Helper()
+	line := func(n string) string {
+		return fmt.Sprintf("f\t0644\t%d\t%x\t%s\n", len(files[n]), sha256.Sum256([]byte(files[n])), n)
+	}
+	var names, skip []string
+	for n := range files {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for n, body := range old {
+		if b, ok := files[n]; !ok || b != body {
+			skip = append(skip, n)
+		}
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	var manifest, delta, sums strings.Builder
+	for _, n := range names {
+		manifest.WriteString(line(n))
+		if b, ok := old[n]; ok && b == files[n] {
+			tw.WriteHeader(&tar.Header{Name: n, Linkname: n, Mode: 0o644, Typeflag: tar.TypeLink})
+			continue
+		}
+		tw.WriteHeader(&tar.Header{Name: n, Mode: 0o644, Size: int64(len(files[n])), Typeflag: tar.TypeReg})
+		tw.Write([]byte(files[n]))
+		delta.WriteString(line(n))
+		fmt.Fprintf(&sums, "%x  %s\n", blake2b.Sum256([]byte(files[n])), n)
+	}
+	for _, m := range [][2]string{{".fleetdeploy-upload.b2sum", sums.String()}, {".fleetdeploy-manifest.delta", delta.String()}} {
+		tw.WriteHeader(&tar.Header{Name: m[0], Mode: 0o600, Size: int64(len(m[1])), Typeflag: tar.TypeReg})
+		tw.Write([]byte(m[1]))
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data := buf.Bytes()
+	return Payload{
+		Open:        func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil },
+		From:        from,
+		Skip:        skip,
+		ManifestSum: fmt.Sprintf("%x", blake2b.Sum256([]byte(manifest.String()))),
+		Sent:        strings.Count(delta.String(), "\n"),
+	}
+}
+
+// A delta makes the new build from the live one: reused files are hard links,
+// the manifest and the identity record are those of a full upload, no
+// temporary file is left; and when the manifest made does not match, the
+// step fails naming it and its undo leaves only the live build.
+func TestPrepareDelta(t *testing.T) {
+	l := Layout{Root: t.TempDir()}
+	h := &localHost{}
+	// Names that sort differently as numbers and as bytes.
+	v1 := map[string]string{"9": "nine", "10": "ten", "a b/c.php": "c", "z.php": "z"}
+	v2 := map[string]string{"9": "NINE", "10": "ten", "a b/c.php": "c", "new.php": "new"}
+	id1, id2 := "20261125-101500", "20261125-101501"
+	if err := run(t, h, Prepare(l, marker(id1), fullPayload(t, v1), nil)); err != nil {
+		t.Fatal(err)
+	}
+	p := deltaPayload(t, id1, v1, v2)
+	if err := run(t, h, Prepare(l, marker(id2), p, nil)); err != nil {
+		t.Fatal(err)
+	}
+	for n, body := range v2 {
+		if got, err := os.ReadFile(filepath.Join(l.Build(id2), n)); err != nil || string(got) != body {
+			t.Errorf("%s holds %q (%v), want %q", n, got, err, body)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(l.Build(id2), "z.php")); err == nil {
+		t.Error("a removed file is in the new build")
+	}
+	for _, n := range []string{"10", "a b/c.php"} {
+		a, _ := os.Stat(filepath.Join(l.Build(id1), n))
+		b, _ := os.Stat(filepath.Join(l.Build(id2), n))
+		if a == nil || b == nil || !os.SameFile(a, b) {
+			t.Errorf("%s was not hard-linked from the live build", n)
+		}
+	}
+	if got, want := readFile(t, l.Marker(id2)+".manifest"), readFile(t, l.Marker(id1)+".manifest"); got == want {
+		t.Error("the new manifest is the old one")
+	}
+	full := t.TempDir()
+	if err := run(t, h, Prepare(Layout{Root: full}, marker(id2), fullPayload(t, v2), nil)); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := readFile(t, l.Marker(id2)+".manifest"), readFile(t, Layout{Root: full}.Marker(id2)+".manifest"); got != want {
+		t.Errorf("manifest made from the delta:\n%s\nwant (full upload):\n%s", got, want)
+	}
+	var fresh []string
+	for _, n := range []string{"10", "9", "a b/c.php", "new.php"} {
+		fi, err := os.Stat(filepath.Join(l.Build(id2), n))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		fresh = append(fresh, fmt.Sprintf("%s\t%d\t%d.%09d0\t%d", n, fi.Size(), st.Mtim.Sec, st.Mtim.Nsec, st.Ino))
+	}
+	var recorded []string
+	for _, r := range strings.Split(strings.TrimSpace(readFile(t, l.Marker(id2)+".stat")), "\n") {
+		recorded = append(recorded, strings.TrimPrefix(r, "./"))
+	}
+	sort.Strings(recorded)
+	if strings.Join(recorded, "\n") != strings.Join(fresh, "\n") {
+		t.Errorf("identities recorded:\n%s\nwant:\n%s", strings.Join(recorded, "\n"), strings.Join(fresh, "\n"))
+	}
+	if entries, _ := os.ReadDir(filepath.Join(l.Meta(), "staging")); len(entries) != 0 {
+		t.Errorf("staging leftovers: %v", entries)
+	}
+
+	id3 := "20261125-101502"
+	bad := deltaPayload(t, id2, v2, v1)
+	bad.ManifestSum = strings.Repeat("0", 64)
+	s := Prepare(l, marker(id3), bad, nil)
+	if err := run(t, h, s); err == nil || !strings.Contains(err.Error(), "the build assembled here does not match the build's manifest") {
+		t.Fatalf("a delta whose manifest does not match: %v", err)
+	}
+	if err := RunOps(t.Context(), h, s.Undo, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	for dir, want := range map[string]int{l.Builds(): 2, filepath.Join(l.Meta(), "builds"): 6, filepath.Join(l.Meta(), "pending"): 2, filepath.Join(l.Meta(), "staging"): 0} {
+		if entries, _ := os.ReadDir(dir); len(entries) != want {
+			t.Errorf("%s after undo: %v, want %d entries", dir, entries, want)
+		}
+	}
+}
+
+func readFile(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
 
 func TestPrepareRecordAndInspect(t *testing.T) {
