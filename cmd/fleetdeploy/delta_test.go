@@ -123,7 +123,7 @@ func TestRedeploySendsOnlyChangedFiles(t *testing.T) {
 		os.WriteFile(filepath.Join(src, "9"), []byte("nine\n"), 0o644)
 		os.WriteFile(filepath.Join(src, "\u00e9t\u00e9.txt"), []byte("summer\n"), 0o644)
 		r := mustCLI(t, "up", "test", "-i", inv)
-		// index.php, new.txt, VERSION; not the build's seed of the shared
+		// index.php, new.txt, VERSION, 9, été.txt; not the build's seed of the shared
 		// directory, which the host already has.
 		if !strings.Contains(r.stdout, "sending 5 files") {
 			t.Errorf("want 5 files sent:\n%s", r.stdout)
