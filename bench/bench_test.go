@@ -768,8 +768,8 @@ func (b *bench) deployTwice(t *testing.T, fl *fleet, tool string, rep int, roots
 			status = "FAILED: " + oneLine(p)
 			t.Errorf("%s %d hosts rep %d %s %s: %v", fl.backend, n, rep, tool, kind, p.Err)
 		}
-		t.Logf("rep %d %-20s %-8s wall %6.2fs  skew %8s ms  wire/host %s  rss %d MiB  other load %.0f%%  %s",
-			rep, tool, kind, p.Wall.Seconds(), ms(p.Skew), bytesH(tot/int64(max(1, n))), p.MaxRSSKB/1024, 100*p.Foreign, status)
+		t.Logf("rep %d %-20s %-8s wall %6.2fs  skew %8s ms (bound %s ms)  wire/host %s  rss %d MiB  other load %.0f%%  %s",
+			rep, tool, kind, p.Wall.Seconds(), ms(p.Skew), ms(p.SkewBound), bytesH(tot/int64(max(1, n))), p.MaxRSSKB/1024, 100*p.Foreign, status)
 		b.run.Phases = append(b.run.Phases, p)
 		if p.Err != nil {
 			return // a redeploy after a failed first deploy measures nothing useful

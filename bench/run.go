@@ -4,6 +4,7 @@ package bench
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -69,7 +70,11 @@ type RunResult struct {
 	MaxRSSKB int64 // peak RSS (wait4's ru_maxrss) of the deploying process; for rsync the largest per-host rsync
 	SumRSSKB int64 // rsync only: per-host peaks added up (they run at once)
 	Rsync    []RsyncStats
-	Err      error
+	// SkewBound is fleetdeploy's own bound on the cutover skew: its last
+	// answer minus its first request (every swap happened in between, on
+	// this machine's clock); 0 when it reported none.
+	SkewBound time.Duration
+	Err       error
 }
 
 // childEnv is the environment for the tools: no ssh agent, so both use the key given.
@@ -173,16 +178,33 @@ func WrapMain(report string, args []string) int {
 func RunFleetdeploy(ctx context.Context, ns *netns, bin, inv, report string, log io.Writer, flags ...string) RunResult {
 	m := Command(ctx, report, bin, append(flags, "up", "bench", "-i", inv)...)
 	m.Cmd.Env = childEnv()
-	m.Cmd.Stdout = log
+	var out bytes.Buffer
+	m.Cmd.Stdout = io.MultiWriter(log, &out)
 	m.Cmd.Stderr = log
 	start := time.Now()
 	err := ns.Run(m.Cmd)
 	var r RunResult
 	r.MaxRSSKB, r.Wall = m.Result(time.Since(start))
+	r.SkewBound = skewBound(out.String())
 	if err != nil {
 		r.Err = fmt.Errorf("fleetdeploy up: %v", err)
 	}
 	return r
+}
+
+var skewLine = regexp.MustCompile(`cutover skew [0-9.]+ ms \(at most ([0-9.]+) ms`)
+
+// skewBound reads the bound fleetdeploy's summary gives the cutover skew.
+func skewBound(out string) time.Duration {
+	m := skewLine.FindStringSubmatch(out)
+	if m == nil {
+		return 0
+	}
+	v, err := strconv.ParseFloat(m[1], 64)
+	if err != nil {
+		return 0
+	}
+	return time.Duration(v * float64(time.Millisecond))
 }
 
 // RsyncStats is the summary `rsync --stats` prints, by label ("Literal data", ...).

@@ -11,7 +11,7 @@ import (
 )
 
 // Quick checks of the harness itself, without any host:
-// go test -tags bench -run 'TestApp|TestWriteBenchmarks|TestParseRsyncStats|TestWatch' ./bench
+// go test -tags bench -run 'TestApp|TestWriteBenchmarks|TestParseRsyncStats|TestWatch|TestSkew' ./bench
 
 func TestAppIsDeterministic(t *testing.T) {
 	dir := t.TempDir()
@@ -60,6 +60,32 @@ func TestWriteBenchmarksKeepsEarlierRuns(t *testing.T) {
 	last := "## run " + string(rune('A'+keepRuns+1))
 	if !strings.Contains(s, last) || strings.Index(s, last) > strings.Index(s, "## run "+string(rune('A'+keepRuns))) {
 		t.Errorf("newest run not first:\n%s", s)
+	}
+}
+
+// fleetdeploy's bound on the skew is read from its summary, and caps a
+// watcher's figure only when the watcher saw more than the bound allows.
+func TestSkewBound(t *testing.T) {
+	out := "cutover:\n  h1 switched at +0.10 ms (round trip 0.35 ms)\ncutover skew 1.63 ms (at most 12.83 ms: last answer minus first request)\n"
+	if got := skewBound(out); got != 12830*time.Microsecond {
+		t.Errorf("bound %v, want 12.83ms", got)
+	}
+	if got := skewBound("deploy failed\n"); got != 0 {
+		t.Errorf("bound %v from output without a summary", got)
+	}
+	for _, c := range []struct {
+		seen, bound, want time.Duration
+		late              bool
+	}{
+		{3 * time.Millisecond, 2 * time.Millisecond, 2 * time.Millisecond, true},
+		{time.Millisecond, 2 * time.Millisecond, time.Millisecond, false},
+		{time.Millisecond, 0, time.Millisecond, false},
+	} {
+		p := Phase{Skew: c.seen}
+		p.SkewBound = c.bound
+		if got, late := p.skew(); got != c.want || late != c.late {
+			t.Errorf("seen %v, bound %v: %v late %v, want %v late %v", c.seen, c.bound, got, late, c.want, c.late)
+		}
 	}
 }
 
