@@ -116,15 +116,15 @@ func Leftovers(l Layout, st *State) (Step, bool) {
 }
 
 // prepareScript makes a build complete beside the live one, in one session:
-//   - unpack the payload into a staging folder;
+//   - unpack the payload into a staging folder; in link mode its hard-link
+//     entries make the unchanged files from the live build (one link(2) each);
 //   - for a delta, make the new manifest from the old one in one awk pass
 //     (merging the delta in path order), with the list of files reused, their
 //     recorded identities, and the list of files sent;
 //   - check the files sent and the manifest against their BLAKE2b checksums
 //     (one b2sum run);
-//   - make the unchanged files from the live build: hard-link entries of the
-//     payload (tar makes them, one link(2) each), or copies when a hook could
-//     rewrite them in place;
+//   - in copy mode (a hook could rewrite reused files in place), copy the
+//     unchanged files from the live build;
 //   - publish: write the marker, mark the build as never live, move it to builds/;
 //   - replace shared paths by relative links into shared/;
 //   - record every file's size, mtime and inode, so that a later deploy notices
