@@ -35,7 +35,7 @@ func fullPayload(t *testing.T, files map[string]string) Payload {
 			t.Fatal(err)
 		}
 		tw.Write([]byte(files[n]))
-		fmt.Fprintf(&manifest, "f\t0644\t%d\t%x\t%s\n", len(files[n]), sha256.Sum256([]byte(files[n])), n)
+		manifest.WriteString(manifestLine(n, files[n]))
 	}
 	tw.WriteHeader(&tar.Header{Name: ".fleetdeploy-manifest", Mode: 0o600, Size: int64(manifest.Len()), Typeflag: tar.TypeReg})
 	tw.Write([]byte(manifest.String()))
@@ -48,6 +48,11 @@ func fullPayload(t *testing.T, files map[string]string) Payload {
 		ManifestSum: fmt.Sprintf("%x", blake2b.Sum256([]byte(manifest.String()))),
 		Sent:        len(files),
 	}
+}
+
+// manifestLine is a regular file's manifest entry, as the build writes it.
+func manifestLine(name, body string) string {
+	return fmt.Sprintf("f\t0644\t%d\t%x\t%s\n", len(body), sha256.Sum256([]byte(body)), name)
 }
 
 func marker(id string) Marker {
@@ -160,9 +165,6 @@ func TestPrepareFailuresAreUndone(t *testing.T) {
 // delta of the manifest and the checksums; skip lists the old files not reused.
 func deltaPayload(t *testing.T, from string, old, files map[string]string) Payload {
 	t.Helper()
-	line := func(n string) string {
-		return fmt.Sprintf("f\t0644\t%d\t%x\t%s\n", len(files[n]), sha256.Sum256([]byte(files[n])), n)
-	}
 	var names, skip []string
 	for n := range files {
 		names = append(names, n)
@@ -177,14 +179,14 @@ func deltaPayload(t *testing.T, from string, old, files map[string]string) Paylo
 	tw := tar.NewWriter(&buf)
 	var manifest, delta, sums strings.Builder
 	for _, n := range names {
-		manifest.WriteString(line(n))
+		manifest.WriteString(manifestLine(n, files[n]))
 		if b, ok := old[n]; ok && b == files[n] {
 			tw.WriteHeader(&tar.Header{Name: n, Linkname: n, Mode: 0o644, Typeflag: tar.TypeLink})
 			continue
 		}
 		tw.WriteHeader(&tar.Header{Name: n, Mode: 0o644, Size: int64(len(files[n])), Typeflag: tar.TypeReg})
 		tw.Write([]byte(files[n]))
-		delta.WriteString(line(n))
+		delta.WriteString(manifestLine(n, files[n]))
 		fmt.Fprintf(&sums, "%x  %s\n", blake2b.Sum256([]byte(files[n])), n)
 	}
 	for _, m := range [][2]string{{".fleetdeploy-upload.b2sum", sums.String()}, {".fleetdeploy-manifest.delta", delta.String()}} {
