@@ -337,6 +337,13 @@ func startFD(t testing.TB, args ...string) *proc {
 
 func startFDFlags(t testing.TB, flags []string, args ...string) *proc {
 	t.Helper()
+	return startFDCmd(t, flags, nil, args...)
+}
+
+// startFDCmd starts fleetdeploy as startFDFlags does, letting prep change the
+// command (a wrapper, other stdio) before it starts.
+func startFDCmd(t testing.TB, flags []string, prep func(*exec.Cmd), args ...string) *proc {
+	t.Helper()
 	full := append(slices.Clone(flags), "--cache-dir", cacheDir(t))
 	full = append(full, args...)
 	p := &proc{t: t, args: full, done: make(chan struct{})}
@@ -352,6 +359,9 @@ func startFDFlags(t testing.TB, flags []string, args ...string) *proc {
 	// Its own process group: a terminal's Ctrl-C reaches the whole group, but
 	// the tests signal the process itself, as kill(1) would.
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if prep != nil {
+		prep(p.cmd)
+	}
 	p.start = time.Now()
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("starting fleetdeploy: %v", err)

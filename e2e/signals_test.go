@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -150,11 +151,13 @@ var phases = []phaseCase{
 	},
 }
 
-// TestSignals sends SIGINT and SIGTERM to fleetdeploy in each phase of a deploy.
+// TestSignals sends SIGINT, SIGTERM and SIGHUP (the terminal, or the SSH
+// session to the machine running fleetdeploy, went away) to fleetdeploy in
+// each phase of a deploy.
 func TestSignals(t *testing.T) {
-	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM} {
+	for _, sig := range []syscall.Signal{syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP} {
 		for _, ph := range phases {
-			sigName := map[syscall.Signal]string{syscall.SIGINT: "SIGINT", syscall.SIGTERM: "SIGTERM"}[sig]
+			sigName := map[syscall.Signal]string{syscall.SIGINT: "SIGINT", syscall.SIGTERM: "SIGTERM", syscall.SIGHUP: "SIGHUP"}[sig]
 			t.Run(sigName+"/"+strings.Fields(ph.name)[0], func(t *testing.T) {
 				s := newScenario(t, fmt.Sprintf("signal: %s during %s", sigName, ph.name), ph.expected)
 				signalCase(t, s, sig, ph)
@@ -300,5 +303,70 @@ func checkNoProcsAs(s *scenario, uid int, token string, limit time.Duration) {
 			return
 		}
 		<-tick.C
+	}
+}
+
+// TestHangupIgnoredAtStart: run under nohup (SIGHUP ignored from the start),
+// a deploy that gets SIGHUP in its before_cutover hook runs on to its end.
+func TestHangupIgnoredAtStart(t *testing.T) {
+	s := newScenario(t, "signal: SIGHUP during the before_cutover hook of a run started under nohup (SIGHUP ignored)",
+		"the run is not stopped: exit 0, every host on the new build, clean")
+	f, src, _ := deployed(s, t, 2, inventory{})
+	token := uniqueSleep(2)
+	t.Cleanup(func() { killProcs(token) })
+	inv := f.write(t, inventory{source: src, before: []string{yq(`touch "$FLEETDEPLOY_ROOT/shared/hook-started"; sleep ` + token)}})
+	setVersion(t, src, "v2")
+	// As nohup(1) does: SIGHUP ignored, which exec keeps.
+	p := startFDCmd(t, globalFlags, func(c *exec.Cmd) {
+		c.Args = append([]string{"sh", "-c", `trap '' HUP; exec "$0" "$@"`}, c.Args...)
+		c.Path = "/bin/sh"
+	}, "up", "e2e", "-i", inv)
+	if !poll(t, "hook started on every host", 2*time.Minute, 5*time.Millisecond, func() bool {
+		for i := range f.Hosts {
+			if !exists(filepath.Join(f.roots[i], "shared", "hook-started")) {
+				return false
+			}
+		}
+		return true
+	}, p.exited) {
+		s.Fatalf("the run ended before its hook started: %s", p.wait(time.Minute))
+	}
+	p.signal(syscall.SIGHUP)
+	r := p.wait(2 * time.Minute)
+	s.Observe("exit %d, %s", r.code, r.errLine())
+	wantExit(s, r, 0)
+	f.checkConverged(s)
+	for i := range f.Hosts {
+		if v := f.servedVersion(i); v != "v2" {
+			s.Errorf("%s serves %q, want v2", f.name(i), v)
+		}
+	}
+}
+
+// TestClosedStdout: a reader of fleetdeploy's output that goes away (`| head`,
+// a tee that died) does not kill the run half-way; it runs to its end.
+func TestClosedStdout(t *testing.T) {
+	s := newScenario(t, "stdout closed before the run writes to it (`fleetdeploy up -v | head -0`)",
+		"the run is not killed by SIGPIPE: exit 0, every host on the new build, clean")
+	f, src, inv := deployed(s, t, 2, inventory{})
+	setVersion(t, src, "v2")
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	p := startFDCmd(t, globalFlags, func(c *exec.Cmd) { c.Stdout = w }, "up", "e2e", "-i", inv)
+	w.Close()
+	res := p.wait(2 * time.Minute)
+	s.Observe("exit %d, %s", res.code, res.errLine())
+	if res.signal != "" {
+		s.Errorf("fleetdeploy was killed by %s", res.signal)
+	}
+	wantExit(s, res, 0)
+	f.checkConverged(s)
+	for i := range f.Hosts {
+		if v := f.servedVersion(i); v != "v2" {
+			s.Errorf("%s serves %q, want v2", f.name(i), v)
+		}
 	}
 }
