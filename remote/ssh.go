@@ -131,7 +131,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		HostKeyAlgorithms: algos,
 		Timeout:           cfg.ConnectTimeout,
 	}
-	c, chans, reqs, err := ssh.NewClientConn(conn, cfg.Addr, sshConf)
+	c, chans, reqs, err := ssh.NewClientConn(ackAtOnce(conn), cfg.Addr, sshConf)
 	if err != nil {
 		stop()
 		conn.Close()
