@@ -7,4 +7,4 @@ import "net"
 // ackAtOnce has no per-socket control here (TCP_QUICKACK is Linux's): the
 // first session on an OpenSSH host may wait for a delayed ACK. See the Linux
 // version.
-func ackAtOnce(conn net.Conn) net.Conn { return conn }
+func ackAtOnce(conn net.Conn) (net.Conn, func()) { return conn, func() {} }

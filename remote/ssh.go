@@ -131,7 +131,8 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		HostKeyAlgorithms: algos,
 		Timeout:           cfg.ConnectTimeout,
 	}
-	c, chans, reqs, err := ssh.NewClientConn(ackAtOnce(conn), cfg.Addr, sshConf)
+	quick, connected := ackAtOnce(conn)
+	c, chans, reqs, err := ssh.NewClientConn(quick, cfg.Addr, sshConf)
 	if err != nil {
 		stop()
 		conn.Close()
@@ -161,6 +162,7 @@ func Dial(ctx context.Context, cfg Config) (*Client, error) {
 		closeAll()
 		return nil, dialError(ctx, ctx.Err(), cfg.ConnectTimeout)
 	}
+	connected()
 	conn.SetDeadline(time.Time{})
 	if k, ok := kernelRTT(conn); ok {
 		rtt = k
