@@ -158,10 +158,12 @@ done
 # manifest (or its delta) and checksums too. Reused files, in link mode, are
 # hard-link entries naming their own path, mapped into the live build: one
 # link(2) each. (Each --transform costs tar about 1 us per member: two only.)
+# 64 KiB records (-b 128), a pipe's buffer, instead of 10 KiB: a fifth of the
+# reads and of the writes into files.
 xs="s,^,.fleetdeploy/staging/$id/,rSH"; xh="s,^,builds/$from/,RSh"
 case $z in
-gzip) gzip -dc | tar -xpf - --no-same-owner -C "$root" --transform "$xs" --transform "$xh";;
-*) tar -xpf - --no-same-owner -C "$root" --transform "$xs" --transform "$xh";;
+gzip) gzip -dc | tar -xpf - -b 128 --no-same-owner -C "$root" --transform "$xs" --transform "$xh";;
+*) tar -xpf - -b 128 --no-same-owner -C "$root" --transform "$xs" --transform "$xh";;
 esac
 if [ ! -d "$st" ]; then mkdir -p -- "$st"; fi
 cd -- "$st"
