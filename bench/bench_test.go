@@ -801,6 +801,7 @@ func (b *bench) phase(t *testing.T, fl *fleet, roots []string, run func() RunRes
 	}
 	p := Phase{RunResult: r, Traffic: Diff(before, after)}
 	_, p.Foreign = mark.Foreign()
+	p.CPU = mark.Tree()
 	p.Skew, p.Missing, _ = Skew(ev)
 	for _, e := range ev {
 		p.Swaps += len(e)

@@ -236,6 +236,13 @@ func (m CPUMark) Foreign() (time.Duration, float64) {
 	return f, float64(f) / float64(now.at.Sub(m.at)*time.Duration(runtime.NumCPU()))
 }
 
+// Tree returns the CPU time used since m by the bench's own process tree: the
+// bench, every child it started (and waited for) and every live descendant.
+func (m CPUMark) Tree() time.Duration {
+	now, _ := treeCPU()
+	return now - m.tree
+}
+
 // LoadAvg is /proc/loadavg's three averages.
 func LoadAvg() string {
 	la, _ := os.ReadFile("/proc/loadavg")

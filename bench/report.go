@@ -25,6 +25,9 @@ type Phase struct {
 	Missing int     // hosts whose latest never switched
 	Swaps   int     // swap events seen, all hosts (more than Hosts: something switched twice)
 	Foreign float64 // share of the machine's CPU used by other processes meanwhile
+	// CPU is the CPU time the deploy cost: the tool and what it started, the
+	// hosts (sshd and everything it ran) and the bench's own watchers.
+	CPU time.Duration
 }
 
 const (
@@ -202,6 +205,15 @@ func (g *group) foreign() []float64 {
 	return f
 }
 
+// cpuPerHost is the median repetition's CPU time divided by the hosts.
+func (g *group) cpuPerHost() time.Duration {
+	var c []time.Duration
+	for _, p := range g.ok() {
+		c = append(c, p.CPU)
+	}
+	return median(c) / time.Duration(max(1, g.key.hosts))
+}
+
 func (g *group) maxRSS() int64 {
 	var m int64
 	for _, p := range g.ok() {
@@ -294,9 +306,9 @@ func (r *Run) Markdown() string {
 		b.WriteString("\n")
 	}
 
-	b.WriteString("Wall time is the median of the repetitions (min–max); wire bytes are per host, both directions, the median host of the median repetition, and `max` the busiest host of any repetition; skew is the latest minus the earliest switch of `latest` over all hosts, as the watchers saw them (median, max); skew bound is fleetdeploy's own bound on it, its last swap answer minus its first swap request (median, max): every swap happened in between, so a skew above the bound means a watcher woke late; RSS is the peak of the deploying process (rsync: the largest per-host `rsync`, and all hosts' peaks added up); other load is the share of the machine's CPU that processes outside the bench used during the deploy (median, min–max): high values mean a disturbed measurement.\n\n")
-	b.WriteString("| hosts | deploy | tool | n | wall s | vs rsync | wire/host up | wire/host down | wire/host total | % of build | max host | skew ms | skew bound ms | peak RSS | other load |\n")
-	b.WriteString("|---:|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|---|---|---|\n")
+	b.WriteString("Wall time is the median of the repetitions (min–max); wire bytes are per host, both directions, the median host of the median repetition, and `max` the busiest host of any repetition; skew is the latest minus the earliest switch of `latest` over all hosts, as the watchers saw them (median, max); skew bound is fleetdeploy's own bound on it, its last swap answer minus its first swap request (median, max): every swap happened in between, so a skew above the bound means a watcher woke late; CPU/host is the CPU time the deploy cost, the tool's and the hosts' alike (every process the bench started: the tool, what it ran, the sshd hosts and what they ran, and the bench's watchers), divided by the hosts (median repetition), with its ratio to rsync's: on a fleet where every host has its own cores, the hosts' share of it is each host's own work; RSS is the peak of the deploying process (rsync: the largest per-host `rsync`, and all hosts' peaks added up); other load is the share of the machine's CPU that processes outside the bench used during the deploy (median, min–max): high values mean a disturbed measurement.\n\n")
+	b.WriteString("| hosts | deploy | tool | n | wall s | vs rsync | wire/host up | wire/host down | wire/host total | % of build | max host | skew ms | skew bound ms | CPU/host | peak RSS | other load |\n")
+	b.WriteString("|---:|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|---|---|---|---|\n")
 	for _, g := range r.groups() {
 		k := g.key
 		hosts := fmt.Sprint(k.hosts)
@@ -309,14 +321,18 @@ func (r *Run) Markdown() string {
 			n = fmt.Sprintf("%d of %d", len(ok), len(g.phases))
 		}
 		if len(ok) == 0 {
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | failed: %s | | | | | | | | | |\n", hosts, k.kind, k.tool, n, oneLine(g.phases[0]))
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | failed: %s | | | | | | | | | | |\n", hosts, k.kind, k.tool, n, oneLine(g.phases[0]))
 			continue
 		}
 		lo, hi := minMax(g.walls())
 		ratio := ""
+		cpu := fmt.Sprintf("%.0f ms", float64(g.cpuPerHost())/1e6)
 		if k.tool != toolRsync {
 			if base := r.find(groupKey{k.backend, k.hosts, toolRsync, k.kind}); base != nil && len(base.ok()) > 0 {
 				ratio = fmt.Sprintf("%.2fx", g.wall().Seconds()/base.wall().Seconds())
+				if bc := base.cpuPerHost(); bc > 0 {
+					cpu += fmt.Sprintf(" (%.2fx)", float64(g.cpuPerHost())/float64(bc))
+				}
 			}
 		}
 		up := g.perHost(func(t Traffic) int64 { return t.Up })
@@ -345,10 +361,10 @@ func (r *Run) Markdown() string {
 				bound += fmt.Sprintf(" (%s)", ms(slices.Max(bs)))
 			}
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
 			hosts, k.kind, k.tool, n, wall, ratio,
 			bytesH(up), bytesH(down), bytesH(tot), pct, bytesH(g.maxHost()),
-			skew, bound, rss, other)
+			skew, bound, cpu, rss, other)
 	}
 	b.WriteString("\n")
 

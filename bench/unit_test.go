@@ -128,3 +128,21 @@ func TestWatchSeesEveryRename(t *testing.T) {
 		t.Errorf("skew %v for renames that took %v", skew, took)
 	}
 }
+
+// The CPU column is the median repetition's CPU time per host, with its ratio
+// to rsync's for the same fleet and deploy.
+func TestCPUPerHost(t *testing.T) {
+	r := &Run{}
+	for i, c := range []time.Duration{300, 160, 200} { // fleetdeploy: median 200 ms for 2 hosts
+		r.Phases = append(r.Phases, Phase{Backend: "openssh", Hosts: 2, Tool: toolFD, Kind: kindRe, Rep: i, CPU: c * time.Millisecond})
+	}
+	for i, c := range []time.Duration{2000, 1800} { // rsync: median 1900 ms for 2 hosts
+		r.Phases = append(r.Phases, Phase{Backend: "openssh", Hosts: 2, Tool: toolRsync, Kind: kindRe, Rep: i, CPU: c * time.Millisecond})
+	}
+	md := r.Markdown()
+	for _, want := range []string{"| 100 ms (0.11x) |", "| 950 ms |"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("no %q in\n%s", want, md)
+		}
+	}
+}
