@@ -119,22 +119,27 @@ func Leftovers(l Layout, st *State) (Step, bool) {
 //   - unpack the payload into a staging folder; in link mode its hard-link
 //     entries make the unchanged files from the live build (one link(2) each);
 //   - for a delta, make the new manifest from the old one in one awk pass
-//     (merging the delta in path order), with the list of files reused, their
-//     recorded identities, and the list of files sent;
+//     (merging the delta in path order), with the list of files reused; in
+//     link mode the same pass checks, against one find over the new build,
+//     that every reused file still has the identity (size, mtime, inode)
+//     recorded when the live build was made, and writes the new build's
+//     record. Files changed or removed by hand since end the script with
+//     exit 79 and their list on stdout: Prepare then sends them (Payload.Redo);
 //   - check the files sent and the manifest against their BLAKE2b checksums
-//     (one b2sum run);
+//     (one b2sum run); a manifest assembled from a corrupt old one ends the
+//     script with exit 78, and Prepare sends the whole build;
 //   - in copy mode (a hook could rewrite reused files in place), copy the
 //     unchanged files from the live build;
 //   - publish: write the marker, mark the build as never live, move it to builds/;
 //   - replace shared paths by relative links into shared/;
-//   - record every file's size, mtime and inode, so that a later deploy notices
-//     files changed by hand.
+//   - (other than in link mode) record every file's size, mtime and inode, so
+//     that a later deploy notices files changed by hand.
 //
 // The never-live mark is made first and holds a token of this run: the step's
 // undo removes the build only when the mark holds that token, so it can never
 // remove a build this run did not make.
 // It starts few processes (see remote's killOnHangup): 7 for a delta in link
-// mode (gzip, tar, awk, b2sum, rm, mv, find); see docs/REDEPLOY.md.
+// mode (gzip, tar, find, awk, b2sum, rm, mv); see docs/REDEPLOY.md.
 //
 // Parameters: root id from how z manifest-b2 marker token n shared-spec*n skip-path*
 var prepareScript = &remote.Script{Name: "prepare", Body: `set -e
@@ -161,23 +166,34 @@ done
 # 64 KiB records (-b 128), a pipe's buffer, instead of 10 KiB: a fifth of the
 # reads and of the writes into files.
 xs="s,^,.fleetdeploy/staging/$id/,rSH"; xh="s,^,builds/$from/,RSh"
+rec=0
+if [ -n "$from" ] && [ "$how" = link ] && [ -f "$old.stat" ]; then rec=1; fi
+tarok=1
 case $z in
-gzip) gzip -dc | tar -xpf - -b 128 --no-same-owner -C "$root" --transform "$xs" --transform "$xh";;
-*) tar -xpf - -b 128 --no-same-owner -C "$root" --transform "$xs" --transform "$xh";;
+gzip) if ! gzip -dc | tar -xpf - -b 128 --no-same-owner -C "$root" --transform "$xs" --transform "$xh"; then tarok=; fi;;
+*) if ! tar -xpf - -b 128 --no-same-owner -C "$root" --transform "$xs" --transform "$xh"; then tarok=; fi;;
 esac
+# In link mode a failed tar may only mean that a reused file is gone from
+# the live build: the check below tells, and the files go into the redo.
+if [ -z "$tarok" ] && [ "$rec" = 0 ]; then exit 1; fi
 if [ ! -d "$st" ]; then mkdir -p -- "$st"; fi
 cd -- "$st"
-rec=0; sent=
 if [ -n "$from" ]; then
   phase="reusing unchanged files of builds/$from"
-  if [ "$how" = link ] && [ -f "$old.stat" ]; then rec=1; fi
+  # The files to check: the new build's in link mode (its reused files are
+  # the live build's, linked), else the live build's, about to be copied.
+  chk=0
+  if [ "$rec" = 1 ]; then chk=1; find . -type f -printf '%P\t%s\t%T@\t%i\n' > "../$id.found"
+  elif [ -f "$old.stat" ]; then chk=1; (cd -- "$root/builds/$from" && find . -type f -printf '%P\t%s\t%T@\t%i\n') > "../$id.found"; fi
   # One pass: the new manifest, merged from the old one and the delta (both
   # in path order; "" makes every comparison one of strings, never of
-  # numbers), the files reused, their recorded identities, and the files sent
-  # (printed).
+  # numbers), and the files reused; in link mode, the new build's record of
+  # file identities, and the check that each reused file (a hard link of the
+  # live build's) still has the identity recorded when that build was made:
+  # the files changed or removed by hand since are printed, to be sent again.
   # Paths relative to the staging folder: awk would read escapes in the root's.
-  sent=$(LC_ALL=C awk -F'\t' -v skip="../$id.skip" -v delta=.fleetdeploy-manifest.delta -v man="../../builds/$id.manifest" \
-    -v reuse="../$id.reuse" -v rec="$rec" -v oldstat="../../builds/$from.stat" -v stat="../../builds/$id.stat" -v shared="../$id.shared" '
+  LC_ALL=C awk -F'\t' -v skip="../$id.skip" -v delta=.fleetdeploy-manifest.delta -v man="../../builds/$id.manifest" \
+    -v reuse="../$id.reuse" -v rec="$rec" -v chk="$chk" -v oldstat="../../builds/$from.stat" -v found="../$id.found" -v stat="../../builds/$id.stat" -v shared="../$id.shared" '
     BEGIN {
       while ((getline l < skip) > 0) s[l] = 1
       while ((getline l < delta) > 0) { d[++nd] = l; split(l, f, "\t"); dp[nd] = f[5] ""; dt[nd] = f[1] }
@@ -190,19 +206,22 @@ if [ -n "$from" ]; then
     }
     END {
       while (i <= nd) print d[i++] > man
-      if (!rec) exit
-      # Reused files are hard links of the live build: the identities recorded
-      # for it are theirs (had they changed since, inspect would have listed
-      # them as dirty and they would have been sent).
-      printf "" > stat
-      while ((getline l < oldstat) > 0) { sub(/^\.\//, "", l); q = l; sub(/\t.*/, "", q); if (q in r) print l > stat }
+      if (!chk) exit
+      if (rec) printf "" > stat
       while ((getline l < shared) > 0) sh[++ns] = l
-      for (j = 1; j <= nd; j++) {
-        if (dt[j] != "f") continue
-        for (k = 1; k <= ns; k++) if (dp[j] == sh[k] || index(dp[j], sh[k] "/") == 1) break
-        if (k > ns) print "./" dp[j]
+      while ((getline l < oldstat) > 0) { sub(/^\.\//, "", l); q = l; sub(/\t.*/, "", q); o[q] = l }
+      while ((getline l < found) > 0) {
+        q = l; sub(/\t.*/, "", q)
+        if (q == ".fleetdeploy-upload.b2sum" || q == ".fleetdeploy-manifest.delta") continue
+        for (k = 1; k <= ns; k++) if (q == sh[k] || index(q, sh[k] "/") == 1) break
+        if (k <= ns) continue
+        if (q in r) { seen[q] = 1; if (o[q] != l) print "dirty\t" q }
+        if (rec) print l > stat
       }
-    }' "../../builds/$from.manifest")
+      for (q in r) if (!(q in seen)) print "dirty\t" q
+    }' "../../builds/$from.manifest" > "../$id.dirty"
+  # A failed tar with nothing changed by hand is a failure of its own.
+  if [ -z "$tarok" ] && [ ! -s "../$id.dirty" ]; then exit 1; fi
   mf="../../builds/$id.manifest"
 else
   mf=.fleetdeploy-manifest
@@ -213,19 +232,22 @@ if ! out=$(b2sum -l 256 -c --quiet --strict .fleetdeploy-upload.b2sum 2>&1); the
   printf '%s\n' "$out" >&2
   case $out in
   *"$mf: FAILED"*)
-    if [ -n "$from" ]; then echo "the build assembled here does not match the build's manifest" >&2
+    if [ -n "$from" ]; then echo "the build assembled here does not match the build's manifest (is the live build's manifest on this host corrupt?)" >&2; exit 78
     else echo "the manifest received does not match the build's" >&2; fi;;
   *) echo "uploaded files do not match their checksums: the upload is corrupt" >&2;;
   esac
   exit 1
 fi
+# Files changed by hand, now that the manifest is known to be right (a
+# corrupt one would make up the reused files): the client sends them.
+if [ -n "$from" ] && [ -s "../$id.dirty" ]; then cat "../$id.dirty"; exit 79; fi
 if [ -z "$from" ]; then mv -f -- .fleetdeploy-manifest "$m.manifest"; fi
 if [ -n "$from" ] && [ "$how" = copy ]; then
   phase="copying unchanged files of builds/$from"
   cd -- "$root/builds/$from"
   xargs -d '\n' -r cp -p --reflink=auto --parents -t "$st" -- < "$st.reuse"
 fi
-rm -f -- "$st/.fleetdeploy-upload.b2sum" "$st/.fleetdeploy-manifest.delta" "$st.skip" "$st.shared" "$st.reuse"
+rm -f -- "$st/.fleetdeploy-upload.b2sum" "$st/.fleetdeploy-manifest.delta" "$st.skip" "$st.shared" "$st.reuse" "$st.found" "$st.dirty"
 phase=publishing
 printf '%s' "$marker" > "$m"
 mv -- "$st" "$b"
@@ -251,21 +273,9 @@ for spec in "$@"; do
   mkdir -p -- "${t%/*}"
   ln -s -- "$up/shared/$p" "$t"
 done
-phase="recording file identities"
-cd -- "$b"
-if [ "$rec" = 1 ]; then
-  # The files sent, as ./path (not those below a shared path, now a link):
-  # a few are named to find directly, many through xargs.
-  set -f; IFS='
-'
-  set -- $sent
-  unset IFS; set +f
-  if [ $# -gt 64 ]; then
-    printf '%s\n' "$@" | xargs -d '\n' -r sh -c 'exec find "$@" -maxdepth 0 -type f -printf "%p\t%s\t%T@\t%i\n"' find >> "$m.stat"
-  elif [ $# -gt 0 ]; then
-    find "$@" -maxdepth 0 -type f -printf '%p\t%s\t%T@\t%i\n' >> "$m.stat"
-  fi
-else
+if [ "$rec" = 0 ]; then
+  phase="recording file identities"
+  cd -- "$b"
   ` + fileIdentities + ` > "$m.stat"
 fi`}
 
@@ -282,6 +292,11 @@ type Payload struct {
 	ManifestSum string
 	Sent        int   // files sent, for display
 	Size        int64 // bytes sent, for display
+	// Redo, when set, gives the payload to send instead when the host finds
+	// reused files changed or removed by hand since its live build was made
+	// (dirty), or the live build's manifest corrupt (whole: send everything).
+	// Prepare undoes the first attempt and sends that payload, once.
+	Redo func(dirty []string, whole bool) (Payload, error)
 }
 
 func (p Payload) describe() string {
@@ -303,55 +318,92 @@ func (p Payload) describe() string {
 // files, publishing as builds/<ID> marked never live, shared links, and the
 // record of file identities. Its undo removes all of it.
 func Prepare(l Layout, m Marker, p Payload, shared []inventory.SharedPath) Step {
-	how := "link"
-	if p.Copy {
-		how = "copy"
-	}
-	z := "plain"
-	if p.Gzip {
-		z = "gzip"
-	}
 	id := m.Release
 	token := m.token()
-	args := []string{l.Root, id, p.From, how, z, p.ManifestSum, m.text(), token, strconv.Itoa(len(shared))}
+	var specs []string
 	for _, s := range shared {
 		kind := "f"
 		if s.Dir {
 			kind = "d"
 		}
-		args = append(args, kind+":"+s.Path)
+		specs = append(specs, kind+":"+s.Path)
+	}
+	// The command for payload p.
+	cmd := func(p Payload) remote.Cmd {
+		how := "link"
+		if p.Copy {
+			how = "copy"
+		}
+		z := "plain"
+		if p.Gzip {
+			z = "gzip"
+		}
+		args := []string{l.Root, id, p.From, how, z, p.ManifestSum, m.text(), token, strconv.Itoa(len(shared))}
+		args = append(append(args, specs...), p.Skip...)
+		return remote.Cmd{Script: prepareScript, Args: args}
 	}
 	// Shown without what depends on the payload (unknown to a dry run, and
 	// described by it) nor the skip list.
-	display := remote.Cmd{Script: prepareScript, Args: append([]string{l.Root, id, m.text()}, args[9:]...)}
-	c := remote.Cmd{Script: prepareScript, Args: append(args, p.Skip...)}
+	display := remote.Cmd{Script: prepareScript, Args: append([]string{l.Root, id, m.text()}, specs...)}
+	undo := remote.Cmd{Script: unprepareScript, Args: []string{l.Root, id, token}}
 	return Step{
 		Name: "uploading build " + id,
 		Ops: []Op{{
 			Desc: display.String() + " " + p.describe(),
-			Run: func(ctx context.Context, h remote.Host, _ io.Writer) error {
-				if p.Open == nil {
-					return errors.New("no payload")
-				}
-				r, err := p.Open()
-				if err != nil {
+			Run: func(ctx context.Context, h remote.Host, out io.Writer) error {
+				stdout, err := send(ctx, h, cmd(p), p)
+				var x *remote.ExitError
+				if p.Redo == nil || !errors.As(err, &x) || (x.Status != exitDirty && x.Status != exitCorruptManifest) {
 					return err
 				}
-				defer r.Close()
-				c := c
-				c.Stdin = r
-				_, err = h.Run(ctx, c)
+				var dirty []string
+				for _, line := range strings.Split(string(stdout), "\n") {
+					if d, ok := strings.CutPrefix(line, "dirty\t"); ok {
+						dirty = append(dirty, d)
+					}
+				}
+				if _, uerr := h.Run(ctx, undo); uerr != nil {
+					return errors.Join(err, uerr)
+				}
+				again, rerr := p.Redo(dirty, x.Status == exitCorruptManifest)
+				if rerr != nil {
+					return errors.Join(err, rerr)
+				}
+				if out != nil {
+					fmt.Fprintf(out, "%s %s\n", display.String(), again.describe())
+				}
+				_, err = send(ctx, h, cmd(again), again)
 				return err
 			}}},
-		Undo: []Op{Exec(remote.Cmd{Script: unprepareScript, Args: []string{l.Root, id, token}})},
+		Undo: []Op{Exec(undo)},
 	}
+}
+
+// Exit statuses of prepareScript that Prepare answers with another payload.
+const (
+	exitDirty           = 79 // reused files changed by hand: their paths on stdout
+	exitCorruptManifest = 78 // the live build's manifest is corrupt
+)
+
+// send runs the prepare command with p's payload as its input.
+func send(ctx context.Context, h remote.Host, c remote.Cmd, p Payload) ([]byte, error) {
+	if p.Open == nil {
+		return nil, errors.New("no payload")
+	}
+	r, err := p.Open()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	c.Stdin = r
+	return h.Run(ctx, c)
 }
 
 // unprepareScript undoes prepareScript, however far it got, and only what
 // this run made (the never-live mark holds its token).
 var unprepareScript = &remote.Script{Name: "unprepare", Brief: true, Body: `cd -- "$1" || exit 0
 s=".fleetdeploy/staging/$2"
-rm -rf -- "$s" "$s.skip" "$s.reuse" "$s.shared"
+rm -rf -- "$s" "$s.skip" "$s.reuse" "$s.shared" "$s.found" "$s.dirty"
 tok=
 if [ -f ".fleetdeploy/pending/$2" ]; then IFS= read -r tok < ".fleetdeploy/pending/$2" || :; fi
 if [ -n "$tok" ] && [ "$tok" = "$3" ]; then

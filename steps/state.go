@@ -105,6 +105,7 @@ func Snapshot(ctx context.Context, h remote.Host, l Layout) (string, error) {
 type snap struct {
 	fingerprint string
 	latest      string // "link:<target>", "none", "dir" or "other"
+	dirs        [3][]string
 }
 
 func snapshot(ctx context.Context, h remote.Host, l Layout) (snap, error) {
@@ -154,7 +155,7 @@ func snapshot(ctx context.Context, h remote.Host, l Layout) (snap, error) {
 	if err := errors.Join(errs...); err != nil {
 		return snap{}, err
 	}
-	return snap{fmt.Sprintf("latest %s; builds %q; staging %q; pending %q; history %s", latest, dirs[0], dirs[1], dirs[2], history), latest}, nil
+	return snap{fmt.Sprintf("latest %s; builds %q; staging %q; pending %q; history %s", latest, dirs[0], dirs[1], dirs[2], history), latest, dirs}, nil
 }
 
 // inspectScript reads a root's state; it starts few processes (see remote's

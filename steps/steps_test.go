@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -163,7 +164,7 @@ func TestPrepareFailuresAreUndone(t *testing.T) {
 // deltaPayload is what the build sends a host whose live build has the files
 // of old: the changed and new files, hard-link entries for the others, the
 // delta of the manifest and the checksums; skip lists the old files not reused.
-func deltaPayload(t *testing.T, from string, old, files map[string]string) Payload {
+func deltaPayload(t *testing.T, from string, old, files map[string]string, resend ...string) Payload {
 	t.Helper()
 	var names, skip []string
 	for n := range files {
@@ -171,7 +172,7 @@ func deltaPayload(t *testing.T, from string, old, files map[string]string) Paylo
 	}
 	sort.Strings(names)
 	for n, body := range old {
-		if b, ok := files[n]; !ok || b != body {
+		if b, ok := files[n]; !ok || b != body || slices.Contains(resend, n) {
 			skip = append(skip, n)
 		}
 	}
@@ -180,7 +181,7 @@ func deltaPayload(t *testing.T, from string, old, files map[string]string) Paylo
 	var manifest, delta, sums strings.Builder
 	for _, n := range names {
 		manifest.WriteString(manifestLine(n, files[n]))
-		if b, ok := old[n]; ok && b == files[n] {
+		if b, ok := old[n]; ok && b == files[n] && !slices.Contains(resend, n) {
 			tw.WriteHeader(&tar.Header{Name: n, Linkname: n, Mode: 0o644, Typeflag: tar.TypeLink})
 			continue
 		}
@@ -474,5 +475,169 @@ func TestTogetherRunsEveryOp(t *testing.T) {
 	}
 	if !strings.HasPrefix(op.Desc, "at once: sftp symlink") {
 		t.Errorf("desc %q", op.Desc)
+	}
+}
+
+// A delta on a host whose live build was changed by hand since it was made
+// (a file rewritten in place, one removed) or whose manifest is corrupt: the
+// host finds it under the lock, Prepare undoes its attempt and sends the
+// payload Redo gives, and the build made is the one wanted, with a record of
+// its files' identities as a fresh listing gives them.
+func TestPrepareRedo(t *testing.T) {
+	v1 := map[string]string{"a.php": "a", "b.php": "b", "c/d.php": "d", "e.php": "e"}
+	v2 := map[string]string{"a.php": "A", "b.php": "b", "c/d.php": "d", "e.php": "e"}
+	id1, id2 := "20261125-101500", "20261125-101501"
+	for _, c := range []struct {
+		name      string
+		change    func(l Layout)
+		wantDirty []string
+		wantWhole bool
+	}{
+		{"rewritten in place", func(l Layout) { appendTo(t, filepath.Join(l.Build(id1), "b.php"), "hotfix") }, []string{"b.php"}, false},
+		{"removed", func(l Layout) { os.Remove(filepath.Join(l.Build(id1), "c/d.php")) }, []string{"c/d.php"}, false},
+		{"manifest corrupt", func(l Layout) {
+			m := l.Marker(id1) + ".manifest"
+			os.WriteFile(m, []byte(strings.Replace(readFile(t, m), "\tb.php", "\tb2.php", 1)), 0o644)
+		}, nil, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			l := Layout{Root: t.TempDir()}
+			h := &localHost{}
+			if err := run(t, h, Prepare(l, marker(id1), fullPayload(t, v1), nil)); err != nil {
+				t.Fatal(err)
+			}
+			live := contentOf(t, l.Build(id1))
+			c.change(l)
+			var gotDirty []string
+			gotWhole, calls := false, 0
+			p := deltaPayload(t, id1, v1, v2)
+			p.Redo = func(dirty []string, whole bool) (Payload, error) {
+				calls++
+				gotDirty, gotWhole = dirty, whole
+				if whole {
+					return fullPayload(t, v2), nil
+				}
+				return deltaPayload(t, id1, v1, v2, dirty...), nil
+			}
+			if err := run(t, h, Prepare(l, marker(id2), p, nil)); err != nil {
+				t.Fatal(err)
+			}
+			if calls != 1 || !slices.Equal(gotDirty, c.wantDirty) || gotWhole != c.wantWhole {
+				t.Errorf("Redo called %d times with %v, whole %v; want once with %v, whole %v", calls, gotDirty, gotWhole, c.wantDirty, c.wantWhole)
+			}
+			if got := contentOf(t, l.Build(id2)); got != fmt.Sprint(v2) {
+				t.Errorf("new build %s, want %v", got, v2)
+			}
+			if c.name != "manifest corrupt" {
+				if got := contentOf(t, l.Build(id1)); got == live {
+					t.Errorf("the change by hand did not happen: the test checks nothing")
+				}
+			}
+			checkRecord(t, l, id2)
+			if entries, _ := os.ReadDir(filepath.Join(l.Meta(), "staging")); len(entries) != 0 {
+				t.Errorf("staging leftovers: %v", entries)
+			}
+		})
+	}
+}
+
+// Look reads over SFTP what Inspect reads with a command, but the check of
+// the live build's files (left to prepare).
+func TestLookAgreesWithInspect(t *testing.T) {
+	l := Layout{Root: t.TempDir()}
+	h := &localHost{}
+	id := "20261125-101500"
+	if err := run(t, h, Prepare(l, marker(id), fullPayload(t, map[string]string{"index.php": "x"}), nil)); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []Step{Stage(l, id, ""), Swap(l, false), Record(l, HistoryEntry{Time: time.Date(2026, 11, 25, 10, 15, 0, 0, time.UTC), Action: "deploy", Release: id, By: "me"})} {
+		if err := run(t, h, s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	os.MkdirAll(filepath.Join(l.Meta(), "staging", "20261125-101501"), 0o755)
+	os.Symlink("someone else", l.Lock())
+	os.MkdirAll(filepath.Join(l.Builds(), "not-ours"), 0o755)
+	shared := []string{".env", "storage"}
+	os.MkdirAll(filepath.Join(l.Shared(), "storage"), 0o755)
+	want, err := Inspect(t.Context(), h, l.Root, shared)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Look(t.Context(), h, l.Root, shared)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Look takes the manifest's digest from the marker, which holds the
+	// digest it was made with (here a made-up one); Inspect hashes the file.
+	if got.Manifest != got.Marker.Checksum {
+		t.Errorf("Look: manifest %q, marker %q", got.Manifest, got.Marker.Checksum)
+	}
+	got.Manifest = want.Manifest
+	if g, w := fmt.Sprintf("%+v", *got), fmt.Sprintf("%+v", *want); g != w {
+		t.Errorf("Look:\n%s\nInspect:\n%s", g, w)
+	}
+	if got.Manifest == "" || got.Lock != "someone else" || len(got.History) != 1 || len(got.Foreign) != 1 || len(got.Staging) != 1 || !slices.Equal(got.NoShared, []string{".env"}) {
+		t.Errorf("the state read checks nothing: %+v", *got)
+	}
+	// A root that does not exist yet.
+	missing := filepath.Join(t.TempDir(), "none")
+	want, err = Inspect(t.Context(), h, missing, shared)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err = Look(t.Context(), h, missing, shared); err != nil {
+		t.Fatal(err)
+	}
+	if g, w := fmt.Sprintf("%+v", *got), fmt.Sprintf("%+v", *want); g != w || got.RootExists {
+		t.Errorf("missing root: Look:\n%s\nInspect:\n%s", g, w)
+	}
+}
+
+func appendTo(t *testing.T, p, s string) {
+	t.Helper()
+	f, err := os.OpenFile(p, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(s)
+	f.Close()
+}
+
+// contentOf is a build's files and contents, as fmt prints a map.
+func contentOf(t *testing.T, dir string) string {
+	t.Helper()
+	m := map[string]string{}
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			rel, _ := filepath.Rel(dir, p)
+			m[rel] = readFile(t, p)
+		}
+		return nil
+	})
+	return fmt.Sprint(m)
+}
+
+// checkRecord checks a build's record of identities against a fresh listing.
+func checkRecord(t *testing.T, l Layout, id string) {
+	t.Helper()
+	var fresh []string
+	filepath.WalkDir(l.Build(id), func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			fi, _ := d.Info()
+			st := fi.Sys().(*syscall.Stat_t)
+			rel, _ := filepath.Rel(l.Build(id), p)
+			fresh = append(fresh, fmt.Sprintf("%s\t%d\t%d.%09d0\t%d", rel, fi.Size(), st.Mtim.Sec, st.Mtim.Nsec, st.Ino))
+		}
+		return nil
+	})
+	var recorded []string
+	for _, r := range strings.Split(strings.TrimSpace(readFile(t, l.Marker(id)+".stat")), "\n") {
+		recorded = append(recorded, strings.TrimPrefix(r, "./"))
+	}
+	sort.Strings(fresh)
+	sort.Strings(recorded)
+	if strings.Join(recorded, "\n") != strings.Join(fresh, "\n") {
+		t.Errorf("identities recorded:\n%s\nwant:\n%s", strings.Join(recorded, "\n"), strings.Join(fresh, "\n"))
 	}
 }

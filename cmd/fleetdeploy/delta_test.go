@@ -152,8 +152,9 @@ func TestRedeploySendsOnlyChangedFiles(t *testing.T) {
 		second := f.live(t, 0)
 		f.exec(t, 0, `printf 'hotfix\n' >> "$ROOT/latest/bin/run"`)
 		r = mustCLI(t, "up", "test", "-i", inv)
-		if !strings.Contains(r.stdout, f.names[0]+": sending 1 files") || !strings.Contains(r.stdout, f.names[1]+": sending 0 files") {
-			t.Errorf("the hand-changed file was not sent again:\n%s", r.stdout)
+		if !strings.Contains(r.stdout, f.names[0]+": 1 file of the live build changed or removed on the host since it was made (bin/run): sending again") ||
+			strings.Contains(r.stdout, f.names[1]+": 1 file") {
+			t.Errorf("the hand-changed file was not sent again (to that host only):\n%s", r.stdout)
 		}
 		if data, _ := os.ReadFile(filepath.Join(f.roots[0], "latest", "bin", "run")); string(data) != "#!/bin/sh\necho run\n" {
 			t.Errorf("bin/run = %q after redeploy", data)
@@ -161,12 +162,13 @@ func TestRedeploySendsOnlyChangedFiles(t *testing.T) {
 		_ = second
 
 		// A corrupt manifest on host 1 means a full upload there, never a wrong build.
-		// Here: a well-formed manifest that lies about index.php's content.
-		f.exec(t, 1, `id=$(readlink "$ROOT/latest" | sed 's|builds/||'); m="$ROOT/.fleetdeploy/builds/$id.manifest"; sed 's/^\(f\t[0-7]*\t[0-9]*\t\)[0-9a-f]*\(\tindex.php\)$/\1`+strings.Repeat("0", 64)+`\2/' "$m" > "$m.new" && mv "$m.new" "$m"`)
+		// Here: a well-formed manifest that lies about the content of bin/run,
+		// a file the next build reuses.
+		f.exec(t, 1, `id=$(readlink "$ROOT/latest" | sed 's|builds/||'); m="$ROOT/.fleetdeploy/builds/$id.manifest"; sed 's/^\(f\t[0-7]*\t[0-9]*\t\)[0-9a-f]*\(\tbin\/run\)$/\1`+strings.Repeat("0", 64)+`\2/' "$m" > "$m.new" && mv "$m.new" "$m"`)
 		os.WriteFile(filepath.Join(src, "index.php"), []byte(strings.Repeat("0", 0)+"<?php echo 'v2';\n"), 0o644)
 		os.WriteFile(filepath.Join(src, "new.txt"), []byte("newer\n"), 0o644)
 		r = mustCLI(t, "up", "test", "-i", inv)
-		if !strings.Contains(r.stdout, f.names[1]+": the live build's manifest does not match its marker") {
+		if !strings.Contains(r.stdout, f.names[1]+": the live build's manifest is corrupt: sending the whole build") {
 			t.Errorf("a tampered manifest went unnoticed:\n%s", r.stdout)
 		}
 		want = contentTree(t, src, "tests", "storage")
@@ -187,9 +189,9 @@ func TestHookRewritingReusedFileLeavesLiveBuildAlone(t *testing.T) {
 		before := contentTree(t, filepath.Join(f.roots[0], first))
 		os.WriteFile(filepath.Join(src, "index.php"), []byte("v2"), 0o644)
 		r := mustCLI(t, "up", "test", "-i", inv)
-		// index.php and the file the hook rewrote (noticed as changed).
-		if !strings.Contains(r.stdout, "sending 2 files") {
-			t.Errorf("want a delta upload:\n%s", r.stdout)
+		// index.php, then the file the hook rewrote, noticed as changed.
+		if !strings.Contains(r.stdout, "sending 1 files") || !strings.Contains(r.stdout, ": 1 file of the live build changed or removed on the host since it was made (bin/run): sending again") {
+			t.Errorf("want a delta upload, and bin/run sent again:\n%s", r.stdout)
 		}
 		if after := contentTree(t, filepath.Join(f.roots[0], first)); after != before {
 			t.Errorf("preparing the new build changed the previous live build:\nbefore:\n%s\nafter:\n%s", before, after)

@@ -96,23 +96,28 @@ func (g *globals) connect(ctx context.Context, env *inventory.Environment, parti
 }
 
 // connectAndRead connects to env's hosts (see connect) and reads each host's
-// state as soon as it is connected.
-func (g *globals) connectAndRead(ctx context.Context, env *inventory.Environment, partial bool) (*fleet, *stateReader, map[string]error, error) {
-	r := newStateReader(env)
+// state with read (steps.Inspect, or steps.Look for a deploy or a rollback)
+// as soon as it is connected.
+func (g *globals) connectAndRead(ctx context.Context, env *inventory.Environment, partial bool, read readState) (*fleet, *stateReader, map[string]error, error) {
+	r := newStateReader(env, read)
 	f, failed, err := g.connect(ctx, env, partial, func(i int, c remote.Host) { r.read(ctx, i, c) })
 	return f, r, failed, err
 }
 
+// readState reads one host's state: steps.Inspect or steps.Look.
+type readState func(ctx context.Context, h remote.Host, root string, shared []string) (*steps.State, error)
+
 // stateReader collects hosts' states, read in parallel, writing nothing.
 type stateReader struct {
+	inspect readState
 	shared  []string
 	mu      sync.Mutex
 	targets []plan.Target
 	errs    map[string]error
 }
 
-func newStateReader(env *inventory.Environment) *stateReader {
-	r := &stateReader{shared: plan.SharedArgs(env), targets: make([]plan.Target, len(env.Hosts)), errs: map[string]error{}}
+func newStateReader(env *inventory.Environment, inspect readState) *stateReader {
+	r := &stateReader{inspect: inspect, shared: plan.SharedArgs(env), targets: make([]plan.Target, len(env.Hosts)), errs: map[string]error{}}
 	for i, h := range env.Hosts {
 		r.targets[i].Host = h
 	}
@@ -122,7 +127,7 @@ func newStateReader(env *inventory.Environment) *stateReader {
 // read reads host i's state over c.
 func (r *stateReader) read(ctx context.Context, i int, c remote.Host) {
 	h := r.targets[i].Host
-	st, err := steps.Inspect(ctx, c, h.Root, r.shared)
+	st, err := r.inspect(ctx, c, h.Root, r.shared)
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if err != nil {

@@ -18,7 +18,7 @@ func (g *globals) status(ctx context.Context, envName string, verify bool) error
 	if err != nil {
 		return err
 	}
-	f, r, failed, err := g.connectAndRead(ctx, env, true)
+	f, r, failed, err := g.connectAndRead(ctx, env, true, steps.Inspect)
 	if err != nil {
 		return err
 	}
@@ -162,7 +162,7 @@ func (g *globals) unlock(ctx context.Context, envName string) error {
 	if err != nil {
 		return err
 	}
-	f, r, failed, err := g.connectAndRead(ctx, env, true)
+	f, r, failed, err := g.connectAndRead(ctx, env, true, steps.Inspect)
 	if err != nil {
 		return err
 	}

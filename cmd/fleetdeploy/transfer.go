@@ -28,10 +28,6 @@ func (g *globals) payloads(ctx context.Context, f *fleet, env *inventory.Environ
 	// Hosts on the same build with the same dirty files and shared folders
 	// get the same payload: decided once (at 200 hosts, 200 diffs of a
 	// 3,000-entry manifest otherwise).
-	type decision struct {
-		p     steps.Payload // From left empty
-		reuse bool          // the payload builds on the host's live build
-	}
 	decided := map[string]decision{}
 	for _, t := range targets {
 		st := t.State
@@ -54,26 +50,77 @@ func (g *globals) payloads(ctx context.Context, f *fleet, env *inventory.Environ
 		key := fmt.Sprintf("%t\x00%s\x00%q\x00%q", old != nil, st.Manifest, slices.Sorted(slices.Values(st.Dirty)), present)
 		d, ok := decided[key]
 		if !ok {
-			tr := art.Manifest.Diff(old, st.Dirty, shared, present)
-			tr.Link = !tr.Full && !copyReused
-			// A delta is mostly tar headers (directories, hard-link entries), which
-			// gzip shrinks ~20x for a few ms of CPU: always compressed. A whole
-			// build is mostly file content: compressed only when asked, since on a
-			// LAN gunzip costs the host more than the bytes saved.
-			p, err := art.Payload(tr, g.compress || !tr.Full)
-			if err != nil {
-				return nil, fmt.Errorf("making the payload: %w", err)
+			var err error
+			if d, err = g.decide(art, old, st.Dirty, shared, present, copyReused); err != nil {
+				return nil, err
 			}
-			d = decision{steps.Payload{Open: p.Open, Copy: copyReused, Skip: p.Skip, Gzip: p.Gzip, ManifestSum: art.ManifestSum, Sent: p.Sent, Size: p.Size}, p.Reuse}
 			decided[key] = d
 		}
 		sp := d.p
 		if d.reuse {
 			sp.From = st.Latest
+			// The host checks the files reused against their record, under
+			// the lock: those changed or removed by hand since are sent in a
+			// second attempt, as is everything when the host's manifest is
+			// found corrupt.
+			name, latest := t.Host.Name, st.Latest
+			sp.Redo = func(dirty []string, whole bool) (steps.Payload, error) {
+				o := old
+				if whole {
+					o = nil
+					fmt.Fprintf(g.stdout, "%s: the live build's manifest is corrupt: sending the whole build\n", name)
+				} else {
+					what := fmt.Sprintf("%d files", len(dirty))
+					if len(dirty) == 1 {
+						what = "1 file"
+					}
+					fmt.Fprintf(g.stdout, "%s: %s of the live build changed or removed on the host since it was made (%s): sending again\n", name, what, brief(dirty))
+				}
+				d, err := g.decide(art, o, dirty, shared, present, copyReused)
+				if err != nil {
+					return steps.Payload{}, err
+				}
+				p := d.p
+				if d.reuse {
+					p.From = latest
+				}
+				return p, nil
+			}
 		}
 		out[t.Host.Name] = sp
 	}
 	return out, nil
+}
+
+// decision is a payload decided for hosts alike, and whether it builds on
+// their live build (steps.Payload.From, theirs to fill in).
+type decision struct {
+	p     steps.Payload
+	reuse bool
+}
+
+// decide makes the payload for a host whose live build has manifest old (nil:
+// send everything), with the given files changed on it by hand.
+func (g *globals) decide(art *build.Artifact, old *build.Manifest, dirty, shared, present []string, copyReused bool) (decision, error) {
+	tr := art.Manifest.Diff(old, dirty, shared, present)
+	tr.Link = !tr.Full && !copyReused
+	// A delta is mostly tar headers (directories, hard-link entries), which
+	// gzip shrinks ~20x for a few ms of CPU: always compressed. A whole
+	// build is mostly file content: compressed only when asked, since on a
+	// LAN gunzip costs the host more than the bytes saved.
+	p, err := art.Payload(tr, g.compress || !tr.Full)
+	if err != nil {
+		return decision{}, fmt.Errorf("making the payload: %w", err)
+	}
+	return decision{steps.Payload{Open: p.Open, Copy: copyReused, Skip: p.Skip, Gzip: p.Gzip, ManifestSum: art.ManifestSum, Sent: p.Sent, Size: p.Size}, p.Reuse}, nil
+}
+
+// brief lists a few paths, and how many more.
+func brief(paths []string) string {
+	if len(paths) <= 3 {
+		return strings.Join(paths, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(paths[:3], ", "), len(paths)-3)
 }
 
 // manifest returns the manifest with this digest: from the local cache, or

@@ -181,7 +181,7 @@ func (g *globals) openFleet(ctx context.Context, envName string) (*inventory.Env
 // reach connects to every host of env and reads their state, each host's as
 // soon as it is connected.
 func (g *globals) reach(ctx context.Context, env *inventory.Environment) (*fleet, []plan.Target, error) {
-	f, r, _, err := g.connectAndRead(ctx, env, false)
+	f, r, _, err := g.connectAndRead(ctx, env, false, steps.Look)
 	if err != nil {
 		return nil, nil, err
 	}
