@@ -119,12 +119,14 @@ func Leftovers(l Layout, st *State) (Step, bool) {
 //   - unpack the payload into a staging folder; in link mode its hard-link
 //     entries make the unchanged files from the live build (one link(2) each);
 //   - for a delta, make the new manifest from the old one in one awk pass
-//     (merging the delta in path order), with the list of files reused; in
-//     link mode the same pass checks, against one find over the new build,
-//     that every reused file still has the identity (size, mtime, inode)
-//     recorded when the live build was made, and writes the new build's
-//     record. Files changed or removed by hand since end the script with
-//     exit 79 and their list on stdout: Prepare then sends them (Payload.Redo);
+//     (merging the delta in path order), with the list of files reused; the
+//     same pass checks, against one find over the new build (link mode: its
+//     reused files are the live build's) or over the live build (copy mode),
+//     that every reused file still has the size, mtime and inode recorded
+//     when the live build was made, and in link mode writes the new build's
+//     record from the same listing. Files changed or removed by hand since
+//     end the script with exit 79 and their list on stdout, once the
+//     manifest is known right: Prepare then sends them (Payload.Redo);
 //   - check the files sent and the manifest against their BLAKE2b checksums
 //     (one b2sum run); a manifest assembled from a corrupt old one ends the
 //     script with exit 78, and Prepare sends the whole build;
@@ -183,8 +185,8 @@ if [ -n "$from" ]; then
   # The files to check: the new build's in link mode (its reused files are
   # the live build's, linked), else the live build's, about to be copied.
   chk=0
-  if [ "$rec" = 1 ]; then chk=1; find . -type f -printf '%P\t%s\t%T@\t%i\n' > "../$id.found"
-  elif [ -f "$old.stat" ]; then chk=1; (cd -- "$root/builds/$from" && find . -type f -printf '%P\t%s\t%T@\t%i\n') > "../$id.found"; fi
+  if [ "$rec" = 1 ]; then chk=1; ` + fileIdentities + ` > "../$id.found"
+  elif [ -f "$old.stat" ]; then chk=1; (cd -- "$root/builds/$from" && ` + fileIdentities + `) > "../$id.found"; fi
   # One pass: the new manifest, merged from the old one and the delta (both
   # in path order; "" makes every comparison one of strings, never of
   # numbers), and the files reused; in link mode, the new build's record of
@@ -240,7 +242,11 @@ if ! out=$(b2sum -l 256 -c --quiet --strict .fleetdeploy-upload.b2sum 2>&1); the
 fi
 # Files changed by hand, now that the manifest is known to be right (a
 # corrupt one would make up the reused files): the client sends them.
-if [ -n "$from" ] && [ -s "../$id.dirty" ]; then cat "../$id.dirty"; exit 79; fi
+if [ -n "$from" ] && [ -s "../$id.dirty" ]; then
+  phase="checking the reused files against their record"
+  echo "files of builds/$from changed or removed by hand since it was made: $(wc -l < "../$id.dirty")" >&2
+  cat "../$id.dirty"; exit 79
+fi
 if [ -z "$from" ]; then mv -f -- .fleetdeploy-manifest "$m.manifest"; fi
 if [ -n "$from" ] && [ "$how" = copy ]; then
   phase="copying unchanged files of builds/$from"
