@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -269,6 +270,15 @@ func TestPrepareDelta(t *testing.T) {
 	}
 	if entries, _ := os.ReadDir(filepath.Join(l.Meta(), "staging")); len(entries) != 0 {
 		t.Errorf("staging leftovers: %v", entries)
+	}
+	// tar runs under umask 0 (modes as the payload has them); the build's own
+	// folder is made under the usual umask, never world-writable.
+	u := syscall.Umask(0)
+	syscall.Umask(u)
+	for _, id := range []string{id1, id2} {
+		if fi, err := os.Stat(l.Build(id)); err != nil || fi.Mode().Perm() != fs.FileMode(0o777&^u) {
+			t.Errorf("builds/%s: mode %v (%v), want %v", id, fi.Mode().Perm(), err, fs.FileMode(0o777&^u))
+		}
 	}
 
 	id3 := "20261125-101502"
