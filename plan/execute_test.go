@@ -19,6 +19,9 @@ func (h nopHost) Run(context.Context, remote.Cmd) ([]byte, error) {
 	return nil, nil
 }
 func (h nopHost) ReadFile(context.Context, string) ([]byte, error) { return nil, fs.ErrNotExist }
+func (h nopHost) ReadTail(context.Context, string, int64) ([]byte, error) {
+	return nil, fs.ErrNotExist
+}
 func (h nopHost) WriteFile(context.Context, string, []byte, fs.FileMode) error {
 	return nil
 }

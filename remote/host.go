@@ -18,6 +18,9 @@ type Host interface {
 	Run(ctx context.Context, cmd Cmd) ([]byte, error)
 	// ReadFile returns a small file's contents; fs.ErrNotExist when absent.
 	ReadFile(ctx context.Context, path string) ([]byte, error)
+	// ReadTail returns the last max bytes of a file (all of it when shorter);
+	// fs.ErrNotExist when absent.
+	ReadTail(ctx context.Context, path string, max int64) ([]byte, error)
 	// WriteFile replaces path atomically: a fresh temporary file, then a rename.
 	WriteFile(ctx context.Context, path string, data []byte, perm fs.FileMode) error
 	// AppendFile appends data to path, creating it when absent. Concurrent

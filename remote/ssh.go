@@ -508,6 +508,27 @@ func (c *Client) ReadFile(ctx context.Context, p string) ([]byte, error) {
 	})
 }
 
+// ReadTail reads the last max bytes of a remote file.
+func (c *Client) ReadTail(ctx context.Context, p string, max int64) ([]byte, error) {
+	return sftpGet(ctx, c, func() ([]byte, error) {
+		f, err := c.sftp.Open(p)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		fi, err := f.Stat()
+		if err != nil {
+			return nil, err
+		}
+		if off := fi.Size() - max; off > 0 {
+			if _, err := f.Seek(off, io.SeekStart); err != nil {
+				return nil, err
+			}
+		}
+		return io.ReadAll(io.LimitReader(f, max))
+	})
+}
+
 // WriteFile writes data to a temporary name beside path, then renames it over path.
 func (c *Client) WriteFile(ctx context.Context, p string, data []byte, perm fs.FileMode) error {
 	tmp := path.Join(path.Dir(p), fmt.Sprintf(".%s.tmp-%d", path.Base(p), time.Now().UnixNano()))

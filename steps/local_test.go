@@ -3,6 +3,7 @@ package steps
 import (
 	"context"
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -32,6 +33,21 @@ func (l *localHost) Run(ctx context.Context, c remote.Cmd) ([]byte, error) {
 	return out, err
 }
 func (l *localHost) ReadFile(_ context.Context, p string) ([]byte, error) { return os.ReadFile(p) }
+func (l *localHost) ReadTail(_ context.Context, p string, max int64) ([]byte, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if off := fi.Size() - max; off > 0 {
+		f.Seek(off, io.SeekStart)
+	}
+	return io.ReadAll(io.LimitReader(f, max))
+}
 func (l *localHost) WriteFile(_ context.Context, p string, d []byte, m fs.FileMode) error {
 	return os.WriteFile(p, d, m)
 }

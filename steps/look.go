@@ -1,16 +1,27 @@
 package steps
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/fleetdeploy/fleetdeploy/remote"
 )
 
-// Look reads a host's state for a deploy over SFTP alone (PROTOTYPE): no
-// process starts; files changed by hand are found by prepare instead.
+// historyTail bounds what Look reads of the live history: its last 2,000
+// lines, as Inspect prints them, are some 160 KiB.
+const historyTail = 256 << 10
+
+// Look reads a host's state for a deploy or a rollback over SFTP alone,
+// starting no process: after the Snapshot (read first, as Inspect does), the
+// lock, the live build's marker, the live history (its last 2,000 lines, as
+// Inspect) and the shared paths, all at once. Unlike Inspect it does not check
+// the live build's files against their record (prepare does, under the lock),
+// and it takes the manifest's digest from the marker, the digest the manifest
+// was made with, rather than hashing the file: a corrupt manifest shows when
+// the manifest merged from it does not match (see Prepare).
 func Look(ctx context.Context, h remote.Host, root string, shared []string) (*State, error) {
 	l := Layout{Root: root}
 	sn, err := snapshot(ctx, h, l)
@@ -60,19 +71,7 @@ func Look(ctx context.Context, h remote.Host, root string, shared []string) (*St
 			b, err := h.ReadFile(ctx, l.Marker(s.Latest))
 			fail(err)
 			for _, line := range strings.Split(string(b), "\n") {
-				k, v, _ := strings.Cut(line, "=")
-				switch k {
-				case "release":
-					s.Marker.Release = v
-				case "checksum":
-					s.Marker.Checksum = v
-				case "previous":
-					s.Marker.Previous = v
-				case "created":
-					s.Marker.Created = v
-				case "by":
-					s.Marker.By = v
-				}
+				s.Marker.set(line)
 			}
 		})
 		wg.Go(func() {
@@ -82,21 +81,17 @@ func Look(ctx context.Context, h remote.Host, root string, shared []string) (*St
 		})
 	}
 	wg.Go(func() {
-		b, err := h.ReadFile(ctx, l.History())
+		b, err := h.ReadTail(ctx, l.History(), historyTail)
 		fail(err)
+		if int64(len(b)) == historyTail {
+			_, b, _ = bytes.Cut(b, []byte("\n")) // a line cut short
+		}
 		lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
 		if len(lines) > 2000 {
 			lines = lines[len(lines)-2000:]
 		}
 		for _, line := range lines {
-			f := strings.Split(line, "\t")
-			if len(f) != 4 {
-				continue
-			}
-			t, err := time.Parse(time.RFC3339, f[0])
-			if err == nil && IsRelease(f[2]) {
-				s.History = append(s.History, HistoryEntry{Time: t, Action: f[1], Release: f[2], By: f[3]})
-			}
+			s.addHistory(strings.Split(line, "\t"))
 		}
 	})
 	noShared := make([]bool, len(shared))
@@ -108,8 +103,8 @@ func Look(ctx context.Context, h remote.Host, root string, shared []string) (*St
 		})
 	}
 	wg.Wait()
-	if len(errs) > 0 {
-		return nil, errs[0]
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	if hasManifest {
 		s.Manifest = s.Marker.Checksum

@@ -275,24 +275,9 @@ func parseState(out []byte) *State {
 		case f[0] == "lock" && len(f) >= 2:
 			s.Lock = strings.Join(f[1:], " ")
 		case f[0] == "history" && len(f) == 5:
-			t, err := time.Parse(time.RFC3339, f[1])
-			if err == nil && IsRelease(f[3]) {
-				s.History = append(s.History, HistoryEntry{Time: t, Action: f[2], Release: f[3], By: f[4]})
-			}
+			s.addHistory(f[1:])
 		case f[0] == "marker" && len(f) == 2:
-			k, v, _ := strings.Cut(f[1], "=")
-			switch k {
-			case "release":
-				s.Marker.Release = v
-			case "checksum":
-				s.Marker.Checksum = v
-			case "previous":
-				s.Marker.Previous = v
-			case "created":
-				s.Marker.Created = v
-			case "by":
-				s.Marker.By = v
-			}
+			s.Marker.set(f[1])
 		case f[0] == "manifest" && len(f) == 2:
 			s.Manifest = f[1]
 		case f[0] == "dirty" && len(f) == 2:
@@ -304,6 +289,34 @@ func parseState(out []byte) *State {
 	slices.Sort(s.Builds)
 	slices.Sort(s.Dirty)
 	return s
+}
+
+// addHistory adds one line of the live history, split at tabs, when it is one.
+func (s *State) addHistory(f []string) {
+	if len(f) != 4 {
+		return
+	}
+	t, err := time.Parse(time.RFC3339, f[0])
+	if err == nil && IsRelease(f[2]) {
+		s.History = append(s.History, HistoryEntry{Time: t, Action: f[1], Release: f[2], By: f[3]})
+	}
+}
+
+// set reads one key=value line of a marker.
+func (m *Marker) set(line string) {
+	k, v, _ := strings.Cut(line, "=")
+	switch k {
+	case "release":
+		m.Release = v
+	case "checksum":
+		m.Checksum = v
+	case "previous":
+		m.Previous = v
+	case "created":
+		m.Created = v
+	case "by":
+		m.By = v
+	}
 }
 
 // LiveOrder lists builds that went live, oldest first by their last time live:

@@ -590,6 +590,25 @@ func TestLookAgreesWithInspect(t *testing.T) {
 	if got.Manifest == "" || got.Lock != "someone else" || len(got.History) != 1 || len(got.Foreign) != 1 || len(got.Staging) != 1 || !slices.Equal(got.NoShared, []string{".env"}) {
 		t.Errorf("the state read checks nothing: %+v", *got)
 	}
+	// A long history: Look reads its tail only, and gets what Inspect prints.
+	var long strings.Builder
+	for i := range 3500 {
+		fmt.Fprintf(&long, "2026-11-25T10:%02d:%02dZ\tdeploy\t%s\tsomeone on a host with a rather long name, run %d\n", i/60%60, i%60, id, i)
+	}
+	appendTo(t, l.History(), long.String())
+	if fi, err := os.Stat(l.History()); err != nil || fi.Size() <= historyTail {
+		t.Fatalf("history of %v bytes (%v): not longer than what Look reads", fi.Size(), err)
+	}
+	if want, err = Inspect(t.Context(), h, l.Root, shared); err != nil {
+		t.Fatal(err)
+	}
+	if got, err = Look(t.Context(), h, l.Root, shared); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.History) != 2000 || fmt.Sprint(got.History) != fmt.Sprint(want.History) {
+		t.Errorf("long history: Look read %d entries, Inspect %d; first %v and %v", len(got.History), len(want.History), got.History[0], want.History[0])
+	}
+
 	// A root that does not exist yet.
 	missing := filepath.Join(t.TempDir(), "none")
 	want, err = Inspect(t.Context(), h, missing, shared)
