@@ -3,6 +3,7 @@ package remote_test
 import (
 	"context"
 	"errors"
+	"io/fs"
 	"os"
 	"os/user"
 	"path/filepath"
@@ -132,5 +133,35 @@ func TestCancelledSFTPRequestIsWaitedFor(t *testing.T) {
 	}
 	if got, err := os.Readlink(link); err != nil || got != "builds/1" {
 		t.Fatalf("the link is %q (%v) once Symlink returned", got, err)
+	}
+}
+
+// ReadTail reads the end of a file over SFTP: all of a short one, the last
+// max bytes of a long one, fs.ErrNotExist for none.
+func TestReadTail(t *testing.T) {
+	f := sshtest.Start(t, 1)
+	h := f.Hosts[0]
+	c, err := remote.Dial(t.Context(), remote.Config{Name: h.Name, Addr: h.Name, User: f.User, Identity: f.Identity, KnownHosts: f.KnownHosts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if err := c.MkdirAll(t.Context(), h.Root); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(h.Root, "history")
+	data := []byte(strings.Repeat("0123456789", 100))
+	if err := c.WriteFile(t.Context(), p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []int64{100, 999, 1000, 5000} {
+		got, err := c.ReadTail(t.Context(), p, n)
+		want := data[max(0, int64(len(data))-n):]
+		if err != nil || string(got) != string(want) {
+			t.Errorf("ReadTail(%d) = %d bytes %q..., %v; want the last %d", n, len(got), got[:min(len(got), 10)], err, len(want))
+		}
+	}
+	if _, err := c.ReadTail(t.Context(), filepath.Join(h.Root, "none"), 10); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("ReadTail of a missing file: %v, want fs.ErrNotExist", err)
 	}
 }
