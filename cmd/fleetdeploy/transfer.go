@@ -18,7 +18,8 @@ import (
 // payloads decides what each host receives: only the files its live build
 // lacks, when the host holds that build's manifest; everything otherwise.
 // Manifests are read once per distinct build (cached on this machine by
-// digest) and verified against their digest, so a corrupt one means a full
+// digest) and verified against their digest; a host whose own copy turns
+// out corrupt asks for the whole build (see steps.Payload.Redo): a full
 // upload, never a wrong build.
 func (g *globals) payloads(ctx context.Context, f *fleet, env *inventory.Environment, targets []plan.Target, art *build.Artifact) (map[string]steps.Payload, error) {
 	shared := plan.SharedArgs(env)
@@ -32,9 +33,7 @@ func (g *globals) payloads(ctx context.Context, f *fleet, env *inventory.Environ
 	for _, t := range targets {
 		st := t.State
 		var old *build.Manifest
-		if st.Latest != "" && st.Manifest != "" && st.Manifest != st.Marker.Checksum {
-			fmt.Fprintf(g.stdout, "%s: the live build's manifest does not match its marker: sending the whole build\n", t.Host.Name)
-		} else if st.Latest != "" && st.Manifest != "" {
+		if st.Latest != "" && st.Manifest != "" {
 			m, ok := manifests[st.Manifest]
 			if !ok {
 				var err error
