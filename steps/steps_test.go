@@ -551,6 +551,33 @@ func TestPrepareRedo(t *testing.T) {
 	}
 }
 
+// A record written by an earlier version lists the files a delta sent as
+// "./path": the check reads those lines as the same files, so nothing is
+// taken for changed by hand.
+func TestPrepareReadsOlderRecords(t *testing.T) {
+	l := Layout{Root: t.TempDir()}
+	h := &localHost{}
+	v1 := map[string]string{"a.php": "a", "b/c.php": "c"}
+	v2 := map[string]string{"a.php": "A", "b/c.php": "c"}
+	id1, id2 := "20261125-101500", "20261125-101501"
+	if err := run(t, h, Prepare(l, marker(id1), fullPayload(t, v1), nil)); err != nil {
+		t.Fatal(err)
+	}
+	rec := readFile(t, l.Marker(id1)+".stat")
+	if err := os.WriteFile(l.Marker(id1)+".stat", []byte(strings.ReplaceAll(rec, "b/c.php\t", "./b/c.php\t")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(readFile(t, l.Marker(id1)+".stat"), "./b/c.php\t") {
+		t.Fatal("the record was not rewritten: the test checks nothing")
+	}
+	p := deltaPayload(t, id1, v1, v2)
+	p.Redo = func([]string, bool) (Payload, error) { t.Error("Redo called: an older record read as files changed by hand"); return p, nil }
+	if err := run(t, h, Prepare(l, marker(id2), p, nil)); err != nil {
+		t.Fatal(err)
+	}
+	checkRecord(t, l, id2)
+}
+
 // Look reads over SFTP what Inspect reads with a command, but the check of
 // the live build's files (left to prepare).
 func TestLookAgreesWithInspect(t *testing.T) {
