@@ -571,7 +571,10 @@ func TestPrepareReadsOlderRecords(t *testing.T) {
 		t.Fatal("the record was not rewritten: the test checks nothing")
 	}
 	p := deltaPayload(t, id1, v1, v2)
-	p.Redo = func([]string, bool) (Payload, error) { t.Error("Redo called: an older record read as files changed by hand"); return p, nil }
+	p.Redo = func([]string, bool) (Payload, error) {
+		t.Error("Redo called: an older record read as files changed by hand")
+		return p, nil
+	}
 	if err := run(t, h, Prepare(l, marker(id2), p, nil)); err != nil {
 		t.Fatal(err)
 	}
