@@ -105,20 +105,28 @@ func TestCancelledRunWaitsForTheCommandToEnd(t *testing.T) {
 	}
 }
 
-// An SFTP request in flight when its context ends is waited for, and its own
-// outcome returned: an undo sent next must find its effect, not race with it.
-// The host is frozen so that the request is still in flight when ctx ends.
-func TestCancelledSFTPRequestIsWaitedFor(t *testing.T) {
+// dialOpenSSH connects to one real OpenSSH host whose root folder exists;
+// the connection is closed when the test ends.
+func dialOpenSSH(t *testing.T) (*remote.Client, *sshtest.Host) {
+	t.Helper()
 	f := sshtest.Start(t, 1)
 	h := f.Hosts[0]
 	c, err := remote.Dial(t.Context(), remote.Config{Name: h.Name, Addr: h.Name, User: f.User, Identity: f.Identity, KnownHosts: f.KnownHosts})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	if err := c.MkdirAll(t.Context(), h.Root); err != nil {
 		t.Fatal(err)
 	}
+	return c, h
+}
+
+// An SFTP request in flight when its context ends is waited for, and its own
+// outcome returned: an undo sent next must find its effect, not race with it.
+// The host is frozen so that the request is still in flight when ctx ends.
+func TestCancelledSFTPRequestIsWaitedFor(t *testing.T) {
+	c, h := dialOpenSSH(t)
 	link := filepath.Join(h.Root, "next")
 	h.Freeze()
 	ctx, cancel := context.WithCancel(t.Context())
@@ -139,16 +147,7 @@ func TestCancelledSFTPRequestIsWaitedFor(t *testing.T) {
 // ReadTail reads the end of a file over SFTP: all of a short one, the last
 // max bytes of a long one, fs.ErrNotExist for none.
 func TestReadTail(t *testing.T) {
-	f := sshtest.Start(t, 1)
-	h := f.Hosts[0]
-	c, err := remote.Dial(t.Context(), remote.Config{Name: h.Name, Addr: h.Name, User: f.User, Identity: f.Identity, KnownHosts: f.KnownHosts})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := c.MkdirAll(t.Context(), h.Root); err != nil {
-		t.Fatal(err)
-	}
+	c, h := dialOpenSSH(t)
 	p := filepath.Join(h.Root, "history")
 	data := []byte(strings.Repeat("0123456789", 100))
 	if err := c.WriteFile(t.Context(), p, data, 0o644); err != nil {
