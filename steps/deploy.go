@@ -140,8 +140,8 @@ func Leftovers(l Layout, st *State) (Step, bool) {
 // The never-live mark is made first and holds a token of this run: the step's
 // undo removes the build only when the mark holds that token, so it can never
 // remove a build this run did not make.
-// It starts few processes (see remote's killOnHangup): 7 for a delta in link
-// mode (gzip, tar, find, awk, b2sum, rm, mv); see docs/REDEPLOY.md.
+// It starts few processes (see remote's killOnHangup): 8 for a delta in link
+// mode (mkdir, gzip, tar, find, awk, b2sum, rm, mv); see docs/REDEPLOY.md.
 //
 // Parameters: root id from how z manifest-b2 marker token n shared-spec*n skip-path*
 var prepareScript = &remote.Script{Name: "prepare", Body: `set -e
