@@ -121,10 +121,23 @@ func stopTree(root int) ([]proc, error) {
 	}
 }
 
-// stoppedOrDead reports whether p can no longer run: stopped, exited or replaced.
+// stoppedOrDead reports whether p can no longer run: stopped, exited or
+// replaced, or waiting on a vfork child that was stopped before it could exec
+// (as dash's children are started): such a parent sleeps in the kernel, where
+// a stop signal cannot reach it, until that child runs again.
 func stoppedOrDead(p proc) bool {
 	now, err := readProc(p.pid)
-	return err != nil || now.start != p.start || strings.IndexByte("TtZX", now.state) >= 0
+	if err != nil || now.start != p.start || strings.IndexByte("TtZX", now.state) >= 0 {
+		return true
+	}
+	return now.state == 'D' && inVfork(p.pid)
+}
+
+// inVfork reports whether a process waits for its vfork child (its wait
+// channel is then the clone call itself).
+func inVfork(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/wchan")
+	return err == nil && string(b) == "kernel_clone"
 }
 
 // dead reports whether p has exited (a zombie counts: it runs nothing and holds
