@@ -58,6 +58,9 @@ func (c Cmd) render(display bool) string {
 	if c.Dir != "" {
 		b = append(b, "cd", Quote(c.Dir), "&&")
 	}
+	if !display && (c.Dir != "" || len(c.Env) > 0) {
+		b = append(b, "exec") // the shell this runs in need not wait for env
+	}
 	if len(c.Env) > 0 {
 		b = append(b, "env")
 		for _, e := range c.Env {
@@ -111,15 +114,18 @@ func (c Cmd) argv() []string {
 	return c.Args
 }
 
-// wire is what is sent in the SSH exec request.
+// wire is what is sent in the SSH exec request. sshd runs it with the login
+// shell's -c, which it replaces (exec): bash would exec a lone command by
+// itself, but dash (Debian's /bin/sh) forks it and waits, a process more on
+// the host for every command.
 func (c Cmd) wire() string {
 	if c.Stdin != nil || (c.Script != nil && c.Script.Brief) {
 		if c.Dir == "" && len(c.Env) == 0 {
-			return c.Render() // one simple command, which the login shell execs
+			return "exec " + c.Render() // one simple command
 		}
-		return "sh -c " + Quote(c.Render())
+		return "exec sh -c " + Quote(c.Render())
 	}
-	w := []string{"sh", "-c", Quote(killOnHangup), "fleetdeploy-run"}
+	w := []string{"exec", "sh", "-c", Quote(killOnHangup), "fleetdeploy-run"}
 	for _, a := range c.argv() {
 		w = append(w, Quote(a))
 	}

@@ -56,7 +56,7 @@ func TestRender(t *testing.T) {
 		{
 			name:    "dir and env",
 			cmd:     Cmd{Dir: "/srv/x", Env: []string{"A=it's"}, Args: []string{"sh", "-c", "echo $A"}},
-			render:  `cd '/srv/x' && env 'A=it'\''s' 'sh' '-c' 'echo $A'`,
+			render:  `cd '/srv/x' && exec env 'A=it'\''s' 'sh' '-c' 'echo $A'`,
 			display: `cd '/srv/x' && env 'A=it'\''s' 'sh' '-c' 'echo $A'`,
 		},
 		{
@@ -68,7 +68,7 @@ func TestRender(t *testing.T) {
 		{
 			name:    "secret",
 			cmd:     Cmd{Env: []string{"TOKEN=hunter2"}, Secret: true, Args: []string{"true"}},
-			render:  `env 'TOKEN=hunter2' 'true'`,
+			render:  `exec env 'TOKEN=hunter2' 'true'`,
 			display: `env 'TOKEN=***' 'true'`,
 		},
 	}
@@ -121,6 +121,26 @@ func TestWireArgumentsArriveIntact(t *testing.T) {
 			wrapped := c.Stdin == nil && (c.Script == nil || !c.Script.Brief)
 			if got := strings.Contains(c.wire(), "setsid"); got != wrapped {
 				t.Errorf("under the kill-on-hangup wrapper: %v, want %v (only commands without stdin, except brief scripts)", got, wrapped)
+			}
+		})
+	}
+}
+
+// The login shell does not stay around: it execs the command, wrapped or not.
+func TestWireReplacesLoginShell(t *testing.T) {
+	script := &Script{Name: "ppid", Body: `echo "$PPID"`}
+	for name, c := range map[string]Cmd{
+		"script": {Script: script, Stdin: strings.NewReader("")},
+		"dir":    {Dir: "/", Script: script, Stdin: strings.NewReader("")},
+		"env":    {Env: []string{"A=1"}, Script: script, Stdin: strings.NewReader("")},
+	} {
+		t.Run(name, func(t *testing.T) {
+			out, err := exec.Command("sh", "-c", c.wire()).Output()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, want := strings.TrimSpace(string(out)), strconv.Itoa(os.Getpid()); got != want {
+				t.Errorf("the script's parent is %s, want %s (this process): the login shell stayed in between", got, want)
 			}
 		})
 	}
