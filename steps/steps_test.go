@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
@@ -547,6 +549,69 @@ func TestPrepareRedo(t *testing.T) {
 			if entries, _ := os.ReadDir(filepath.Join(l.Meta(), "staging")); len(entries) != 0 {
 				t.Errorf("staging leftovers: %v", entries)
 			}
+		})
+	}
+}
+
+// The check walks the new listing and the live build's record side by side:
+// files added and removed put them out of step, and a record in another
+// order than the listing keeps them so. Either way it finds exactly the files
+// changed or removed by hand, wherever they are, and nothing else.
+func TestPrepareCheckOutOfStep(t *testing.T) {
+	v1 := map[string]string{}
+	for d := range 6 {
+		for f := range 10 {
+			v1[fmt.Sprintf("d%d/f%d.php", d, f)] = fmt.Sprintf("%d-%d", d, f)
+		}
+	}
+	v2 := maps.Clone(v1)
+	v2["d2/new1.php"], v2["d3/a.php"], v2["d4/f5.php"] = "new", "new", "changed"
+	delete(v2, "d1/f3.php")
+	id1, id2 := "20261125-101500", "20261125-101501"
+	for _, order := range []string{"as listed", "reversed", "shuffled"} {
+		t.Run(order, func(t *testing.T) {
+			l := Layout{Root: t.TempDir()}
+			h := &localHost{}
+			if err := run(t, h, Prepare(l, marker(id1), fullPayload(t, v1), nil)); err != nil {
+				t.Fatal(err)
+			}
+			rec := strings.Split(strings.TrimSuffix(readFile(t, l.Marker(id1)+".stat"), "\n"), "\n")
+			switch order {
+			case "reversed":
+				slices.Reverse(rec)
+			case "shuffled":
+				rand.New(rand.NewPCG(1, 2)).Shuffle(len(rec), func(i, j int) { rec[i], rec[j] = rec[j], rec[i] })
+			}
+			if err := os.WriteFile(l.Marker(id1)+".stat", []byte(strings.Join(rec, "\n")+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			want := []string{"d0/f1.php"}
+			os.Remove(filepath.Join(l.Build(id1), "d0/f1.php"))
+			for d := range 6 {
+				p := fmt.Sprintf("d%d/f7.php", d)
+				appendTo(t, filepath.Join(l.Build(id1), p), "hotfix")
+				want = append(want, p)
+			}
+			var gotDirty []string
+			p := deltaPayload(t, id1, v1, v2)
+			p.Redo = func(dirty []string, whole bool) (Payload, error) {
+				gotDirty = append(gotDirty, dirty...)
+				if whole {
+					t.Error("Redo asked for the whole build")
+				}
+				return deltaPayload(t, id1, v1, v2, dirty...), nil
+			}
+			if err := run(t, h, Prepare(l, marker(id2), p, nil)); err != nil {
+				t.Fatal(err)
+			}
+			slices.Sort(gotDirty)
+			if !slices.Equal(gotDirty, want) {
+				t.Errorf("sent again %v, want %v", gotDirty, want)
+			}
+			if got := contentOf(t, l.Build(id2)); got != fmt.Sprint(v2) {
+				t.Errorf("new build %s, want %v", got, v2)
+			}
+			checkRecord(t, l, id2)
 		})
 	}
 }
