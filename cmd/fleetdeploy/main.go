@@ -11,6 +11,7 @@ import (
 )
 
 func main() {
+	roomyStart(startHeap)
 	ctx, cancel := context.WithCancel(context.Background())
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, stopSignals(signal.Ignored)...)
