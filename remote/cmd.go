@@ -31,6 +31,9 @@ type Cmd struct {
 	// with its whole process group, as soon as the session goes away (unless
 	// it is a Brief script, left to end by itself).
 	Stdin io.Reader
+	// Pace, with Stdin, holds the input back to what the command reports
+	// having read (see Pace).
+	Pace *Pace
 	// Stdout and Stderr, when set, receive the command's output as it arrives.
 	Stdout io.Writer
 	Stderr io.Writer

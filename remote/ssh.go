@@ -337,6 +337,23 @@ func (c *Client) Run(ctx context.Context, cmd Cmd) ([]byte, error) {
 	} else {
 		s.Stderr = errTail
 	}
+	var paced *pacedReader
+	var progress *lineFilter
+	if cmd.Pace != nil && cmd.Stdin != nil {
+		paced = newPacedReader(cmd.Stdin, cmd.Pace.Window)
+		progress = &lineFilter{w: s.Stderr, drop: func(line []byte) bool {
+			n, ok := cmd.Pace.Read(line)
+			if ok {
+				paced.ack(n)
+			}
+			return ok
+		}}
+		s.Stderr = progress
+		cmd.Stdin = paced
+		// Whatever way the command ends, a read still waiting for room must
+		// not outlive Run.
+		defer paced.close()
+	}
 	// stop makes the command end early: for a command fed by cmd.Stdin, the
 	// input ends (what it does with a cut stream is its own affair: a tar
 	// fails); for any other, the kill-on-hangup wrapper sees its stdin close
@@ -348,6 +365,9 @@ func (c *Client) Run(ctx context.Context, cmd Cmd) ([]byte, error) {
 		in := &stoppableReader{r: cmd.Stdin, stopped: make(chan struct{})}
 		s.Stdin = in
 		stop = in.stop
+		if paced != nil {
+			stop = func() { in.stop(); paced.close() }
+		}
 	} else {
 		// Held open for the command's life: closing it tells the host to kill it.
 		if stdin, err = s.StdinPipe(); err != nil {
@@ -359,7 +379,13 @@ func (c *Client) Run(ctx context.Context, cmd Cmd) ([]byte, error) {
 		return nil, c.connErr(fmt.Errorf("starting command: %w", err))
 	}
 	done := make(chan error, 1)
-	go func() { done <- s.Wait() }()
+	go func() {
+		err := s.Wait()
+		if progress != nil {
+			progress.Flush() // the copy into it has ended
+		}
+		done <- err
+	}()
 	select {
 	case err = <-done:
 	case <-ctx.Done():

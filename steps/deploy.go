@@ -1,6 +1,7 @@
 package steps
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -179,6 +180,9 @@ mkdir -p -- "$st"
 tarok=1
 case $z in
 gzip) if ! gzip -dc | (umask 0; exec tar -xf - -b 128 --no-same-owner -C "$root" --transform "$xs" --transform "$xh"); then tarok=; fi;;
+# Paced: tar reports on stderr every 2 records (128 KiB) read, and the
+# client keeps its input within a window of that (remote.Pace).
+paced) if ! (umask 0; exec tar -xf - -b 128 --no-same-owner -C "$root" --transform "$xs" --transform "$xh" --checkpoint=2 --checkpoint-action=echo=fleetdeploy-read:%u); then tarok=; fi;;
 *) if ! (umask 0; exec tar -xf - -b 128 --no-same-owner -C "$root" --transform "$xs" --transform "$xh"); then tarok=; fi;;
 esac
 # In link mode a failed tar may only mean that a reused file is gone from
@@ -339,6 +343,10 @@ type Payload struct {
 	ManifestSum string
 	Sent        int   // files sent, for display
 	Size        int64 // bytes sent, for display
+	// Window, when not 0, paces an uncompressed payload: at most this many
+	// bytes ahead of what the host's tar reports having read (see
+	// remote.Pace). It must be more than tarReport.
+	Window int64
 	// Redo, when set, gives the payload to send instead when the host finds
 	// reused files changed or removed by hand since its live build was made
 	// (dirty), or the live build's manifest corrupt (whole: send everything).
@@ -382,12 +390,17 @@ func Prepare(l Layout, m Marker, p Payload, shared []inventory.SharedPath) Step 
 			how = "copy"
 		}
 		z := "plain"
-		if p.Gzip {
+		var pace *remote.Pace
+		switch {
+		case p.Gzip:
 			z = "gzip"
+		case p.Window > 0:
+			z = "paced"
+			pace = &remote.Pace{Window: max(p.Window, 2*tarReport), Read: tarRead}
 		}
 		args := []string{l.Root, id, p.From, how, z, p.ManifestSum, m.text(), token, strconv.Itoa(len(shared))}
 		args = append(append(args, specs...), p.Skip...)
-		return remote.Cmd{Script: prepareScript, Args: args}
+		return remote.Cmd{Script: prepareScript, Args: args, Pace: pace}
 	}
 	// Shown without what depends on the payload (unknown to a dry run, and
 	// described by it) nor the skip list.
@@ -424,6 +437,24 @@ func Prepare(l Layout, m Marker, p Payload, shared []inventory.SharedPath) Step 
 			}}},
 		Undo: []Op{Exec(undo)},
 	}
+}
+
+// tarReport is how often prepareScript's tar reports its progress when
+// paced: every 2 records of 64 KiB (tar -b 128 --checkpoint=2).
+const tarReport = 2 * 128 * 512
+
+// tarRead reads a progress line of prepareScript's tar ("tar:
+// fleetdeploy-read:N", N records read): the bytes of payload read so far.
+func tarRead(line []byte) (int64, bool) {
+	_, n, ok := bytes.Cut(line, []byte("fleetdeploy-read:"))
+	if !ok {
+		return 0, false
+	}
+	records, err := strconv.ParseInt(string(n), 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	return records * 128 * 512, true
 }
 
 // Exit statuses of prepareScript that Prepare answers with another payload.

@@ -16,7 +16,10 @@ import (
 
 // localHost runs a step's operations on this machine: the same rendered shell
 // text a host gets, the same file operations. It tests what the scripts do.
-type localHost struct{ cmds []string }
+type localHost struct {
+	cmds     []string
+	progress int // progress lines of paced commands (remote.Pace), left out of errors
+}
 
 func (l *localHost) Name() string { return "local" }
 func (l *localHost) Run(ctx context.Context, c remote.Cmd) ([]byte, error) {
@@ -26,9 +29,21 @@ func (l *localHost) Run(ctx context.Context, c remote.Cmd) ([]byte, error) {
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
+	msg := stderr.String()
+	if c.Pace != nil {
+		var kept []string
+		for _, line := range strings.Split(msg, "\n") {
+			if _, ok := c.Pace.Read([]byte(line)); ok {
+				l.progress++
+			} else {
+				kept = append(kept, line)
+			}
+		}
+		msg = strings.Join(kept, "\n")
+	}
 	var ee *exec.ExitError
 	if errors.As(err, &ee) {
-		return out, &remote.ExitError{Status: ee.ExitCode(), Stderr: strings.TrimSpace(stderr.String())}
+		return out, &remote.ExitError{Status: ee.ExitCode(), Stderr: strings.TrimSpace(msg)}
 	}
 	return out, err
 }

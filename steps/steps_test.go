@@ -553,6 +553,33 @@ func TestPrepareRedo(t *testing.T) {
 	}
 }
 
+// A whole build sent paced (remote.Pace): tar reports its progress, which is
+// read and left out of the output, and the build is the one sent.
+func TestPreparePaced(t *testing.T) {
+	l := Layout{Root: t.TempDir()}
+	h := &localHost{}
+	rnd := rand.New(rand.NewPCG(3, 4))
+	big := make([]byte, 700<<10)
+	for i := range big {
+		big[i] = byte('a' + rnd.IntN(26))
+	}
+	files := map[string]string{"index.php": "x", "public/app.js": string(big)}
+	p := fullPayload(t, files)
+	p.Window = 256 << 10
+	id := "20261125-101500"
+	if err := run(t, h, Prepare(l, marker(id), p, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if got := contentOf(t, l.Build(id)); got != fmt.Sprint(files) {
+		t.Errorf("build holds %.80s..., want the files sent", got)
+	}
+	// 700 KiB: a report every 128 KiB read.
+	if h.progress < 4 {
+		t.Errorf("%d progress reports from tar, want one per 128 KiB", h.progress)
+	}
+	checkRecord(t, l, id)
+}
+
 // The check walks the new listing and the live build's record side by side:
 // files added and removed put them out of step, and a record in another
 // order than the listing keeps them so. Either way it finds exactly the files

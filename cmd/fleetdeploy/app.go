@@ -28,7 +28,8 @@ type globals struct {
 	verbose        bool
 	cacheDir       string
 	compress       bool
-	compressSet    bool // --compress given (true or false): no automatic choice
+	compressSet    bool  // --compress given (true or false): no automatic choice
+	window         int64 // steps.Payload.Window of uncompressed payloads (paceWindow)
 
 	stdout, stderr io.Writer
 	now            func() time.Time

@@ -299,6 +299,21 @@ func TestSourceChangingDuringDeploy(t *testing.T) {
 	})
 }
 
+// Pacing holds an upload to 256 KiB ahead of the host's tar on a LAN, and
+// never below what a gigabit link holds in flight farther away: at 20 ms,
+// more than OpenSSH's own 2 MiB window, so it no longer holds anything back.
+func TestPaceWindow(t *testing.T) {
+	if got := paceWindow(0); got != 256<<10 {
+		t.Errorf("loopback: %d, want %d", got, 256<<10)
+	}
+	if got := paceWindow(300 * time.Microsecond); got < 256<<10 || got > 320<<10 {
+		t.Errorf("LAN, 0.3 ms: %d", got)
+	}
+	if got := paceWindow(20 * time.Millisecond); got <= 2<<20 {
+		t.Errorf("WAN, 20 ms: %d, want more than 2 MiB", got)
+	}
+}
+
 func TestCompressWholeBuildsOnSlowLinksOnly(t *testing.T) {
 	for _, c := range []struct {
 		set, compress bool

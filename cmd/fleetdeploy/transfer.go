@@ -111,7 +111,11 @@ func (g *globals) decide(art *build.Artifact, old *build.Manifest, dirty, shared
 	if err != nil {
 		return decision{}, fmt.Errorf("making the payload: %w", err)
 	}
-	return decision{steps.Payload{Open: p.Open, Copy: copyReused, Skip: p.Skip, Gzip: p.Gzip, ManifestSum: art.ManifestSum, Sent: p.Sent, Size: p.Size}, p.Reuse}, nil
+	sp := steps.Payload{Open: p.Open, Copy: copyReused, Skip: p.Skip, Gzip: p.Gzip, ManifestSum: art.ManifestSum, Sent: p.Sent, Size: p.Size}
+	if !p.Gzip {
+		sp.Window = g.window
+	}
+	return decision{sp, p.Reuse}, nil
 }
 
 // brief lists a few paths, and how many more.

@@ -63,6 +63,7 @@ func (g *globals) up(ctx context.Context, envName string, dryRun bool) error {
 	}
 	art := r.art
 	defer func() { art.Remove() }()
+	g.window = paceWindow(f.farthestRTT())
 	if rtt := f.nearestRTT(); !g.compress && g.compressWhole(rtt) {
 		g.compress = true
 		fmt.Fprintf(g.stdout, "the nearest host is %s away: a whole build is sent gzipped (--compress=false: never)\n", rtt.Round(time.Millisecond))
