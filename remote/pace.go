@@ -16,8 +16,8 @@ import (
 // docs/REDEPLOY.md).
 type Pace struct {
 	// Window is how many bytes may be sent beyond the last count Read
-	// returned. It must exceed the command's reporting interval, or both
-	// sides wait for each other.
+	// returned. It must exceed the command's reporting interval by 32 KiB
+	// (a read waits for that much room), or both sides wait for each other.
 	Window int64
 	// Read recognises a line of the command's stderr that reports the bytes
 	// of input it has read so far. Such lines are not passed on to Stderr,
@@ -43,9 +43,16 @@ func newPacedReader(r io.Reader, window int64) *pacedReader {
 	return p
 }
 
+// minChunk is the least a read waits for room for (unless asked for less):
+// an SSH packet's worth. Reads cut to whatever room is left would send the
+// upload in packets smaller than SSH's 32 KiB, each with its own header,
+// MAC and wake-ups on both ends.
+const minChunk = 32 << 10
+
 func (p *pacedReader) Read(b []byte) (int, error) {
+	need := min(int64(len(b)), minChunk, p.window)
 	p.mu.Lock()
-	for !p.closed && p.sent-p.acked >= p.window {
+	for !p.closed && p.window-(p.sent-p.acked) < need {
 		p.cond.Wait()
 	}
 	if p.closed {

@@ -122,7 +122,7 @@ func TestRunPacedCommandEndsEarly(t *testing.T) {
 	start := time.Now()
 	_, err := c.Run(ctx, remote.Cmd{
 		Args:  []string{"sh", "-c", `echo test-read:1 >&2; echo "no space left" >&2; exit 3`},
-		Stdin: io.LimitReader(zeros{}, 64<<20),
+		Stdin: io.LimitReader(endless{}, 64<<20),
 		Pace:  &remote.Pace{Window: 256 << 10, Read: tarProgress},
 	})
 	var x *remote.ExitError
@@ -137,9 +137,20 @@ func TestRunPacedCommandEndsEarly(t *testing.T) {
 	}
 }
 
-type zeros struct{}
-
-func (zeros) Read(p []byte) (int, error) {
-	clear(p)
-	return len(p), nil
+// Uploads are paced to OpenSSH hosts only (cmd/fleetdeploy): the server's
+// identification tells them apart.
+func TestServerVersion(t *testing.T) {
+	for name, start := range hosts(t) {
+		t.Run(name, func(t *testing.T) {
+			c, err := remote.Dial(t.Context(), start(t).cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			v := c.ServerVersion()
+			if openssh := strings.HasPrefix(v, "SSH-2.0-OpenSSH_"); openssh != (name == "openssh") || !strings.HasPrefix(v, "SSH-2.0-") {
+				t.Errorf("%s host: server version %q", name, v)
+			}
+		})
+	}
 }

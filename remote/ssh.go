@@ -89,6 +89,10 @@ type Client struct {
 // connect took (which a busy client can stretch).
 func (c *Client) ConnectRTT() time.Duration { return c.rtt }
 
+// ServerVersion is the identification the host's SSH server sent, such as
+// "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3".
+func (c *Client) ServerVersion() string { return string(c.ssh.ServerVersion()) }
+
 var _ Host = (*Client)(nil)
 
 // Dial connects to a host, verifies its key against known_hosts, authenticates

@@ -345,7 +345,7 @@ type Payload struct {
 	Size        int64 // bytes sent, for display
 	// Window, when not 0, paces an uncompressed payload: at most this many
 	// bytes ahead of what the host's tar reports having read (see
-	// remote.Pace). It must be more than tarReport.
+	// remote.Pace). Prepare makes it at least 2 tarReports.
 	Window int64
 	// Redo, when set, gives the payload to send instead when the host finds
 	// reused files changed or removed by hand since its live build was made

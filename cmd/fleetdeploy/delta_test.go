@@ -314,6 +314,17 @@ func TestPaceWindow(t *testing.T) {
 	}
 }
 
+// Only OpenSSH hosts get a paced upload.
+func TestFleetWindow(t *testing.T) {
+	f := &fleet{openssh: map[string]bool{"web1": true, "sandbox1": false}}
+	if got := f.window("web1", 300); got != 300 {
+		t.Errorf("OpenSSH host: window %d, want 300", got)
+	}
+	if got := f.window("sandbox1", 300); got != 0 {
+		t.Errorf("other server: window %d, want 0 (not paced)", got)
+	}
+}
+
 func TestCompressWholeBuildsOnSlowLinksOnly(t *testing.T) {
 	for _, c := range []struct {
 		set, compress bool

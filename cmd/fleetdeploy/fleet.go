@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -19,6 +20,20 @@ type fleet struct {
 	env   *inventory.Environment
 	conns map[string]remote.Host
 	rtts  []time.Duration // each connected host's TCP connect time
+	// openssh: the hosts whose SSH server says it is OpenSSH (see window).
+	openssh map[string]bool
+}
+
+// window is steps.Payload.Window for a host: uncompressed uploads are paced
+// (w) to OpenSSH hosts only. Pacing works around OpenSSH's sshd, which
+// grows its buffer by copying it for every packet it holds; the sandbox's
+// server (x/crypto) keeps one buffer, and there the wait for tar's reports
+// only costs time (200 sandbox hosts: a first deploy 7-9% slower paced).
+func (f *fleet) window(host string, w int64) int64 {
+	if !f.openssh[host] {
+		return 0
+	}
+	return w
 }
 
 // slowLinkRTT is the round trip from which a link counts as slow (a WAN, not
@@ -65,7 +80,7 @@ func (f *fleet) Close() {
 // for each host as soon as it is connected, outside the handshake bound, so
 // that the first hosts' work overlaps the last hosts' handshakes.
 func (g *globals) connect(ctx context.Context, env *inventory.Environment, partial bool, then func(i int, c remote.Host)) (*fleet, map[string]error, error) {
-	f := &fleet{env: env, conns: map[string]remote.Host{}}
+	f := &fleet{env: env, conns: map[string]remote.Host{}, openssh: map[string]bool{}}
 	var mu sync.Mutex
 	failed := map[string]error{}
 	var errs []error
@@ -95,6 +110,7 @@ func (g *globals) connect(ctx context.Context, env *inventory.Environment, parti
 			}
 			f.conns[h.Name] = c
 			f.rtts = append(f.rtts, c.ConnectRTT())
+			f.openssh[h.Name] = strings.HasPrefix(c.ServerVersion(), "SSH-2.0-OpenSSH")
 			mu.Unlock()
 			if then != nil {
 				then(i, c)

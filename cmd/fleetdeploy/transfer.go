@@ -56,6 +56,8 @@ func (g *globals) payloads(ctx context.Context, f *fleet, env *inventory.Environ
 			decided[key] = d
 		}
 		sp := d.p
+		window := f.window(t.Host.Name, g.window)
+		sp.Window = window
 		if d.reuse {
 			sp.From = st.Latest
 			// The host checks the files reused against their record, under
@@ -80,6 +82,7 @@ func (g *globals) payloads(ctx context.Context, f *fleet, env *inventory.Environ
 					return steps.Payload{}, err
 				}
 				p := d.p
+				p.Window = window
 				if d.reuse {
 					p.From = latest
 				}
@@ -111,11 +114,7 @@ func (g *globals) decide(art *build.Artifact, old *build.Manifest, dirty, shared
 	if err != nil {
 		return decision{}, fmt.Errorf("making the payload: %w", err)
 	}
-	sp := steps.Payload{Open: p.Open, Copy: copyReused, Skip: p.Skip, Gzip: p.Gzip, ManifestSum: art.ManifestSum, Sent: p.Sent, Size: p.Size}
-	if !p.Gzip {
-		sp.Window = g.window
-	}
-	return decision{sp, p.Reuse}, nil
+	return decision{steps.Payload{Open: p.Open, Copy: copyReused, Skip: p.Skip, Gzip: p.Gzip, ManifestSum: art.ManifestSum, Sent: p.Sent, Size: p.Size}, p.Reuse}, nil
 }
 
 // brief lists a few paths, and how many more.
