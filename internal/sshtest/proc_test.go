@@ -58,7 +58,9 @@ int main(void) {
 		if time.Now().After(deadline) {
 			t.Fatalf("no vfork parent with a stopped child: %+v", tree)
 		}
-		time.Sleep(time.Millisecond)
+		// Nothing signals a process's state: poll /proc, as waitAll does.
+		poll := time.NewTimer(time.Millisecond)
+		<-poll.C
 	}
 	start := time.Now()
 	if _, err := stopTree(parent); err != nil {
