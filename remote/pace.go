@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"sync"
+	"time"
 )
 
 // Pace holds a command's input back to a window ahead of what the command
@@ -23,24 +24,39 @@ type Pace struct {
 	// of input it has read so far. Such lines are not passed on to Stderr,
 	// nor kept for the error message.
 	Read func(line []byte) (n int64, ok bool)
+	// Stall is how long the input may wait for a report before pacing is
+	// given up for the rest of the stream (default 2 s): a command that
+	// stops reporting, or never did (another tar), must not hang the upload.
+	Stall time.Duration
 }
 
-// pacedReader passes on r's bytes at most window ahead of acked.
+// pacedReader passes on r's bytes at most window ahead of acked, until a
+// wait for room outlasts stall: then it no longer holds anything back.
 type pacedReader struct {
 	r      io.Reader
 	window int64
+	stall  time.Duration
 
 	mu     sync.Mutex
 	cond   *sync.Cond
 	sent   int64
 	acked  int64
 	closed bool
+	off    bool // pacing given up
 }
 
-func newPacedReader(r io.Reader, window int64) *pacedReader {
-	p := &pacedReader{r: r, window: window}
+func newPacedReader(r io.Reader, window int64, stall time.Duration) *pacedReader {
+	if stall <= 0 {
+		stall = 2 * time.Second
+	}
+	p := &pacedReader{r: r, window: window, stall: stall}
 	p.cond = sync.NewCond(&p.mu)
 	return p
+}
+
+// full reports whether there is less room than need; p.mu held.
+func (p *pacedReader) full(need int64) bool {
+	return !p.off && !p.closed && p.window-(p.sent-p.acked) < need
 }
 
 // minChunk is the least a read waits for room for (unless asked for less):
@@ -52,14 +68,25 @@ const minChunk = 32 << 10
 func (p *pacedReader) Read(b []byte) (int, error) {
 	need := min(int64(len(b)), minChunk, p.window)
 	p.mu.Lock()
-	for !p.closed && p.window-(p.sent-p.acked) < need {
+	for p.full(need) {
+		// Each wait gets stall to see a report come in.
+		acked := p.acked
+		t := time.AfterFunc(p.stall, func() {
+			p.mu.Lock()
+			if p.acked == acked {
+				p.off = true
+				p.cond.Broadcast()
+			}
+			p.mu.Unlock()
+		})
 		p.cond.Wait()
+		t.Stop()
 	}
 	if p.closed {
 		p.mu.Unlock()
 		return 0, io.EOF
 	}
-	if room := p.window - (p.sent - p.acked); int64(len(b)) > room {
+	if room := p.window - (p.sent - p.acked); !p.off && int64(len(b)) > room {
 		b = b[:room]
 	}
 	p.mu.Unlock()

@@ -137,6 +137,27 @@ func TestRunPacedCommandEndsEarly(t *testing.T) {
 	}
 }
 
+// A paced command that never reports (here cat, where tar was expected) gets
+// its whole input all the same, once a wait for a report has outlasted Stall.
+func TestRunPacedWithoutReports(t *testing.T) {
+	c, h := dialOpenSSH(t)
+	data := bytes.Repeat([]byte("0123456789abcdef"), 64<<10) // 1 MiB
+	out := filepath.Join(h.Root, "copy")
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	_, err := c.Run(ctx, remote.Cmd{
+		Args:  []string{"sh", "-c", `cat > "$1"`, "sh", out},
+		Stdin: bytes.NewReader(data),
+		Pace:  &remote.Pace{Window: 256 << 10, Read: tarProgress, Stall: 200 * time.Millisecond},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(out); err != nil || !bytes.Equal(got, data) {
+		t.Errorf("%d bytes arrived (%v), want %d", len(got), err, len(data))
+	}
+}
+
 // Uploads are paced to OpenSSH hosts only (cmd/fleetdeploy): the server's
 // identification tells them apart.
 func TestServerVersion(t *testing.T) {

@@ -344,7 +344,7 @@ func (c *Client) Run(ctx context.Context, cmd Cmd) ([]byte, error) {
 	var paced *pacedReader
 	var progress *lineFilter
 	if cmd.Pace != nil && cmd.Stdin != nil {
-		paced = newPacedReader(cmd.Stdin, cmd.Pace.Window)
+		paced = newPacedReader(cmd.Stdin, cmd.Pace.Window, cmd.Pace.Stall)
 		progress = &lineFilter{w: s.Stderr, drop: func(line []byte) bool {
 			n, ok := cmd.Pace.Read(line)
 			if ok {
