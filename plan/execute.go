@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -26,7 +27,7 @@ const (
 	Output  // a line or chunk of a hook's output
 	Swapped // a host's latest was switched (or failed to be)
 	Undoing // a step is being undone after a failure
-	Barrier // every host is prepared; the swaps are released next
+	BarrierReached // every host is prepared; the swaps are released next
 )
 
 // Event is what the scheduler tells its observer; the CLI renders it, and a
@@ -104,10 +105,10 @@ func (r *run) emit(e Event) {
 	r.o.Observe(e)
 }
 
-// Execute runs a plan: locks, prepares every host, waits at the barrier, cuts
-// over all hosts together, then finishes. Any failure before the barrier undoes
-// everything on every host; a failure during the cutover switches back the
-// hosts that switched.
+// Execute runs a plan, phase by phase: locks, prepares every host, waits at
+// the barrier, cuts over all hosts together, then finishes. Any failure
+// before the barrier undoes everything on every host; a failure during the
+// cutover switches back the hosts that switched.
 func Execute(ctx context.Context, p *Plan, hosts map[string]remote.Host, o Options) (*Result, error) {
 	if o.Now == nil {
 		o.Now = time.Now
@@ -119,50 +120,50 @@ func Execute(ctx context.Context, p *Plan, hosts map[string]remote.Host, o Optio
 		o.CutoverTimeout = 30 * time.Second
 	}
 	r := &run{p: p, hosts: hosts, o: o, done: map[string][]steps.Step{}}
-
-	if err := r.lock(ctx); err != nil {
-		return nil, r.abort(ctx, err)
-	}
-	if err := r.parallel(ctx, p.Prepare, true); err != nil {
-		return nil, r.abort(ctx, err)
-	}
-	if ctx.Err() != nil {
-		return nil, r.abort(ctx, nil)
-	}
-	// The barrier: every host is prepared. From here on Ctrl-C no longer stops
-	// the run; it finishes or switches back.
-	r.emit(Event{Kind: Barrier, Phase: "barrier"})
-	res, err := r.cutover(context.WithoutCancel(ctx))
-	if err != nil {
-		return res, err
-	}
-	if err := r.parallel(context.WithoutCancel(ctx), p.Finish, false); err != nil {
-		return res, &FinishError{Err: err}
+	res := &Result{}
+	for i := range p.Phases {
+		ph := &p.Phases[i]
+		switch ph.Policy {
+		case Undone:
+			for _, wave := range ph.Waves {
+				if err := r.parallel(ctx, ph, wave, true); err != nil {
+					return nil, r.abort(ctx, err)
+				}
+			}
+		case Barrier:
+			if ctx.Err() != nil {
+				return nil, r.abort(ctx, nil)
+			}
+			// Every host is prepared. From here on Ctrl-C no longer stops
+			// the run; it finishes or switches back.
+			r.emit(Event{Kind: BarrierReached, Phase: ph.Name})
+			ctx = context.WithoutCancel(ctx)
+		case Switch:
+			swaps, err := r.cutover(ctx, ph)
+			res.Swaps = append(res.Swaps, swaps...)
+			if err != nil {
+				return res, err
+			}
+		case Reported:
+			var errs []error
+			for _, wave := range ph.Waves {
+				if err := r.parallel(ctx, ph, wave, false); err != nil {
+					errs = append(errs, err)
+				}
+			}
+			if len(errs) > 0 {
+				return res, &FinishError{Err: errors.Join(errs...)}
+			}
+		}
 	}
 	return res, nil
 }
 
-// lock takes the first host's lock alone, then the others together.
-func (r *run) lock(ctx context.Context) error {
-	if len(r.p.LockOrder) == 0 {
-		return nil
-	}
-	first := r.p.LockOrder[0]
-	if err := r.hostSteps(ctx, r.p.Lock.Name, first, r.p.Lock.Steps[first], true); err != nil {
-		return JoinHostErrors([]error{err})
-	}
-	rest := Phase{Name: r.p.Lock.Name, Steps: map[string][]steps.Step{}}
-	for _, h := range r.p.LockOrder[1:] {
-		rest.Steps[h] = r.p.Lock.Steps[h]
-	}
-	return r.parallel(ctx, rest, true)
-}
-
-// parallel runs each host's steps of a phase, hosts concurrently. With
-// failFast, the first failure cancels the other hosts (their cancellation is
-// not reported as an error of theirs); otherwise every step runs on every host
-// and every failure is reported.
-func (r *run) parallel(ctx context.Context, ph Phase, failFast bool) error {
+// parallel runs the steps of a phase of some hosts (a wave), hosts
+// concurrently. With failFast, the first failure cancels the other hosts
+// (their cancellation is not reported as an error of theirs); otherwise every
+// step runs on every host and every failure is reported.
+func (r *run) parallel(ctx context.Context, ph *Phase, hosts []string, failFast bool) error {
 	gctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	errFailed := errors.New("another host failed")
@@ -172,7 +173,7 @@ func (r *run) parallel(ctx context.Context, ph Phase, failFast bool) error {
 	}
 	var mu sync.Mutex
 	var errs []error
-	for _, host := range r.p.Hosts {
+	for _, host := range hosts {
 		list, ok := ph.Steps[host]
 		if !ok {
 			continue
@@ -220,7 +221,7 @@ func (r *run) hostSteps(ctx context.Context, phase, host string, list []steps.St
 			r.emit(Event{Kind: Output, Phase: phase, Host: host, Step: s.Name, Text: line})
 		}}
 		err := steps.RunOps(ctx, h, s.Ops, out, func(op steps.Op) {
-			r.emit(Event{Kind: OpStarted, Phase: phase, Host: host, Step: s.Name, Op: op.Desc})
+			r.emit(Event{Kind: OpStarted, Phase: phase, Host: host, Step: s.Name, Op: steps.Describe(op)})
 		})
 		out.Flush()
 		if err != nil {
@@ -291,22 +292,29 @@ func (r *run) undoAll(hosts []string) error {
 	return JoinHostErrors(errs)
 }
 
-// cutover releases every host's swap at once and, if any fails, switches the
-// others back.
-func (r *run) cutover(ctx context.Context) (*Result, error) {
+// cutover releases every host's steps of a Switch phase at once and, if any
+// fails, switches the others back.
+func (r *run) cutover(ctx context.Context, ph *Phase) ([]Swap, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.o.CutoverTimeout)
 	defer cancel()
-	res := &Result{Swaps: make([]Swap, len(r.p.Hosts))}
+	var hosts []string
+	for _, wave := range ph.Waves {
+		hosts = append(hosts, wave...)
+	}
+	swaps := make([]Swap, len(hosts))
 	start := make(chan struct{})
 	var wg sync.WaitGroup
-	for i, host := range r.p.Hosts {
-		swap := r.p.Cutover.Steps[host]
-		res.Swaps[i].Host = host
+	for i, host := range hosts {
+		swaps[i].Host = host
 		wg.Go(func() {
+			var ops []steps.Op
+			for _, s := range ph.Steps[host] {
+				ops = append(ops, s.Ops...)
+			}
 			<-start
-			s := &res.Swaps[i]
+			s := &swaps[i]
 			s.Sent = r.o.Now()
-			s.Err = steps.RunOps(ctx, r.hosts[host], swap[0].Ops, nil, nil)
+			s.Err = steps.RunOps(ctx, r.hosts[host], ops, nil, nil)
 			s.Ack = r.o.Now()
 			s.Unknown = s.Err != nil && (errors.Is(s.Err, remote.ErrConnLost) || ctx.Err() != nil)
 		})
@@ -314,15 +322,19 @@ func (r *run) cutover(ctx context.Context) (*Result, error) {
 	close(start)
 	wg.Wait()
 	var failed []error
-	for _, s := range res.Swaps {
-		r.emit(Event{Kind: OpStarted, Phase: r.p.Cutover.Name, Host: s.Host, Step: "switching latest", Op: r.p.Cutover.Steps[s.Host][0].Ops[0].Desc})
-		r.emit(Event{Kind: Swapped, Phase: r.p.Cutover.Name, Host: s.Host, Step: "switching latest", Err: s.Err})
+	for _, s := range swaps {
+		for _, st := range ph.Steps[s.Host] {
+			for _, op := range st.Ops {
+				r.emit(Event{Kind: OpStarted, Phase: ph.Name, Host: s.Host, Step: st.Name, Op: steps.Describe(op)})
+			}
+			r.emit(Event{Kind: Swapped, Phase: ph.Name, Host: s.Host, Step: st.Name, Err: s.Err})
+		}
 		if s.Err != nil {
-			failed = append(failed, &HostError{Host: s.Host, Step: "switching latest", Err: s.Err})
+			failed = append(failed, &HostError{Host: s.Host, Step: stepNames(ph.Steps[s.Host]), Err: s.Err})
 		}
 	}
 	if len(failed) == 0 {
-		return res, nil
+		return swaps, nil
 	}
 	// Switch back every host that switched; leave unknown hosts as they are.
 	cerr := &CutoverError{Env: r.p.Env}
@@ -331,19 +343,19 @@ func (r *run) cutover(ctx context.Context) (*Result, error) {
 	defer rcancel()
 	var mu sync.Mutex
 	var wg2 sync.WaitGroup
-	for _, s := range res.Swaps {
+	for _, s := range swaps {
 		switch {
 		case s.Unknown:
-			mu.Lock()
 			cerr.Unknown = append(cerr.Unknown, s.Host)
-			mu.Unlock()
 		case s.Err != nil:
-			mu.Lock()
 			undo = append(undo, s.Host) // definitely still on the old build
-			mu.Unlock()
 		default:
 			wg2.Go(func() {
-				err := steps.RunOps(rctx, r.hosts[s.Host], r.p.Cutover.Steps[s.Host][0].Undo, nil, nil)
+				list := ph.Steps[s.Host]
+				var err error
+				for i := len(list) - 1; i >= 0 && err == nil; i-- {
+					err = steps.RunOps(rctx, r.hosts[s.Host], list[i].Undo, nil, nil)
+				}
 				mu.Lock()
 				defer mu.Unlock()
 				if err != nil {
@@ -357,11 +369,22 @@ func (r *run) cutover(ctx context.Context) (*Result, error) {
 		}
 	}
 	wg2.Wait()
+	slices.Sort(cerr.Unknown)
+	slices.Sort(cerr.Reverted)
 	if err := r.undoAll(undo); err != nil {
 		failed = append(failed, err)
 	}
 	cerr.Err = JoinHostErrors(failed)
-	return res, cerr
+	return swaps, cerr
+}
+
+// stepNames names a host's steps of a phase, for an error.
+func stepNames(list []steps.Step) string {
+	names := make([]string, len(list))
+	for i, s := range list {
+		names[i] = s.Name
+	}
+	return strings.Join(names, ", ")
 }
 
 // lineWriter turns a stream into lines for Output events, bounding each line.

@@ -35,31 +35,36 @@ func (h nopHost) Lstat(context.Context, string) (fs.FileInfo, error) { return ni
 func (h nopHost) ReadDir(context.Context, string) ([]string, error)  { return nil, fs.ErrNotExist }
 func (h nopHost) Close() error                                       { return nil }
 
+// fnOp is an op that runs a function.
+type fnOp func(ctx context.Context) error
+
+func (f fnOp) Calls() []remote.Call                                      { return nil }
+func (f fnOp) Run(ctx context.Context, _ remote.Host, _ io.Writer) error { return f(ctx) }
+
 // Two hosts fail at about the same time: the one whose failure is noticed
 // second (after the first cancelled the phase) is still reported, because
 // its command exited on its own; a host merely stopped is not.
 func TestEveryRealFailureIsReported(t *testing.T) {
 	failed, bStarted := make(chan struct{}), make(chan struct{})
-	op := func(run func(ctx context.Context) error) steps.Op {
-		return steps.Op{Desc: "op", Run: func(ctx context.Context, _ remote.Host, _ io.Writer) error { return run(ctx) }}
-	}
-	p := &Plan{Action: "deploy", Env: "test", Hosts: []string{"a", "b", "c"}, Prepare: newPhase("preparing"),
-		Lock: newPhase("locking"), Cutover: newPhase("cutting over"), Finish: newPhase("finishing")}
-	p.Prepare.Steps["a"] = []steps.Step{{Name: "hook", Ops: []steps.Op{op(func(context.Context) error {
+	op := func(run func(ctx context.Context) error) steps.Op { return fnOp(run) }
+	prepare := newPhase("preparing", Undone, []string{"a", "b", "c"})
+	p := &Plan{Action: "deploy", Env: "test", Hosts: []string{"a", "b", "c"}}
+	prepare.Steps["a"] = []steps.Step{{Name: "hook", Ops: []steps.Op{op(func(context.Context) error {
 		<-bStarted
 		close(failed)
 		return &remote.ExitError{Status: 7, Stderr: "a broke"}
 	})}}}
-	p.Prepare.Steps["b"] = []steps.Step{{Name: "hook", Ops: []steps.Op{op(func(ctx context.Context) error {
+	prepare.Steps["b"] = []steps.Step{{Name: "hook", Ops: []steps.Op{op(func(ctx context.Context) error {
 		close(bStarted)
 		<-failed
 		<-ctx.Done() // noticed after a's failure cancelled the phase
 		return &remote.ExitError{Status: 7, Stderr: "b broke"}
 	})}}}
-	p.Prepare.Steps["c"] = []steps.Step{{Name: "hook", Ops: []steps.Op{op(func(ctx context.Context) error {
+	prepare.Steps["c"] = []steps.Step{{Name: "hook", Ops: []steps.Op{op(func(ctx context.Context) error {
 		<-ctx.Done()
 		return ctx.Err()
 	})}}}
+	p.Phases = []Phase{*prepare}
 	hosts := map[string]remote.Host{"a": nopHost{"a"}, "b": nopHost{"b"}, "c": nopHost{"c"}}
 	_, err := Execute(t.Context(), p, hosts, Options{})
 	if err == nil {

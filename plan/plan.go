@@ -15,7 +15,7 @@ import (
 	"github.com/fleetdeploy/fleetdeploy/steps"
 )
 
-// Plan is everything a run will do, per phase and per host.
+// Plan is everything a run will do, phase by phase and host by host.
 type Plan struct {
 	Action  string // "deploy" or "rollback"
 	Env     string
@@ -23,27 +23,90 @@ type Plan struct {
 	Release string   // the build that goes live
 	Hosts   []string // inventory order
 
-	// LockOrder is the order locks are taken: the first host alone, then the
-	// rest together, so two concurrent runs cannot each hold half the fleet.
-	LockOrder []string
-
-	Lock    Phase // taking the deploy lock
-	Prepare Phase // everything that can fail before any host switches
-	Cutover Phase // after the barrier: one rename per host, released together
-	Finish  Phase // after the cutover; failures here never switch back
+	// Phases run in order; the barrier is a phase of its own.
+	Phases []Phase
 
 	Notes []string // things worth telling the user (kept builds, skipped ones)
 }
 
+// Policy says how a phase runs and what a failure in it means.
+type Policy int
+
+const (
+	// Undone phases come before the barrier: the first failure on any host
+	// stops the others, and everything done on every host is undone.
+	Undone Policy = iota
+	// Barrier waits for every host to be prepared; from there on Ctrl-C no
+	// longer stops the run, which finishes or switches back.
+	Barrier
+	// Switch is the cutover: every host's steps are released at once and
+	// timed; a failure switches the hosts that switched back.
+	Switch
+	// Reported phases come after the cutover: every step runs on every host,
+	// and failures are reported; nothing switches back.
+	Reported
+)
+
 // Phase holds each host's steps for one phase.
 type Phase struct {
-	Name  string
+	Name   string
+	Policy Policy
+	// Waves are the hosts in the order they run: each wave once the one
+	// before has finished, the hosts of a wave concurrently.
+	Waves [][]string
 	Steps map[string][]steps.Step
 }
 
-func newPhase(name string) Phase { return Phase{Name: name, Steps: map[string][]steps.Step{}} }
+func newPhase(name string, policy Policy, waves ...[]string) *Phase {
+	return &Phase{Name: name, Policy: policy, Waves: waves, Steps: map[string][]steps.Step{}}
+}
 
 func (ph *Phase) add(host string, s ...steps.Step) { ph.Steps[host] = append(ph.Steps[host], s...) }
+
+// Phase returns the phase with this name (nil when there is none).
+func (p *Plan) Phase(name string) *Phase {
+	for i := range p.Phases {
+		if p.Phases[i].Name == name {
+			return &p.Phases[i]
+		}
+	}
+	return nil
+}
+
+// Walk visits the plan in the order Execute runs it: each phase (with host
+// ""), then the hosts of its waves in order, with their steps. Print is a
+// walk; Execute runs the same phases and waves.
+func (p *Plan) Walk(visit func(ph *Phase, host string, list []steps.Step)) {
+	for i := range p.Phases {
+		ph := &p.Phases[i]
+		visit(ph, "", nil)
+		for _, h := range ph.Hosts() {
+			if list, ok := ph.Steps[h]; ok {
+				visit(ph, h, list)
+			}
+		}
+	}
+}
+
+// Hosts lists the phase's hosts in the order of its waves.
+func (ph *Phase) Hosts() []string {
+	var out []string
+	for _, w := range ph.Waves {
+		out = append(out, w...)
+	}
+	return out
+}
+
+// Ops lists every operation of a phase for one host, as Print shows them.
+func (ph *Phase) Ops(host string) []string {
+	var out []string
+	for _, s := range ph.Steps[host] {
+		for _, op := range s.Ops {
+			out = append(out, steps.Describe(op))
+		}
+	}
+	return out
+}
 
 // Target is one host of the environment with its state as read.
 type Target struct {
@@ -63,41 +126,41 @@ func Deploy(env *inventory.Environment, targets []Target, release string, b Buil
 	if err := refuse(env, targets, true); err != nil {
 		return nil, err
 	}
-	p := newPlan("deploy", env, targets, release)
+	p, ph := newPlan("deploy", env, targets, release)
 	for i, t := range targets {
 		name, l, st := t.Host.Name, steps.Layout{Root: t.Host.Root}, t.State
-		p.Lock.add(name, steps.Lock(l, lockHolder(by, "up", release, now), st.Fingerprint()))
+		ph.lock.add(name, steps.Lock(l, lockHolder(by, "up", release, now), st.Fingerprint()))
 
 		if st.Latest != "" && !st.WentLive(st.Latest) {
-			p.Prepare.add(name, steps.Record(l, steps.HistoryEntry{Time: now, Action: "observed", Release: st.Latest, By: by}))
+			ph.prepare.add(name, steps.Record(l, steps.HistoryEntry{Time: now, Action: "observed", Release: st.Latest, By: by}))
 		}
 		if s, ok := steps.Leftovers(l, st); ok {
-			p.Prepare.add(name, s)
+			ph.prepare.add(name, s)
 		}
 		marker := steps.Marker{Release: release, Checksum: b.Checksum, Previous: st.Latest, Created: now.UTC().Format(time.RFC3339), By: by}
-		p.Prepare.add(name, steps.Prepare(l, marker, b.Payloads[name], env.Shared))
+		ph.prepare.add(name, steps.Prepare(l, marker, b.Payloads[name], env.Shared))
 		hookEnv := steps.HookEnv(t.Host.Root, release, st.Latest)
 		for _, hk := range hooksFor(env.Hooks.BeforeCutover, i) {
-			p.Prepare.add(name, steps.Hook(l, "before_cutover", release, hk, hookEnv))
+			ph.prepare.add(name, steps.Hook(l, "before_cutover", release, hk, hookEnv))
 		}
-		p.Prepare.add(name, steps.Stage(l, release, st.Latest))
+		ph.prepare.add(name, steps.Stage(l, release, st.Latest))
 
-		p.Cutover.add(name, steps.Swap(l, st.Latest != ""))
+		ph.cutover.add(name, steps.Swap(l, st.Latest != ""))
 
-		p.Finish.add(name, steps.Record(l, steps.HistoryEntry{Time: now, Action: "deploy", Release: release, By: by}))
+		ph.finish.add(name, steps.Record(l, steps.HistoryEntry{Time: now, Action: "deploy", Release: release, By: by}))
 		for _, hk := range hooksFor(env.Hooks.AfterCutover, i) {
-			p.Finish.add(name, steps.Hook(l, "after_cutover", release, hk, hookEnv))
+			ph.finish.add(name, steps.Hook(l, "after_cutover", release, hk, hookEnv))
 		}
 		remove, notes := cleanup(st, release, env.Keep)
 		for _, n := range notes {
 			p.Notes = append(p.Notes, name+": "+n)
 		}
 		if s, ok := steps.Cleanup(l, remove); ok {
-			p.Finish.add(name, s)
+			ph.finish.add(name, s)
 		}
-		p.Finish.add(name, steps.Unlock(l, lockHolder(by, "up", release, now)))
+		ph.finish.add(name, steps.Unlock(l, lockHolder(by, "up", release, now)))
 	}
-	return p, nil
+	return ph.done(p), nil
 }
 
 // Rollback plans a coordinated switch of every host to one earlier build: to,
@@ -111,46 +174,59 @@ func Rollback(env *inventory.Environment, targets []Target, to string, by string
 	if err != nil {
 		return nil, err
 	}
-	p := newPlan("rollback", env, targets, release)
+	p, ph := newPlan("rollback", env, targets, release)
 	for i, t := range targets {
 		name, l, st := t.Host.Name, steps.Layout{Root: t.Host.Root}, t.State
 		holder := lockHolder(by, "rollback", release, now)
-		p.Lock.add(name, steps.Lock(l, holder, st.Fingerprint()))
+		ph.lock.add(name, steps.Lock(l, holder, st.Fingerprint()))
 		if st.Latest != "" && !st.WentLive(st.Latest) {
-			p.Prepare.add(name, steps.Record(l, steps.HistoryEntry{Time: now, Action: "observed", Release: st.Latest, By: by}))
+			ph.prepare.add(name, steps.Record(l, steps.HistoryEntry{Time: now, Action: "observed", Release: st.Latest, By: by}))
 		}
-		p.Prepare.add(name, steps.Stage(l, release, st.Latest))
-		p.Cutover.add(name, steps.Swap(l, st.Latest != ""))
-		p.Finish.add(name, steps.Record(l, steps.HistoryEntry{Time: now, Action: "rollback", Release: release, By: by}))
+		ph.prepare.add(name, steps.Stage(l, release, st.Latest))
+		ph.cutover.add(name, steps.Swap(l, st.Latest != ""))
+		ph.finish.add(name, steps.Record(l, steps.HistoryEntry{Time: now, Action: "rollback", Release: release, By: by}))
 		hookEnv := steps.HookEnv(t.Host.Root, release, st.Latest)
 		for _, hk := range hooksFor(env.Hooks.AfterCutover, i) {
-			p.Finish.add(name, steps.Hook(l, "after_cutover", release, hk, hookEnv))
+			ph.finish.add(name, steps.Hook(l, "after_cutover", release, hk, hookEnv))
 		}
-		p.Finish.add(name, steps.Unlock(l, holder))
+		ph.finish.add(name, steps.Unlock(l, holder))
 	}
-	return p, nil
+	return ph.done(p), nil
 }
 
-func newPlan(action string, env *inventory.Environment, targets []Target, release string) *Plan {
-	p := &Plan{
-		Action:  action,
-		Env:     env.Name,
-		App:     env.App,
-		Release: release,
-		Lock:    newPhase("locking"),
-		Prepare: newPhase("preparing"),
-		Cutover: newPhase("cutting over"),
-		Finish:  newPhase("finishing"),
-	}
+// phases are the phases of a deploy or a rollback, filled host by host.
+type phases struct{ lock, prepare, cutover, finish *Phase }
+
+// done puts the phases into p, the barrier between prepare and cutover.
+func (ph phases) done(p *Plan) *Plan {
+	barrier := newPhase("barrier", Barrier)
+	p.Phases = []Phase{*ph.lock, *ph.prepare, *barrier, *ph.cutover, *ph.finish}
+	return p
+}
+
+func newPlan(action string, env *inventory.Environment, targets []Target, release string) (*Plan, phases) {
+	p := &Plan{Action: action, Env: env.Name, App: env.App, Release: release}
 	byKey := slices.Clone(targets)
 	slices.SortFunc(byKey, func(a, b Target) int { return cmp.Compare(a.Host.Key(), b.Host.Key()) })
 	for _, t := range targets {
 		p.Hosts = append(p.Hosts, t.Host.Name)
 	}
+	var lockOrder []string
 	for _, t := range byKey {
-		p.LockOrder = append(p.LockOrder, t.Host.Name)
+		lockOrder = append(lockOrder, t.Host.Name)
 	}
-	return p
+	// Locks: the first host alone, then the rest together, so that two
+	// concurrent runs cannot each hold half the fleet.
+	var lockWaves [][]string
+	if len(lockOrder) > 0 {
+		lockWaves = [][]string{lockOrder[:1], lockOrder[1:]}
+	}
+	return p, phases{
+		lock:    newPhase("locking", Undone, lockWaves...),
+		prepare: newPhase("preparing", Undone, p.Hosts),
+		cutover: newPhase("cutting over", Switch, p.Hosts),
+		finish:  newPhase("finishing", Reported, p.Hosts),
+	}
 }
 
 // hooksFor drops `once` hooks on every host but the first in inventory order.

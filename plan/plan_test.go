@@ -127,12 +127,12 @@ func TestDeployPlanGolden(t *testing.T) {
 	var b bytes.Buffer
 	Print(&b, p)
 	golden(t, b.Bytes())
-	if p.LockOrder[0] != "web1.example.com" {
-		t.Errorf("lock order %v: want sorted by user@address:port", p.LockOrder)
+	if w := p.Phase("locking").Waves; w[0][0] != "web1.example.com" {
+		t.Errorf("lock order %v: want sorted by user@address:port", w)
 	}
 	// The once hook is planned on the first host in inventory order only.
-	if !strings.Contains(strings.Join(p.Prepare.Ops("web2.example.com:2222"), "\n"), "migrate") ||
-		strings.Contains(strings.Join(p.Prepare.Ops("web1.example.com"), "\n"), "migrate") {
+	if !strings.Contains(strings.Join(p.Phase("preparing").Ops("web2.example.com:2222"), "\n"), "migrate") ||
+		strings.Contains(strings.Join(p.Phase("preparing").Ops("web1.example.com"), "\n"), "migrate") {
 		t.Error("once hook on the wrong host")
 	}
 }

@@ -4,12 +4,14 @@
 package remote
 
 import (
+	_ "embed"
 	"io"
 	"strings"
 )
 
-// Script is a fixed shell program of ours, run as `sh -c BODY fleetdeploy-NAME ARGS...`,
-// so that values only ever reach it as quoted positional parameters.
+// Script is a fixed shell program of ours, run as `sh -c BODY fleetdeploy-NAME
+// PARAMS...`, so that values only ever reach it as quoted words: its named
+// parameters (Cmd.Params), each one word `name=value`.
 type Script struct {
 	Name string
 	Body string
@@ -23,9 +25,14 @@ type Script struct {
 type Cmd struct {
 	Dir    string   // directory to run in; "" for the login directory
 	Env    []string // KEY=VALUE pairs, set with env(1)
-	Script *Script  // when set, Args are the script's positional parameters
-	Args   []string // argv, or the script's parameters
+	Script *Script  // when set, the command is this script, fed Params
+	Params []Param  // the script's named parameters, in order
+	Args   []string // argv, when Script is nil
 
+
+	// Input says what Stdin carries, for people (e.g. "payload (12 files,
+	// 3.1 MiB)"); String shows it as "< Input".
+	Input string
 	// Stdin, when set, is streamed to the command; the command then ends when it
 	// reads EOF. When nil, the command reads /dev/null and is killed on the host,
 	// with its whole process group, as soon as the session goes away (unless
@@ -40,6 +47,12 @@ type Cmd struct {
 	// Secret hides the values of Env in String (they still reach the host).
 	Secret bool
 }
+
+// Param is one named parameter of a Script. A list is the same name given
+// several times.
+type Param struct{ Name, Value string }
+
+func (p Param) word() string { return p.Name + "=" + p.Value }
 
 // Quote single-quotes s for a POSIX shell: every byte stands for itself.
 func Quote(s string) string {
@@ -74,36 +87,30 @@ func (c Cmd) render(display bool) string {
 			b = append(b, Quote(e))
 		}
 	}
-	if c.Script != nil {
-		if display {
-			b = append(b, "fleetdeploy-"+c.Script.Name)
-		} else {
-			b = append(b, "sh", "-c", Quote(c.Script.Body), Quote("fleetdeploy-"+c.Script.Name))
-		}
+	words := c.words(display)
+	switch {
+	case display && c.Script != nil:
+		b = append(b, words[0]) // the script's name, unquoted
+		words = words[1:]
+	case c.Script != nil:
+		b = append(b, "sh", "-c")
+		words = words[2:]
 	}
-	for _, a := range c.Args {
-		b = append(b, Quote(a))
+	for _, w := range words {
+		b = append(b, Quote(w))
+	}
+	if display && c.Input != "" {
+		b = append(b, "<", c.Input)
 	}
 	return strings.Join(b, " ")
 }
 
-// killOnHangup runs its arguments as a command in its own session and process
-// group and watches the SSH channel's stdin: when the channel closes (the
-// client cancelled, timed out or vanished) the whole group is sent SIGTERM,
-// then SIGKILL. sshd alone would leave it running. It starts as few processes
-// as it can (every process start costs about a millisecond of CPU on a small
-// VM, and a deploy runs a few commands on every host): the command is exec'd by
-// setsid without another shell in between, and the watcher is a subshell using
-// the shell's own read rather than cat.
-const killOnHangup = `exec 3<&0
-if command -v setsid >/dev/null 2>&1; then setsid "$@" </dev/null & else "$@" </dev/null & fi
-p=$!
-( while read -r _ <&3; do :; done; kill -TERM -"$p" 2>/dev/null || kill -TERM "$p" 2>/dev/null; sleep 3; kill -KILL -"$p" 2>/dev/null ) >/dev/null 2>&1 &
-w=$!
-exec 3<&-
-wait "$p"; rc=$?
-kill "$w" 2>/dev/null
-exit "$rc"`
+// killOnHangup runs its arguments as a command in its own session and
+// process group, and kills the group when the SSH channel closes (see the
+// script for why, and how it keeps process starts low).
+//
+//go:embed scripts/run.sh
+var killOnHangup string
 
 // argv is the command as words for killOnHangup: the script or argv itself
 // when it needs no shell around it, else `sh -c` of its rendering.
@@ -111,10 +118,23 @@ func (c Cmd) argv() []string {
 	if c.Dir != "" || len(c.Env) > 0 || (c.Script == nil && len(c.Args) == 0) {
 		return []string{"sh", "-c", c.Render()}
 	}
-	if c.Script != nil {
-		return append([]string{"sh", "-c", c.Script.Body, "fleetdeploy-" + c.Script.Name}, c.Args...)
+	return c.words(false)
+}
+
+// words is the command as argv: a script as `sh -c BODY fleetdeploy-NAME
+// name=value...` (shown by its name alone), else Args.
+func (c Cmd) words(display bool) []string {
+	if c.Script == nil {
+		return c.Args
 	}
-	return c.Args
+	w := []string{"sh", "-c", c.Script.Body, "fleetdeploy-" + c.Script.Name}
+	if display {
+		w = w[3:]
+	}
+	for _, p := range c.Params {
+		w = append(w, p.word())
+	}
+	return w
 }
 
 // wire is what is sent in the SSH exec request. sshd runs it with the login

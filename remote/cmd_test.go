@@ -61,9 +61,15 @@ func TestRender(t *testing.T) {
 		},
 		{
 			name:    "script",
-			cmd:     Cmd{Script: &Script{Name: "probe", Body: `echo "$1"`}, Args: []string{"/r"}},
-			render:  `sh -c 'echo "$1"' 'fleetdeploy-probe' '/r'`,
-			display: `fleetdeploy-probe '/r'`,
+			cmd:     Cmd{Script: &Script{Name: "probe", Body: `echo "$1"`}, Params: []Param{{"root", "/r"}, {"id", "it's"}}},
+			render:  `sh -c 'echo "$1"' 'fleetdeploy-probe' 'root=/r' 'id=it'\''s'`,
+			display: `fleetdeploy-probe 'root=/r' 'id=it'\''s'`,
+		},
+		{
+			name:    "input",
+			cmd:     Cmd{Script: &Script{Name: "unpack", Body: `tar -x`}, Input: "payload (3 files)", Stdin: strings.NewReader("")},
+			render:  `sh -c 'tar -x' 'fleetdeploy-unpack'`,
+			display: `fleetdeploy-unpack < payload (3 files)`,
 		},
 		{
 			name:    "secret",
@@ -89,13 +95,17 @@ func TestRender(t *testing.T) {
 func TestWireArgumentsArriveIntact(t *testing.T) {
 	args := []string{"a b", "it's", "$(echo x)", "`id`", "new\nline", `"q"`, "$HOME", ";", "-n", ""}
 	script := &Script{Name: "echo", Body: `printf '[%s]' "$V" "$@"`}
+	var ps []Param
+	for _, a := range args {
+		ps = append(ps, Param{"p", a})
+	}
 	for name, c := range map[string]Cmd{
 		"dir and env": {Dir: "/", Env: []string{"V=$(no) 'x'"}, Args: append([]string{"sh", "-c", script.Body, "sh"}, args...)},
-		"script":      {Script: script, Args: args},
+		"script":      {Script: script, Params: ps},
 		"argv":        {Args: append([]string{"printf", "[%s]", ""}, args...)},
-		"brief":       {Script: &Script{Name: "echo", Body: script.Body, Brief: true}, Args: args},
-		"stdin":       {Script: script, Args: args, Stdin: strings.NewReader("")},
-		"stdin, dir":  {Dir: "/", Script: script, Args: args, Stdin: strings.NewReader("")},
+		"brief":       {Script: &Script{Name: "echo", Body: script.Body, Brief: true}, Params: ps},
+		"stdin":       {Script: script, Params: ps, Stdin: strings.NewReader("")},
+		"stdin, dir":  {Dir: "/", Script: script, Params: ps, Stdin: strings.NewReader("")},
 	} {
 		t.Run(name, func(t *testing.T) {
 			sh := exec.Command("sh", "-c", c.wire())
@@ -113,6 +123,9 @@ func TestWireArgumentsArriveIntact(t *testing.T) {
 				want = "[$(no) 'x']"
 			}
 			for _, a := range args {
+				if c.Script != nil {
+					a = "p=" + a // a named parameter
+				}
 				want += "[" + a + "]"
 			}
 			if string(out) != want {

@@ -66,10 +66,3 @@ func IsRelease(name string) bool { return releaseRE.MatchString(name) }
 
 // ReleaseFormat is the time layout of release IDs (UTC).
 const ReleaseFormat = "20060102-150405"
-
-// fileIdentities lists a build's files as "path<TAB>size<TAB>mtime<TAB>inode",
-// run inside the build. The record written after a deploy and the check made
-// before the next must use the very same listing, or every file looks changed.
-// (Records made from a delta by earlier versions hold lines for the files sent
-// listed as "./path"; readers drop that prefix.)
-const fileIdentities = `find . -type f -printf '%P\t%s\t%T@\t%i\n'`

@@ -158,62 +158,10 @@ func snapshot(ctx context.Context, h remote.Host, l Layout) (snap, error) {
 	return snap{fmt.Sprintf("latest %s; builds %q; staging %q; pending %q; history %s", latest, dirs[0], dirs[1], dirs[2], history), latest, dirs}, nil
 }
 
-// inspectScript reads a root's state; it starts few processes (see remote's
-// killOnHangup for why): where latest points comes from the Snapshot taken
-// just before (no readlink); one awk prints the history's tail and the marker
-// and compares the live build's files with their recorded identities.
-//
-// Parameters: root latest shared-path*, latest as snap.latest has it.
-var inspectScript = &remote.Script{Name: "inspect", Brief: true, Body: `r=$1; lt=$2; shift 2
-if [ ! -d "$r" ]; then echo "root	missing"; exit 0; fi
-cd -- "$r" || exit 1
-echo "root	ok"
-t=
-case $lt in
-link:*) t=${lt#link:}; printf 'latest	link	%s\n' "$t";;
-*) printf 'latest	%s\n' "$lt";;
-esac
-for d in builds/* .fleetdeploy/staging/* .fleetdeploy/pending/*; do
-  if [ -e "$d" ] || [ -L "$d" ]; then printf 'entry	%s\n' "$d"; fi
-done
-if [ -L .fleetdeploy/lock ]; then printf 'lock	%s\n' "$(readlink .fleetdeploy/lock)"; fi
-id=${t#builds/}
-h=; m=; k=
-if [ -f .fleetdeploy/history ]; then h=.fleetdeploy/history; fi
-if [ -n "$id" ] && [ -f ".fleetdeploy/builds/$id" ]; then m=".fleetdeploy/builds/$id"; fi
-if [ -n "$id" ] && [ -f ".fleetdeploy/builds/$id.manifest" ]; then
-  sum=$(sha256sum < ".fleetdeploy/builds/$id.manifest")
-  printf 'manifest	sha256:%s\n' "${sum%% *}"
-  if [ -f ".fleetdeploy/builds/$id.stat" ] && [ -d "builds/$id" ]; then k=".fleetdeploy/builds/$id.stat"; fi
-fi
-if [ -n "$h$m$k" ]; then
-  { if [ -n "$k" ]; then cd "builds/$id" && ` + fileIdentities + `; fi; } | H=$h M=$m K=$k awk -F'\t' '
-    BEGIN {
-      if (ENVIRON["H"] != "") {
-        while ((getline x < ENVIRON["H"]) > 0) l[++n] = x
-        for (i = (n > 2000 ? n - 1999 : 1); i <= n; i++) print "history\t" l[i]
-      }
-      if (ENVIRON["M"] != "") while ((getline x < ENVIRON["M"]) > 0) print "marker\t" x
-      if (ENVIRON["K"] == "") exit
-      while ((getline x < ENVIRON["K"]) > 0) { sub(/^\.\//, "", x); k[x] = 1 }
-    }
-    ($0 in k) { delete k[$0]; next }
-    { d[$1] = 1 }
-    END {
-      if (ENVIRON["K"] == "") exit
-      for (x in k) { split(x, f, "\t"); d[f[1]] = 1 }
-      for (p in d) print "dirty\t" p
-    }'
-fi
-for s in "$@"; do
-  if [ ! -e "shared/$s" ] && [ ! -L "shared/$s" ]; then printf 'noshared	%s\n' "$s"; fi
-done
-exit 0`}
-
 // InspectCmd is the read-only command that reports a root's state.
 // latest is where the host's latest pointed, as snapshot read it.
 func InspectCmd(root, latest string, shared []string) remote.Cmd {
-	return remote.Cmd{Script: inspectScript, Args: append([]string{root, latest}, shared...)}
+	return remote.Cmd{Script: inspectScript, Params: list(params("root", root, "latest", latest), "shared", shared)}
 }
 
 // Inspect reads a host's state, its Snapshot first. It writes nothing.
@@ -330,18 +278,11 @@ func (s *State) LiveOrder() []string {
 	return order
 }
 
-var verifyScript = &remote.Script{Name: "verify", Body: `root=$1; id=$2; shift 2
-cd -- "$root/builds/$id" || exit 1
-awk -F'\t' 'BEGIN { for (i = 2; i < ARGC; i++) { sh[i] = ARGV[i]; delete ARGV[i] } }
-  $1 == "f" { for (i in sh) if ($5 == sh[i] || index($5, sh[i] "/") == 1) next; print $4 "  " $5 }' \
-  "$root/.fleetdeploy/builds/$id.manifest" "$@" | sha256sum -c --quiet - 2>&1
-exit 0`}
-
 // Verify re-hashes every file of a host's live build against its manifest
 // (files below shared paths excepted) and returns the problems found. It
 // writes nothing.
 func Verify(ctx context.Context, h remote.Host, root, id string, shared []string) ([]string, error) {
-	out, err := h.Run(ctx, remote.Cmd{Script: verifyScript, Args: append([]string{root, id}, shared...)})
+	out, err := h.Run(ctx, remote.Cmd{Script: verifyScript, Params: list(params("root", root, "id", id), "shared", shared)})
 	if err != nil {
 		return nil, err
 	}

@@ -3,7 +3,6 @@ package steps
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"io/fs"
 	"strings"
@@ -22,46 +21,80 @@ type Step struct {
 
 func (s Step) String() string { return s.Name }
 
-// Op is one remote operation. Desc is exactly what a dry run prints and what a
-// real run reports when it executes it.
-type Op struct {
-	Desc string
-	Run  func(ctx context.Context, h remote.Host, out io.Writer) error
+// Op is one operation on a host, as data: Calls are the requests it sends
+// when all goes well, rendered from the values Run sends, so that a dry run
+// (which prints them) cannot drift from a real run. Run may read the host
+// besides (reads change nothing and are not Calls), and some ops answer a
+// failure with more calls (say so in their Note).
+type Op interface {
+	Calls() []remote.Call
+	Run(ctx context.Context, h remote.Host, out io.Writer) error
 }
 
-// Exec runs a command; out (when not nil) receives its output.
-func Exec(c remote.Cmd) Op {
-	return Op{Desc: c.String(), Run: func(ctx context.Context, h remote.Host, out io.Writer) error {
-		if out != nil && c.Stdout == nil {
-			c.Stdout, c.Stderr = out, out
-		}
-		_, err := h.Run(ctx, c)
-		return err
-	}}
+// noted is an Op with a remark for people beside its calls.
+type noted interface{ Note() string }
+
+// Describe is an op as a dry run prints it: its calls, then its note.
+func Describe(op Op) string {
+	var parts []string
+	for _, c := range op.Calls() {
+		parts = append(parts, c.String())
+	}
+	s := strings.Join(parts, "; ")
+	if _, ok := op.(Together); ok && len(parts) > 1 {
+		s = "at once: " + s
+	}
+	if n, ok := op.(noted); ok && n.Note() != "" {
+		s += " " + n.Note()
+	}
+	return s
 }
+
+// Send is one request sent as it is. A command's output goes to the step's
+// output unless the command sets its own.
+type Send struct {
+	Call remote.Call
+	// AbsentOK makes a remove of something already absent a success.
+	AbsentOK bool
+}
+
+// Calls is the request itself.
+func (s Send) Calls() []remote.Call { return []remote.Call{s.Call} }
+
+// Run sends the request.
+func (s Send) Run(ctx context.Context, h remote.Host, out io.Writer) error {
+	c := s.Call
+	if out != nil && c.Method == remote.MethodRun && c.Cmd.Stdout == nil {
+		c.Cmd.Stdout, c.Cmd.Stderr = out, out
+	}
+	_, err := remote.Do(ctx, h, c)
+	if s.AbsentOK && isNotExist(err) {
+		return nil
+	}
+	return err
+}
+
+// Exec runs a command.
+func Exec(c remote.Cmd) Op { return Send{Call: remote.Run(c)} }
 
 // Symlink creates path -> target (failing if path exists).
 func Symlink(target, path string) Op {
-	return Op{Desc: fmt.Sprintf("sftp symlink %s -> %s", remote.Quote(path), remote.Quote(target)),
-		Run: func(ctx context.Context, h remote.Host, _ io.Writer) error { return h.Symlink(ctx, target, path) }}
+	return Send{Call: remote.Call{Method: remote.MethodSymlink, Path: path, Arg: target}}
 }
 
 // Rename replaces newpath by oldpath in one atomic rename.
 func Rename(oldpath, newpath string) Op {
-	return Op{Desc: fmt.Sprintf("sftp posix-rename %s %s", remote.Quote(oldpath), remote.Quote(newpath)),
-		Run: func(ctx context.Context, h remote.Host, _ io.Writer) error { return h.Rename(ctx, oldpath, newpath) }}
+	return Send{Call: remote.Call{Method: remote.MethodRename, Path: oldpath, Arg: newpath}}
 }
 
 // RemoveIfExists removes a file or symlink; absence is fine.
 func RemoveIfExists(path string) Op {
-	return Op{Desc: fmt.Sprintf("sftp remove %s", remote.Quote(path)),
-		Run: func(ctx context.Context, h remote.Host, _ io.Writer) error {
-			err := h.Remove(ctx, path)
-			if err != nil && isNotExist(err) {
-				return nil
-			}
-			return err
-		}}
+	return Send{Call: remote.Call{Method: remote.MethodRemove, Path: path}, AbsentOK: true}
+}
+
+// Append appends data to a file, creating it.
+func Append(path string, data string) Op {
+	return Send{Call: remote.Call{Method: remote.MethodAppend, Path: path, Arg: data}}
 }
 
 func isNotExist(err error) bool {
@@ -70,23 +103,34 @@ func isNotExist(err error) bool {
 
 // Together runs independent ops at once: over SFTP, one round trip for all of
 // them instead of one each. Every op runs; the errors are joined.
-func Together(ops ...Op) Op {
+type Together []Op
+
+// Calls are every op's calls.
+func (t Together) Calls() []remote.Call {
+	var out []remote.Call
+	for _, op := range t {
+		out = append(out, op.Calls()...)
+	}
+	return out
+}
+
+// Run runs the ops concurrently.
+func (t Together) Run(ctx context.Context, h remote.Host, out io.Writer) error {
+	errs := make([]error, len(t))
+	var wg sync.WaitGroup
+	for i, op := range t {
+		wg.Go(func() { errs[i] = op.Run(ctx, h, out) })
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// together is Together, or the op itself when there is one.
+func together(ops ...Op) Op {
 	if len(ops) == 1 {
 		return ops[0]
 	}
-	descs := make([]string, len(ops))
-	for i, op := range ops {
-		descs[i] = op.Desc
-	}
-	return Op{Desc: "at once: " + strings.Join(descs, "; "), Run: func(ctx context.Context, h remote.Host, out io.Writer) error {
-		errs := make([]error, len(ops))
-		var wg sync.WaitGroup
-		for i, op := range ops {
-			wg.Go(func() { errs[i] = op.Run(ctx, h, out) })
-		}
-		wg.Wait()
-		return errors.Join(errs...)
-	}}
+	return Together(ops)
 }
 
 // RunOps executes ops in order, reporting each to before (when set).

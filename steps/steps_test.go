@@ -452,7 +452,7 @@ func TestLeftoversNeverTouchTheLiveBuild(t *testing.T) {
 	if !ok {
 		t.Fatal("no step")
 	}
-	got := s.Ops[0].Desc
+	got := Describe(s.Ops[0])
 	want := `'rm' '-rf' '--' '/r/.fleetdeploy/staging/20261125-101502' '/r/builds/20261125-101501' '/r/.fleetdeploy/builds/20261125-101501' '/r/.fleetdeploy/builds/20261125-101501.manifest' '/r/.fleetdeploy/builds/20261125-101501.stat' '/r/.fleetdeploy/pending/20261125-101501' '/r/.fleetdeploy/next' '/r/.fleetdeploy/back'`
 	if got != want {
 		t.Errorf("got  %s\nwant %s", got, want)
@@ -475,7 +475,7 @@ func TestParseStateIgnoresForeignNames(t *testing.T) {
 func TestTogetherRunsEveryOp(t *testing.T) {
 	root := t.TempDir()
 	a, b := filepath.Join(root, "a"), filepath.Join(root, "b")
-	op := Together(Symlink("x", a), Symlink("y", filepath.Join(root, "missing", "c")), Symlink("z", b))
+	op := Together{Symlink("x", a), Symlink("y", filepath.Join(root, "missing", "c")), Symlink("z", b)}
 	err := op.Run(t.Context(), &localHost{}, nil)
 	if err == nil || !strings.Contains(err.Error(), "missing") {
 		t.Errorf("error %v, want the failing op's", err)
@@ -485,8 +485,8 @@ func TestTogetherRunsEveryOp(t *testing.T) {
 			t.Errorf("%s -> %q, want %q", p, got, want)
 		}
 	}
-	if !strings.HasPrefix(op.Desc, "at once: sftp symlink") {
-		t.Errorf("desc %q", op.Desc)
+	if d := Describe(op); !strings.HasPrefix(d, "at once: sftp symlink") {
+		t.Errorf("desc %q", d)
 	}
 }
 

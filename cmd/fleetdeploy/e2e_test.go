@@ -201,7 +201,8 @@ func TestDryRunChangesNothingAndMatchesTheRun(t *testing.T) {
 		sum := regexp.MustCompile(`checksum=sha256:[0-9a-f]+`)
 		// and what the payload holds, decided by comparing the build with each host's.
 		payload := regexp.MustCompile(`< payload \(.*\)`)
-		normal := func(s string) string { return payload.ReplaceAllString(s, "< payload") }
+		decided := regexp.MustCompile(` '(from|how|z|want|skip)=[^']*'`)
+		normal := func(s string) string { return decided.ReplaceAllString(payload.ReplaceAllString(s, "< payload"), "") }
 		want := plannedOps(normal(planned))
 		got := executedOps(normal(sum.ReplaceAllString(out.String(), "checksum=(computed by the build)")))
 		for _, n := range f.names {
@@ -520,7 +521,7 @@ func fdAtBarrier(t *testing.T, fault func(), args ...string) result {
 	var out, errb bytes.Buffer
 	full := append([]string{"fleetdeploy", "-v", "--connect-timeout", "5s", "--keepalive", "1s", "--keepalive-count", "3", "--cache-dir", t.TempDir()}, args...)
 	code := runObserved(t.Context(), full, &out, &errb, time.Now, func(e plan.Event) {
-		if e.Kind == plan.Barrier {
+		if e.Kind == plan.BarrierReached {
 			fault()
 		}
 	})

@@ -1,0 +1,63 @@
+#!/bin/sh
+# fleetdeploy-cleanup removes builds unless a process still uses them: its
+# working or root directory, an open file or a mapped file is inside the
+# build, compared by device and inode (paths differ through symlinks). Files
+# shared by hard links with other builds do not count: removing this build's
+# link leaves them whole. It prints NOTE lines about what it kept.
+#
+# Parameters: root=DIR id=ID (list: the builds to remove)
+
+root=''
+for kv do
+	case $kv in root=*) root=${kv#*=} ;; esac
+done
+cd -- "$root" || exit 1
+
+# in_use lists the open files, working directories and mapped files of every
+# process we may see, as "pid<TAB>dev:inode" (st_dev in decimal, as find's %D
+# prints it), into $procs; and counts the processes seen.
+in_use() {
+	{
+		find -L /proc/[0-9]*/cwd /proc/[0-9]*/root -maxdepth 0 -printf '%H\t%D:%i\n' 2>/dev/null
+		find -L /proc/[0-9]*/fd -mindepth 1 -maxdepth 1 -printf '%H\t%D:%i\n' 2>/dev/null
+		grep -H '' /proc/[0-9]*/maps 2>/dev/null | awk '
+      function hex(s,   i, c, v) { v = 0; s = tolower(s); for (i = 1; i <= length(s); i++) { c = index("0123456789abcdef", substr(s, i, 1)) - 1; v = v * 16 + c }; return v }
+      { split($1, a, ":"); if ($5 == 0) next; split($4, d, ":"); printf "%s\t%d:%s\n", a[1], hex(d[1]) * 256 + hex(d[2]), $5 }'
+	} >"$procs"
+	visible=0
+	total=0
+	for p in /proc/[0-9]*; do
+		total=$((total + 1))
+		if [ -r "$p/maps" ] && [ -r "$p/fd" ]; then visible=$((visible + 1)); fi
+	done
+}
+
+# user prints the pid of a process using build $1, if any.
+user() {
+	{
+		find "$1" -xdev -type d -printf '%D:%i\n'
+		find "$1" -xdev -type f -links 1 -printf '%D:%i\n'
+	} >"$procs.ids"
+	awk -F'\t' -v ids="$procs.ids" 'BEGIN { while ((getline l < ids) > 0) k[l] = 1 } ($2 in k) { sub("/proc/", "", $1); sub("/.*", "", $1); print $1; exit }' "$procs"
+}
+
+procs=$(mktemp) || exit 1
+trap 'rm -f "$procs" "$procs.ids"' EXIT
+in_use
+for kv do
+	case $kv in id=*) ;; *) continue ;; esac
+	id=${kv#id=}
+	b="builds/$id"
+	[ -d "$b" ] || continue
+	who=$(user "$b")
+	if [ -n "$who" ]; then
+		cmd=$(tr '\0' ' ' <"/proc/$who/cmdline" 2>/dev/null | cut -c1-80)
+		echo "NOTE: keeping $b: in use by process $who ($cmd); a later deploy removes it"
+		continue
+	fi
+	rm -rf -- "$b" ".fleetdeploy/builds/$id" ".fleetdeploy/builds/$id.manifest" ".fleetdeploy/builds/$id.stat"
+done
+if [ "$visible" -lt "$total" ]; then
+	echo "NOTE: the in-use check saw $visible of $total processes (others belong to other users or are hidden): builds used only by those may have been removed"
+fi
+exit 0
