@@ -24,9 +24,9 @@ const (
 	OpStarted
 	StepDone
 	StepFailed
-	Output  // a line or chunk of a hook's output
-	Swapped // a host's latest was switched (or failed to be)
-	Undoing // a step is being undone after a failure
+	Output         // a line or chunk of a hook's output
+	Swapped        // a host's latest was switched (or failed to be)
+	Undoing        // a step is being undone after a failure
 	BarrierReached // every host is prepared; the swaps are released next
 )
 

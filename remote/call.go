@@ -11,12 +11,12 @@ type Method string
 
 // The requests a step can make of a host.
 const (
-	MethodRun      Method = "run"      // run Cmd
-	MethodSymlink  Method = "symlink"  // create Path -> Arg (fails if Path exists)
-	MethodRename   Method = "rename"   // rename Path over Arg in one rename(2)
-	MethodRemove   Method = "remove"   // remove the file or symlink Path
-	MethodAppend   Method = "append"   // append Arg to the file Path
-	MethodWrite    Method = "write"    // replace the file Path by one holding Arg
+	MethodRun     Method = "run"     // run Cmd
+	MethodSymlink Method = "symlink" // create Path -> Arg (fails if Path exists)
+	MethodRename  Method = "rename"  // rename Path over Arg in one rename(2)
+	MethodRemove  Method = "remove"  // remove the file or symlink Path
+	MethodAppend  Method = "append"  // append Arg to the file Path
+	MethodWrite   Method = "write"   // replace the file Path by one holding Arg
 )
 
 // Call is one request that changes a host, as data. A dry run prints what

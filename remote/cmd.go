@@ -29,7 +29,6 @@ type Cmd struct {
 	Params []Param  // the script's named parameters, in order
 	Args   []string // argv, when Script is nil
 
-
 	// Input says what Stdin carries, for people (e.g. "payload (12 files,
 	// 3.1 MiB)"); String shows it as "< Input".
 	Input string
