@@ -346,9 +346,13 @@ func (r *run) cutover(ctx context.Context, ph *Phase) ([]Swap, error) {
 	for _, s := range swaps {
 		switch {
 		case s.Unknown:
+			mu.Lock()
 			cerr.Unknown = append(cerr.Unknown, s.Host)
+			mu.Unlock()
 		case s.Err != nil:
+			mu.Lock()
 			undo = append(undo, s.Host) // definitely still on the old build
+			mu.Unlock()
 		default:
 			wg2.Go(func() {
 				list := ph.Steps[s.Host]

@@ -151,11 +151,14 @@ func failOn(r *recorder, s string, err error) {
 	}
 }
 
-// afterFailure is what a host recorded from its first FAILED request on, or
-// from the first request of another host's failure: here, what follows the
-// last request of the plan's prepare phase that ran.
+// undoneAfter is what a host recorded after the last request containing from.
 func undoneAfter(got []string, from string) []string {
-	i := slices.IndexFunc(got, func(s string) bool { return strings.Contains(s, from) })
+	i := -1
+	for j, s := range got {
+		if strings.Contains(s, from) {
+			i = j
+		}
+	}
 	if i < 0 {
 		return nil
 	}
@@ -167,35 +170,49 @@ func undoneAfter(got []string, from string) []string {
 func TestFailureBeforeBarrierUndoesNewestFirst(t *testing.T) {
 	targets, recs, hosts := testFleet(t)
 	p := deployPlan(t, targets)
-	failOn(recs["b"], "echo", &remote.ExitError{Status: 3, Stderr: "hook broke"})
+	// b's hook fails once a and c have staged their links: every host has
+	// then done all it will do going forward.
+	staged := make(chan struct{}, 2)
+	for _, name := range []string{"a", "c"} {
+		recs[name].before = func(c remote.Call) error {
+			if strings.HasPrefix(c.String(), "sftp symlink '/srv/"+name+"/.fleetdeploy/back'") {
+				staged <- struct{}{}
+			}
+			return nil
+		}
+	}
+	recs["b"].before = func(c remote.Call) error {
+		if strings.Contains(c.String(), "echo") {
+			<-staged
+			<-staged
+			return &remote.ExitError{Status: 3, Stderr: "hook broke"}
+		}
+		return nil
+	}
 	_, err := Execute(t.Context(), p, hosts, Options{})
 	if err == nil || !strings.Contains(err.Error(), "b: running before_cutover hook") || !strings.Contains(err.Error(), "hook broke") {
 		t.Fatalf("error %v", err)
 	}
 	for name, r := range recs {
 		got := r.recorded()
-		for _, c := range got {
-			if strings.Contains(c, "posix-rename") {
-				t.Errorf("%s switched: %q", name, got)
-			}
-		}
-		// The undo: after the last request made going forward, newest first.
 		l := steps.Layout{Root: "/srv/" + name}
-		undo := undoneAfter(got, "fleetdeploy-prepare")
+		unprepare := "fleetdeploy-unprepare 'root=/srv/" + name + "' 'id=" + newID + "' 'token=2026-11-25T10:15:00Z me@laptop " + newID + "'"
+		unlock := remote.Call{Method: remote.MethodRemove, Path: l.Lock()}.String()
+		// What it did going forward ends with the staged links (a, c) or the
+		// failed hook (b); the undo follows.
+		from, want := "-> 'builds/", []string{
+			remote.Call{Method: remote.MethodRemove, Path: l.Next()}.String(),
+			remote.Call{Method: remote.MethodRemove, Path: l.Back()}.String(),
+			unprepare, unlock,
+		}
 		if name == "b" {
-			undo = undoneAfter(got, "FAILED")
-		} else if i := slices.IndexFunc(undo, func(s string) bool { return strings.Contains(s, "fleetdeploy-unprepare") }); i > 0 {
-			undo = undo[i-2:] // a and c may have staged their links before b failed
+			from, want = "FAILED", []string{unprepare, unlock}
 		}
-		var wantTail []string
-		if name != "b" && len(undo) == 4 {
-			wantTail = append(wantTail, remote.Call{Method: remote.MethodRemove, Path: l.Next()}.String(),
-				remote.Call{Method: remote.MethodRemove, Path: l.Back()}.String())
+		if undo := undoneAfter(got, from); !slices.Equal(undo, want) {
+			t.Errorf("%s: undo\n got %q\nwant %q", name, undo, want)
 		}
-		wantTail = append(wantTail, "fleetdeploy-unprepare 'root=/srv/"+name+"' 'id="+newID+"' 'token=2026-11-25T10:15:00Z me@laptop "+newID+"'",
-			remote.Call{Method: remote.MethodRemove, Path: l.Lock()}.String())
-		if !slices.Equal(undo, wantTail) {
-			t.Errorf("%s: undo\n got %q\nwant %q", name, undo, wantTail)
+		if r.links[l.Latest()] != steps.LinkTarget(liveID) {
+			t.Errorf("%s switched", name)
 		}
 	}
 }
@@ -277,10 +294,8 @@ func TestInterruptInEachPhase(t *testing.T) {
 			p := deployPlan(t, targets)
 			ctx, cancel := context.WithCancel(t.Context())
 			defer cancel()
-			var once bool
 			recs["b"].before = func(c remote.Call) error {
-				if !once && strings.Contains(c.String(), tc.at) {
-					once = true
+				if strings.Contains(c.String(), tc.at) {
 					cancel()
 				}
 				return nil
