@@ -322,20 +322,8 @@ func rollbackTarget(targets []Target, to string) (string, error) {
 		}
 		return to, JoinHostErrors(errs)
 	}
-	// The fleet's current build is the one most hosts run; ties go to the one live last.
-	count := map[string]int{}
-	var current string
-	var from Target
-	for _, t := range targets {
-		id := t.State.Latest
-		if id == "" {
-			continue
-		}
-		count[id]++
-		if current == "" || count[id] > count[current] || (count[id] == count[current] && lastLive(t.State, id).After(lastLive(from.State, current))) {
-			current, from = id, t
-		}
-	}
+	// From the fleet's current build, as one of its hosts recorded it.
+	current, from := FleetBuild(targets)
 	if current == "" {
 		return "", fmt.Errorf("nothing to roll back: no host has a live build")
 	}
@@ -349,19 +337,6 @@ func rollbackTarget(targets []Target, to string) (string, error) {
 		}
 	}
 	return prev, JoinHostErrors(errs)
-}
-
-func lastLive(st *steps.State, id string) time.Time {
-	var t time.Time
-	if st == nil {
-		return t
-	}
-	for _, e := range st.History {
-		if e.Release == id {
-			t = e.Time
-		}
-	}
-	return t
 }
 
 // refuse reports hosts whose state rules out any change: a lock held by

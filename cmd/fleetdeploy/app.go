@@ -10,14 +10,16 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fleetdeploy/fleetdeploy/fleet"
 	"github.com/fleetdeploy/fleetdeploy/inventory"
 	"github.com/fleetdeploy/fleetdeploy/plan"
 	"github.com/fleetdeploy/fleetdeploy/remote"
 	"github.com/urfave/cli/v2"
 )
 
-// globals are the settings every command shares.
-type globals struct {
+// common is what every command shares: the global flags, where output goes,
+// the clock, and seams for tests.
+type common struct {
 	inventory      string
 	parallel       int
 	maxConnects    int
@@ -28,23 +30,32 @@ type globals struct {
 	verbose        bool
 	cacheDir       string
 	compress       bool
-	compressSet    bool  // --compress given (true or false): no automatic choice
-	window         int64 // steps.Payload.Window of uncompressed payloads (paceWindow)
+	compressSet    bool // --compress given (true or false): no automatic choice
 
-	stdout, stderr io.Writer
-	now            func() time.Time
-	started        time.Time
-	extraObserver  func(plan.Event)
+	out     *printer // standard output: its one owner
+	stderr  io.Writer
+	now     func() time.Time
+	started time.Time
+	// observe, for tests, sees every scheduler event, synchronously: faults
+	// can be injected at an exact moment.
+	observe func(plan.Event)
 	// beforePayloads, for tests, runs before each attempt at making the
 	// hosts' payloads from the build.
 	beforePayloads func()
 }
 
-// valueFlags are the flags that take a value, for moving flags written after ENV.
-var valueFlags = map[string]bool{
-	"-i": true, "--inventory": true, "--parallel": true, "--max-connects": true,
-	"--connect-timeout": true, "--keepalive": true, "--keepalive-count": true,
-	"--undo-timeout": true, "--cache-dir": true, "--to": true, "--count": true, "--dir": true,
+// runners are the commands' run functions: tests replace them to check
+// what a command line parses into, without any I/O.
+type runners struct {
+	up       func(context.Context, *common, upOptions) error
+	rollback func(context.Context, *common, rollbackOptions) error
+	status   func(context.Context, *common, statusOptions) error
+	unlock   func(context.Context, *common, unlockOptions) error
+	sandbox  func(context.Context, *common, sandboxOptions) error
+}
+
+func realRunners() runners {
+	return runners{up: runUp, rollback: runRollback, status: runStatus, unlock: runUnlock, sandbox: runSandbox}
 }
 
 // run is the whole program behind main: it parses args, runs the command and
@@ -53,20 +64,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return runWith(ctx, args, stdout, stderr, time.Now)
 }
 
-func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, now func() time.Time) int {
-	return runObserved(ctx, args, stdout, stderr, now, nil)
-}
-
-// runObserved is runWith with a second observer of the scheduler's events,
-// called synchronously: tests use it to inject faults at an exact moment.
-// Options set test seams on the globals.
-func runObserved(ctx context.Context, args []string, stdout, stderr io.Writer, now func() time.Time, observe func(plan.Event), opts ...func(*globals)) int {
-	g := &globals{stdout: stdout, stderr: stderr, now: now, started: now(), extraObserver: observe}
-	for _, o := range opts {
-		o(g)
+func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, now func() time.Time, seams ...func(*common)) int {
+	c := &common{out: newPrinter(stdout), stderr: stderr, now: now, started: now()}
+	for _, s := range seams {
+		s(c)
 	}
-	app := newApp(g)
-	err := app.RunContext(ctx, interspersed(args))
+	app := newApp(c, realRunners())
+	err := app.RunContext(ctx, interspersed(args, app))
 	var intr *plan.InterruptedError
 	if errors.Is(err, context.Canceled) && !errors.As(err, &intr) {
 		err = &plan.InterruptedError{Before: true}
@@ -79,21 +83,12 @@ func runObserved(ctx context.Context, args []string, stdout, stderr io.Writer, n
 
 func indentLines(s string) string { return strings.ReplaceAll(s, "\n", "\n  ") }
 
-func newApp(g *globals) *cli.App {
-	envArg := func(c *cli.Context) (string, error) {
-		if c.NArg() != 1 {
-			return "", &usageError{fmt.Sprintf("usage: fleetdeploy %s ENV (the environment, from the inventory's environments)", c.Command.Name)}
-		}
-		return c.Args().First(), nil
-	}
-	dryRun := func() cli.Flag {
-		return &cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "print the plan (read from the hosts) and change nothing"}
-	}
+func newApp(c *common, r runners) *cli.App {
 	app := &cli.App{
 		Name:            "fleetdeploy",
 		Usage:           "deploy one build to a fleet of servers over SSH, switching them all at once",
-		Writer:          g.stdout,
-		ErrWriter:       g.stderr,
+		Writer:          c.out,
+		ErrWriter:       c.stderr,
 		ExitErrHandler:  func(*cli.Context, error) {},
 		HideHelp:        true, // urfave/cli's shared HelpFlag is package state: each app gets its own
 		HideHelpCommand: true,
@@ -103,78 +98,34 @@ func newApp(g *globals) *cli.App {
 		},
 		Flags: []cli.Flag{
 			helpFlag(),
-			&cli.StringFlag{Name: "inventory", Aliases: []string{"i"}, Value: "hosts.yml", Usage: "inventory `FILE`", Destination: &g.inventory},
-			&cli.IntFlag{Name: "parallel", Value: 0, Usage: "hosts prepared at once (0: all)", Destination: &g.parallel},
-			&cli.IntFlag{Name: "max-connects", Value: 10, Usage: "SSH handshakes in flight at once (sshd's MaxStartups drops unauthenticated connections past 10)", Destination: &g.maxConnects},
-			&cli.DurationFlag{Name: "connect-timeout", Value: remote.DefaultConnectTimeout, Usage: "bound on TCP connect + SSH handshake + authentication", Destination: &g.connectTimeout},
-			&cli.DurationFlag{Name: "keepalive", Value: remote.DefaultKeepaliveInterval, Usage: "interval of SSH keepalives on open connections", Destination: &g.keepalive},
-			&cli.IntFlag{Name: "keepalive-count", Value: remote.DefaultKeepaliveMax, Usage: "keepalive intervals without an answer before a host is declared gone", Destination: &g.keepaliveMax},
-			&cli.DurationFlag{Name: "undo-timeout", Value: time.Minute, Usage: "bound on cleaning up the hosts after a failure or Ctrl-C", Destination: &g.undoTimeout},
-			&cli.StringFlag{Name: "cache-dir", Usage: "where manifests of builds seen on hosts, and hashes of local files, are cached (default: the user cache folder)", Destination: &g.cacheDir},
-			&cli.BoolFlag{Name: "compress", Usage: "gzip whole builds too (redeploys' deltas always are); default: only when the hosts are 10 ms or more away; --compress=false never", Destination: &g.compress, DisableDefaultText: true},
-			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "show every step, remote operation and hook output", Destination: &g.verbose},
+			&cli.StringFlag{Name: "inventory", Aliases: []string{"i"}, Value: "hosts.yml", Usage: "inventory `FILE`", Destination: &c.inventory},
+			&cli.IntFlag{Name: "parallel", Value: 0, Usage: "hosts prepared at once (0: all)", Destination: &c.parallel},
+			&cli.IntFlag{Name: "max-connects", Value: 10, Usage: "SSH handshakes in flight at once (sshd's MaxStartups drops unauthenticated connections past 10)", Destination: &c.maxConnects},
+			&cli.DurationFlag{Name: "connect-timeout", Value: remote.DefaultConnectTimeout, Usage: "bound on TCP connect + SSH handshake + authentication", Destination: &c.connectTimeout},
+			&cli.DurationFlag{Name: "keepalive", Value: remote.DefaultKeepaliveInterval, Usage: "interval of SSH keepalives on open connections", Destination: &c.keepalive},
+			&cli.IntFlag{Name: "keepalive-count", Value: remote.DefaultKeepaliveMax, Usage: "keepalive intervals without an answer before a host is declared gone", Destination: &c.keepaliveMax},
+			&cli.DurationFlag{Name: "undo-timeout", Value: time.Minute, Usage: "bound on cleaning up the hosts after a failure or Ctrl-C", Destination: &c.undoTimeout},
+			&cli.StringFlag{Name: "cache-dir", Usage: "where manifests of builds seen on hosts, and hashes of local files, are cached (default: the user cache folder)", Destination: &c.cacheDir},
+			&cli.BoolFlag{Name: "compress", Usage: "gzip whole builds too (redeploys' deltas always are); default: only when the hosts are 10 ms or more away; --compress=false never", Destination: &c.compress, DisableDefaultText: true},
+			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "show every step, remote operation and hook output", Destination: &c.verbose},
+		},
+		Before: func(cc *cli.Context) error {
+			c.compressSet = cc.IsSet("compress")
+			return nil
 		},
 		Commands: []*cli.Command{
-			{
-				Name: "up", Usage: "build, upload to every host, then switch all hosts at once", ArgsUsage: "ENV",
-				Flags: []cli.Flag{dryRun()},
-				Action: func(c *cli.Context) error {
-					env, err := envArg(c)
-					if err != nil {
-						return err
-					}
-					g.compressSet = c.IsSet("compress")
-					return g.up(c.Context, env, c.Bool("dry-run"))
-				},
-			},
-			{
-				Name: "plan", Usage: "show what `up` would do on every host (same as up --dry-run)", ArgsUsage: "ENV",
-				Action: func(c *cli.Context) error {
-					env, err := envArg(c)
-					if err != nil {
-						return err
-					}
-					return g.up(c.Context, env, true)
-				},
-			},
-			{
-				Name: "rollback", Usage: "switch every host back to the build live before (or --to ID)", ArgsUsage: "ENV",
-				Flags: []cli.Flag{dryRun(), &cli.StringFlag{Name: "to", Usage: "build `ID` to switch to"}},
-				Action: func(c *cli.Context) error {
-					env, err := envArg(c)
-					if err != nil {
-						return err
-					}
-					return g.rollback(c.Context, env, c.String("to"), c.Bool("dry-run"))
-				},
-			},
-			{
-				Name: "status", Usage: "show each host's live build, builds and lock; exit 4 on drift", ArgsUsage: "ENV",
-				Flags: []cli.Flag{&cli.BoolFlag{Name: "verify", Usage: "re-hash every file of each live build against its manifest"}},
-				Action: func(c *cli.Context) error {
-					env, err := envArg(c)
-					if err != nil {
-						return err
-					}
-					return g.status(c.Context, env, c.Bool("verify"))
-				},
-			},
-			{
-				Name: "unlock", Usage: "remove a deploy lock left by a run that died", ArgsUsage: "ENV",
-				Action: func(c *cli.Context) error {
-					env, err := envArg(c)
-					if err != nil {
-						return err
-					}
-					return g.unlock(c.Context, env)
-				},
-			},
-			g.sandboxCommand(),
+			upCommand(c, r.up),
+			planCommand(c, r.up),
+			rollbackCommand(c, r.rollback),
+			statusCommand(c, r.status),
+			unlockCommand(c, r.unlock),
+			sandboxCommand(c, r.sandbox),
 		},
 	}
-	for _, c := range app.Commands {
-		c.HideHelp = true
-		c.Flags = append(c.Flags, helpFlag())
+	for _, cmd := range app.Commands {
+		cmd.HideHelp = true
+		cmd.Flags = append(cmd.Flags, helpFlag())
+		cmd.OnUsageError = app.OnUsageError
 	}
 	return app
 }
@@ -184,37 +135,73 @@ func helpFlag() cli.Flag {
 	return &cli.BoolFlag{Name: "help", Aliases: []string{"h"}, Usage: "show help"}
 }
 
-// globalFlags are the flags of the program rather than of one command.
-var globalFlags = map[string]bool{
-	"-i": true, "--inventory": true, "--parallel": true, "--max-connects": true,
-	"--connect-timeout": true, "--keepalive": true, "--keepalive-count": true,
-	"--undo-timeout": true, "--cache-dir": true, "--compress": true, "-v": true, "--verbose": true,
+// dryRunFlag is up's and rollback's --dry-run.
+func dryRunFlag() cli.Flag {
+	return &cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "print the plan (read from the hosts) and change nothing"}
+}
+
+// envArg is the one ENV argument of a command.
+func envArg(cc *cli.Context) (string, error) {
+	if cc.NArg() != 1 {
+		return "", &usageError{fmt.Sprintf("usage: fleetdeploy %s ENV (the environment, from the inventory's environments)", cc.Command.Name)}
+	}
+	return cc.Args().First(), nil
+}
+
+// flagSpellings lists how each flag is written on a command line ("-v",
+// "--verbose"), and whether it takes a value as the next word.
+func flagSpellings(flags []cli.Flag) map[string]bool {
+	out := map[string]bool{}
+	for _, f := range flags {
+		takes := false
+		if d, ok := f.(cli.DocGenerationFlag); ok {
+			takes = d.TakesValue()
+		}
+		for _, n := range f.Names() {
+			if len(n) == 1 {
+				out["-"+n] = takes
+			} else {
+				out["--"+n] = takes
+			}
+		}
+	}
+	return out
 }
 
 // interspersed reorders a command line so that flags may come before or after
 // ENV: `up production -i hosts.yml` works as well as `-i hosts.yml up
 // production` (urfave/cli stops parsing at the first argument, and knows a
-// global flag only before the command).
-func interspersed(args []string) []string {
+// global flag only before the command). Which flags are global, and which
+// take a value, is read from the app's own flag definitions.
+func interspersed(args []string, app *cli.App) []string {
 	if len(args) < 2 {
 		return args
 	}
-	var global, command, local, positional []string
+	global := flagSpellings(app.Flags)
+	values := map[string]bool{}
+	for n, takes := range global {
+		values[n] = takes
+	}
+	for _, cmd := range app.Commands {
+		for n, takes := range flagSpellings(cmd.Flags) {
+			values[n] = values[n] || takes
+		}
+	}
+	var globals, command, local, positional, rest []string
 	name := func(a string) string { n, _, _ := strings.Cut(a, "="); return n }
-	takesValue := func(a string) bool { return valueFlags[a] } // "--x=v" carries its own
 	for i := 1; i < len(args); i++ {
 		a := args[i]
 		switch {
 		case a == "--":
-			positional = append(positional, args[i+1:]...)
+			rest = append([]string{"--"}, args[i+1:]...)
 			i = len(args)
 		case strings.HasPrefix(a, "-") && a != "-":
 			dst := &local
-			if command == nil || globalFlags[name(a)] {
-				dst = &global
+			if _, ok := global[name(a)]; command == nil || ok {
+				dst = &globals
 			}
 			*dst = append(*dst, a)
-			if takesValue(a) && i+1 < len(args) {
+			if values[a] && i+1 < len(args) { // "--x=v" carries its own
 				*dst = append(*dst, args[i+1])
 				i++
 			}
@@ -224,15 +211,29 @@ func interspersed(args []string) []string {
 			positional = append(positional, a)
 		}
 	}
-	out := append([]string{args[0]}, global...)
+	out := append([]string{args[0]}, globals...)
 	out = append(out, command...)
 	out = append(out, local...)
-	return append(out, positional...)
+	out = append(out, positional...)
+	return append(out, rest...)
 }
 
 // loadEnv reads the inventory and resolves one environment.
-func (g *globals) loadEnv(name string) (*inventory.Environment, error) {
-	return inventory.LoadEnvironment(g.inventory, name)
+func (c *common) loadEnv(name string) (*inventory.Environment, error) {
+	return inventory.LoadEnvironment(c.inventory, name)
+}
+
+// reach is how this run reaches hosts.
+func (c *common) reach() fleet.Options {
+	return fleet.Options{
+		MaxConnects: c.maxConnects, ConnectTimeout: c.connectTimeout,
+		Keepalive: c.keepalive, KeepaliveMax: c.keepaliveMax, Agent: os.Getenv("SSH_AUTH_SOCK"),
+	}
+}
+
+// execOptions bound a run of the scheduler.
+func (c *common) execOptions() plan.Options {
+	return plan.Options{Parallel: c.parallel, Observe: c.render, UndoTimeout: c.undoTimeout, Now: c.now}
 }
 
 // who names the person deploying, for locks and history.

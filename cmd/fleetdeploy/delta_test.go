@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -14,8 +15,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/urfave/cli/v2"
 )
 
 // contentTree describes a build's files (content hashes, modes, link targets),
@@ -263,8 +262,8 @@ func TestSourceChangingDuringDeploy(t *testing.T) {
 		run := func(change func(n int)) result {
 			var out, errb strings.Builder
 			n := 0
-			code := runObserved(t.Context(), []string{"fleetdeploy", "--cache-dir", t.TempDir(), "up", "test", "-i", inv}, &out, &errb, time.Now, nil,
-				func(g *globals) { g.beforePayloads = func() { n++; change(n) } })
+			code := runWith(t.Context(), []string{"fleetdeploy", "--cache-dir", t.TempDir(), "up", "test", "-i", inv}, &out, &errb, time.Now,
+				func(c *common) { c.beforePayloads = func() { n++; change(n) } })
 			return result{code, out.String(), errb.String()}
 		}
 		mustCLI(t, "up", "test", "-i", inv)
@@ -314,17 +313,6 @@ func TestPaceWindow(t *testing.T) {
 	}
 }
 
-// Only OpenSSH hosts get a paced upload.
-func TestFleetWindow(t *testing.T) {
-	f := &fleet{openssh: map[string]bool{"web1": true, "sandbox1": false}}
-	if got := f.window("web1", 300); got != 300 {
-		t.Errorf("OpenSSH host: window %d, want 300", got)
-	}
-	if got := f.window("sandbox1", 300); got != 0 {
-		t.Errorf("other server: window %d, want 0 (not paced)", got)
-	}
-}
-
 func TestCompressWholeBuildsOnSlowLinksOnly(t *testing.T) {
 	for _, c := range []struct {
 		set, compress bool
@@ -336,21 +324,17 @@ func TestCompressWholeBuildsOnSlowLinksOnly(t *testing.T) {
 		{true, false, 20 * time.Millisecond, false},
 		{true, true, 200 * time.Microsecond, true},
 	} {
-		g := &globals{compressSet: c.set, compress: c.compress}
-		if got := g.compressWhole(c.rtt); got != c.want {
+		cm := &common{compressSet: c.set, compress: c.compress}
+		if got := cm.compressWhole(c.rtt); got != c.want {
 			t.Errorf("--compress given %v (%v), rtt %s: %v, want %v", c.set, c.compress, c.rtt, got, c.want)
 		}
 	}
 	// The flag reaches the decision: --compress=false is "given".
 	for args, want := range map[string]bool{"--compress=false": true, "--compress": true, "": false} {
 		var set bool
-		g := &globals{stdout: io.Discard, stderr: io.Discard, now: time.Now}
-		app := newApp(g)
-		for _, cmd := range app.Commands {
-			if cmd.Name == "up" {
-				cmd.Action = func(c *cli.Context) error { set = c.IsSet("compress"); return nil }
-			}
-		}
+		r := realRunners()
+		r.up = func(_ context.Context, c *common, _ upOptions) error { set = c.compressSet; return nil }
+		app := newApp(&common{out: newPrinter(io.Discard), stderr: io.Discard, now: time.Now}, r)
 		argv := []string{"fleetdeploy"}
 		if args != "" {
 			argv = append(argv, args)

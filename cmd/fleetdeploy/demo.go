@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	"github.com/fleetdeploy/fleetdeploy/examples"
+	"github.com/fleetdeploy/fleetdeploy/sandbox"
 )
 
 // demoStage is one stage of the tour: a fleetdeploy command run exactly as
@@ -30,8 +31,8 @@ type demoStage struct {
 // deploy v2, status, rollback and one host's files, each through runWith like
 // a command typed at a shell, and a summary of every switch's cutover skew.
 // The folder and the hosts are gone when it returns, whatever happened.
-func (g *globals) demo(ctx context.Context, o sandboxOptions) (err error) {
-	start := g.now()
+func demo(ctx context.Context, c *common, o sandboxOptions) (err error) {
+	start := c.now()
 	tmp, err := os.MkdirTemp("", "fleetdeploy-demo-")
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
@@ -41,30 +42,30 @@ func (g *globals) demo(ctx context.Context, o sandboxOptions) (err error) {
 			err = errors.Join(err, fmt.Errorf("demo: removing %s: %w", tmp, rmErr))
 		}
 	}()
-	sb, err := openSandbox(tmp, o.count)
+	sb, err := sandbox.Open(tmp, o.count)
 	if err != nil {
 		return err
 	}
 	defer func() { err = errors.Join(err, sb.Close()) }()
 
-	n := len(sb.fleet.Hosts)
-	fmt.Fprintf(g.stdout, "fleetdeploy sandbox --demo: %d SSH hosts on 127.0.0.1, in %s (removed at the end)\n", n, sb.dir)
+	n := len(sb.Fleet.Hosts)
+	c.out.Printf("fleetdeploy sandbox --demo: %d SSH hosts on 127.0.0.1, in %s (removed at the end)\n", n, sb.Dir)
 	stages := []demoStage{
-		{title: fmt.Sprintf("deploying v1 to %d hosts", n), args: []string{"up", sandboxEnv}, serves: "v1", skew: "up v1"},
+		{title: fmt.Sprintf("deploying v1 to %d hosts", n), args: []string{"up", sandbox.Env}, serves: "v1", skew: "up v1"},
 		{
 			title: fmt.Sprintf("deploying v2 to %d hosts", n),
 			prepare: func(w io.Writer) error {
-				fmt.Fprintf(w, "rewriting %s as v2\n", sb.source)
-				return examples.WriteApp(sb.source, "v2")
+				fmt.Fprintf(w, "rewriting %s as v2\n", sb.Source)
+				return examples.WriteApp(sb.Source, "v2")
 			},
-			args: []string{"up", sandboxEnv}, serves: "v2", skew: "up v2",
+			args: []string{"up", sandbox.Env}, serves: "v2", skew: "up v2",
 		},
-		{title: "showing what every host runs", args: []string{"status", sandboxEnv}},
-		{title: "rolling back to v1", args: []string{"rollback", sandboxEnv}, serves: "v1", skew: "rollback"},
+		{title: "showing what every host runs", args: []string{"status", sandbox.Env}},
+		{title: "rolling back to v1", args: []string{"rollback", sandbox.Env}, serves: "v1", skew: "rollback"},
 		{
-			title: fmt.Sprintf("listing host1's files (%s, root %s)", sb.fleet.Hosts[0].Addr(), sb.fleet.Roots[0]),
+			title: fmt.Sprintf("listing host1's files (%s, root %s)", sb.Fleet.Hosts[0].Addr(), sb.Fleet.Roots[0]),
 			show: func(w io.Writer) error {
-				return writeTree(w, sb.fleet.Roots[0], "host1/www", hostTreeNote(sb.fleet.Roots[0]))
+				return writeTree(w, sb.Fleet.Roots[0], "host1/www", hostTreeNote(sb.Fleet.Roots[0]))
 			},
 		},
 	}
@@ -74,47 +75,47 @@ func (g *globals) demo(ctx context.Context, o sandboxOptions) (err error) {
 		if err := ctx.Err(); err != nil {
 			return fmt.Errorf("demo stopped before %s: %w", st.title, err)
 		}
-		fmt.Fprintf(g.stdout, "\n== %d/%d %s\n", i+1, len(stages), st.title)
+		c.out.Printf("\n== %d/%d %s\n", i+1, len(stages), st.title)
 		if st.prepare != nil {
-			if err := st.prepare(g.stdout); err != nil {
+			if err := st.prepare(c.out); err != nil {
 				return fmt.Errorf("demo: %s: %w", st.title, err)
 			}
 		}
 		if st.show != nil {
-			if err := st.show(g.stdout); err != nil {
+			if err := st.show(c.out); err != nil {
 				return fmt.Errorf("demo: %s: %w", st.title, err)
 			}
 			continue
 		}
-		out, err := g.runStage(ctx, sb.inventory, st.args, o.passOn)
+		out, err := runStage(ctx, c, sb.Inventory, st.args, o.passOn)
 		if err != nil {
 			return fmt.Errorf("demo stage %d/%d, %s: %w", i+1, len(stages), st.title, err)
 		}
 		if st.serves != "" {
-			if err := checkServing(sb.fleet.Roots, st.serves); err != nil {
+			if err := checkServing(sb.Fleet.Roots, st.serves); err != nil {
 				return fmt.Errorf("demo stage %d/%d, %s: %w", i+1, len(stages), st.title, err)
 			}
-			fmt.Fprintf(g.stdout, "checked: every host's latest/VERSION is %s\n", st.serves)
+			c.out.Printf("checked: every host's latest/VERSION is %s\n", st.serves)
 		}
 		if st.skew != "" {
 			skews = append(skews, fmt.Sprintf("  %-10s %s", st.skew+":", skewLine(out)))
 		}
 	}
 
-	fmt.Fprintf(g.stdout, "\n== cutover skew of each switch\n")
-	fmt.Fprintf(g.stdout, "(once every host is ready, each renames its latest link in one step; the skew is how far apart the\n")
-	fmt.Fprintf(g.stdout, "hosts switched, from the midpoints of their round trips, and at most the last answer minus the first request)\n")
+	c.out.Printf("\n== cutover skew of each switch\n")
+	c.out.Printf("(once every host is ready, each renames its latest link in one step; the skew is how far apart the\n")
+	c.out.Printf("hosts switched, from the midpoints of their round trips, and at most the last answer minus the first request)\n")
 	for _, s := range skews {
-		fmt.Fprintln(g.stdout, s)
+		c.out.Printf("%s\n", s)
 	}
-	fmt.Fprintf(g.stdout, "\nstopping the sandbox and removing %s\n", sb.dir)
-	fmt.Fprintf(g.stdout, "demo done in %s; `fleetdeploy sandbox` starts a sandbox that stays, to try it yourself\n", since(start, g.now))
+	c.out.Printf("\nstopping the sandbox and removing %s\n", sb.Dir)
+	c.out.Printf("demo done in %s; `fleetdeploy sandbox` starts a sandbox that stays, to try it yourself\n", since(start, c.now))
 	return nil
 }
 
 // runStage runs one fleetdeploy command through runWith, as main would, and
 // returns its standard output as well as showing it.
-func (g *globals) runStage(ctx context.Context, inventory string, args, passOn []string) (string, error) {
+func runStage(ctx context.Context, c *common, inventory string, args, passOn []string) (string, error) {
 	line := append([]string{"fleetdeploy"}, passOn...)
 	line = append(line, args...)
 	line = append(line, "-i", inventory)
@@ -122,9 +123,9 @@ func (g *globals) runStage(ctx context.Context, inventory string, args, passOn [
 	for i, a := range line {
 		quoted[i] = shellQuote(a)
 	}
-	fmt.Fprintf(g.stdout, "$ %s\n", strings.Join(quoted, " "))
+	c.out.Printf("$ %s\n", strings.Join(quoted, " "))
 	var out bytes.Buffer
-	code := runWith(ctx, line, io.MultiWriter(g.stdout, &out), g.stderr, g.now)
+	code := runWith(ctx, line, io.MultiWriter(c.out, &out), c.stderr, c.now)
 	if code != exitOK {
 		if err := ctx.Err(); err != nil {
 			return out.String(), fmt.Errorf("fleetdeploy %s: %w", args[0], err)

@@ -520,9 +520,11 @@ func fdAtBarrier(t *testing.T, fault func(), args ...string) result {
 	t.Helper()
 	var out, errb bytes.Buffer
 	full := append([]string{"fleetdeploy", "-v", "--connect-timeout", "5s", "--keepalive", "1s", "--keepalive-count", "3", "--cache-dir", t.TempDir()}, args...)
-	code := runObserved(t.Context(), full, &out, &errb, time.Now, func(e plan.Event) {
-		if e.Kind == plan.BarrierReached {
-			fault()
+	code := runWith(t.Context(), full, &out, &errb, time.Now, func(c *common) {
+		c.observe = func(e plan.Event) {
+			if e.Kind == plan.BarrierReached {
+				fault()
+			}
 		}
 	})
 	return result{code, out.String(), errb.String()}

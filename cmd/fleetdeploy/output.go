@@ -2,44 +2,65 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/fleetdeploy/fleetdeploy/plan"
-	"github.com/fleetdeploy/fleetdeploy/steps"
 )
 
-// observe renders scheduler events for a person at a terminal.
-func (g *globals) observe(e plan.Event) {
-	if g.extraObserver != nil {
-		g.extraObserver(e)
+// printer owns standard output: the scheduler's events arrive from many
+// goroutines, progress lines from others, and each write goes out whole.
+type printer struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func newPrinter(w io.Writer) *printer { return &printer{w: w} }
+
+func (p *printer) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.w.Write(b)
+}
+
+// Printf writes one formatted line (or more) at once.
+func (p *printer) Printf(format string, a ...any) {
+	fmt.Fprintf(p, format, a...)
+}
+
+// render shows scheduler events to a person at a terminal.
+func (c *common) render(e plan.Event) {
+	if c.observe != nil {
+		c.observe(e)
 	}
 	switch e.Kind {
 	case plan.StepStarted:
-		if g.verbose {
-			fmt.Fprintf(g.stdout, "%s %s  %s\n", g.clock(e.Time), e.Host, e.Step)
+		if c.verbose {
+			c.out.Printf("%s %s  %s\n", c.clock(e.Time), e.Host, e.Step)
 		}
 	case plan.OpStarted:
-		if g.verbose {
-			fmt.Fprintf(g.stdout, "%s %s    %s\n", g.clock(e.Time), e.Host, plan.Indent(e.Op))
+		if c.verbose {
+			c.out.Printf("%s %s    %s\n", c.clock(e.Time), e.Host, plan.Indent(e.Op))
 		}
 	case plan.Output:
 		if note, ok := strings.CutPrefix(e.Text, "NOTE: "); ok {
-			fmt.Fprintf(g.stdout, "  %s: %s\n", e.Host, note)
-		} else if g.verbose {
-			fmt.Fprintf(g.stdout, "  %s  | %s\n", e.Host, e.Text)
+			c.out.Printf("  %s: %s\n", e.Host, note)
+		} else if c.verbose {
+			c.out.Printf("  %s  | %s\n", e.Host, e.Text)
 		}
 	case plan.StepFailed:
-		fmt.Fprintf(g.stdout, "  %s  %s failed: %v\n", e.Host, e.Step, e.Err)
+		c.out.Printf("  %s  %s failed: %v\n", e.Host, e.Step, e.Err)
 	case plan.Undoing:
-		if g.verbose {
-			fmt.Fprintf(g.stdout, "  %s  undoing %s\n", e.Host, e.Step)
+		if c.verbose {
+			c.out.Printf("  %s  undoing %s\n", e.Host, e.Step)
 		}
 	}
 }
 
 // summary prints the cutover of each host and the fleet's skew.
-func (g *globals) summary(res *plan.Result, start time.Time) {
+func (c *common) summary(res *plan.Result) {
 	if res == nil || len(res.Swaps) == 0 {
 		return
 	}
@@ -49,7 +70,8 @@ func (g *globals) summary(res *plan.Result, start time.Time) {
 			first = s.Sent
 		}
 	}
-	fmt.Fprintf(g.stdout, "cutover:\n")
+	var b strings.Builder
+	fmt.Fprintf(&b, "cutover:\n")
 	for _, s := range res.Swaps {
 		mid := s.Sent.Add(s.Ack.Sub(s.Sent) / 2)
 		state := "switched"
@@ -59,17 +81,30 @@ func (g *globals) summary(res *plan.Result, start time.Time) {
 		case s.Err != nil:
 			state = "FAILED: " + s.Err.Error()
 		}
-		fmt.Fprintf(g.stdout, "  %-24s %s at +%.2f ms (round trip %.2f ms)\n", s.Host, state, ms(mid.Sub(first)), ms(s.Ack.Sub(s.Sent)))
+		fmt.Fprintf(&b, "  %-24s %s at +%.2f ms (round trip %.2f ms)\n", s.Host, state, ms(mid.Sub(first)), ms(s.Ack.Sub(s.Sent)))
 	}
 	mid, bound := res.Skew()
-	fmt.Fprintf(g.stdout, "cutover skew %.2f ms (at most %.2f ms: last answer minus first request)\n", ms(mid), ms(bound))
+	fmt.Fprintf(&b, "cutover skew %.2f ms (at most %.2f ms: last answer minus first request)\n", ms(mid), ms(bound))
+	c.out.Printf("%s", b.String())
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 
-func lockedErr(holder string) error { return &steps.LockedError{Holder: holder} }
-
 // clock is an event's time since the command started, for verbose output.
-func (g *globals) clock(t time.Time) string {
-	return fmt.Sprintf("%7.3fs", t.Sub(g.started).Seconds())
+func (c *common) clock(t time.Time) string {
+	return fmt.Sprintf("%7.3fs", t.Sub(c.started).Seconds())
+}
+
+func since(t time.Time, now func() time.Time) string {
+	return fmt.Sprintf("%.1fs", now().Sub(t).Seconds())
+}
+
+func human(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
 }
