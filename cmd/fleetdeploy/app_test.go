@@ -27,11 +27,14 @@ func parse(t *testing.T, args ...string) (parsed, error) {
 	t.Helper()
 	var got parsed
 	r := runners{
-		up:       func(_ context.Context, c *common, o upOptions) error { got = parsed{"up", c, o}; return nil },
-		rollback: func(_ context.Context, c *common, o rollbackOptions) error { got = parsed{"rollback", c, o}; return nil },
-		status:   func(_ context.Context, c *common, o statusOptions) error { got = parsed{"status", c, o}; return nil },
-		unlock:   func(_ context.Context, c *common, o unlockOptions) error { got = parsed{"unlock", c, o}; return nil },
-		sandbox:  func(_ context.Context, c *common, o sandboxOptions) error { got = parsed{"sandbox", c, o}; return nil },
+		up: func(_ context.Context, c *common, o upOptions) error { got = parsed{"up", c, o}; return nil },
+		rollback: func(_ context.Context, c *common, o rollbackOptions) error {
+			got = parsed{"rollback", c, o}
+			return nil
+		},
+		status:  func(_ context.Context, c *common, o statusOptions) error { got = parsed{"status", c, o}; return nil },
+		unlock:  func(_ context.Context, c *common, o unlockOptions) error { got = parsed{"unlock", c, o}; return nil },
+		sandbox: func(_ context.Context, c *common, o sandboxOptions) error { got = parsed{"sandbox", c, o}; return nil },
 	}
 	app := newApp(&common{out: newPrinter(io.Discard), stderr: io.Discard, now: time.Now}, r)
 	argv := append([]string{"fleetdeploy"}, args...)
