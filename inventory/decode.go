@@ -299,6 +299,10 @@ func (d *decoder) mapping(n *yaml.Node, key string) ([]pair, bool) {
 			d.addf(k.Line, "%s", prefixed(key, "merge keys (<<) are not supported; environments already inherit the top-level settings"))
 			continue
 		}
+		if msg := badText(k.Value, false); msg != "" {
+			d.addf(k.Line, "%s", prefixed(key, fmt.Sprintf("key %q: %s", k.Value, msg)))
+			continue
+		}
 		if first, dup := seen[k.Value]; dup {
 			d.addf(k.Line, "%s", prefixed(key, fmt.Sprintf("duplicate key %q (first on line %d)", k.Value, first)))
 			continue
@@ -510,7 +514,7 @@ func (d *decoder) hook(n *yaml.Node, line int, key string) (Hook, bool) {
 			d.addf(line, "%s: expected a command or a map with run, once and timeout, got %s", key, describe(n))
 			return h, false
 		}
-		v, ok := d.nonEmpty(n, key)
+		v, ok := d.command(n, key)
 		h.Run = v
 		return h, ok
 	}
@@ -520,7 +524,7 @@ func (d *decoder) hook(n *yaml.Node, line int, key string) (Hook, bool) {
 		switch p.key {
 		case "run":
 			haveRun = true
-			v, good := d.nonEmpty(p.val, key+".run")
+			v, good := d.command(p.val, key+".run")
 			h.Run, ok = v, ok && good
 		case "once":
 			v, good := d.boolean(p.val, key+".once")
@@ -596,16 +600,35 @@ func (d *decoder) list(n *yaml.Node, key string) ([]item, bool) {
 }
 
 // str accepts any scalar as text: `app: 2024` is the name "2024", not an error.
+// It refuses control characters, newlines and tabs included.
 func (d *decoder) str(n *yaml.Node, key string) (string, bool) {
+	return d.text(n, key, false)
+}
+
+// text is str for a value that may be a command: one of those may span lines.
+func (d *decoder) text(n *yaml.Node, key string, command bool) (string, bool) {
 	if n.Kind != yaml.ScalarNode || isNull(n) {
 		d.addf(n.Line, "%s: expected a string, got %s", key, describe(n))
+		return "", false
+	}
+	if msg := badText(n.Value, command); msg != "" {
+		d.addf(n.Line, "%s", prefixed(key, msg))
 		return "", false
 	}
 	return n.Value, true
 }
 
 func (d *decoder) nonEmpty(n *yaml.Node, key string) (string, bool) {
-	v, ok := d.str(n, key)
+	return d.filled(n, key, false)
+}
+
+// command is a non-empty shell command, which may be a multi-line script.
+func (d *decoder) command(n *yaml.Node, key string) (string, bool) {
+	return d.filled(n, key, true)
+}
+
+func (d *decoder) filled(n *yaml.Node, key string, command bool) (string, bool) {
+	v, ok := d.text(n, key, command)
 	if ok && strings.TrimSpace(v) == "" {
 		d.addf(n.Line, "%s: must not be empty", key)
 		return "", false

@@ -3,8 +3,11 @@ package inventory
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -32,6 +35,8 @@ func FuzzParse(f *testing.F) {
 		"a: 1\n---\nb: 2\n",
 		"<<: {app: x}\n",
 		"app: \"\\x01\"\n\xff",
+		"app: \"a\\eb\"\nsource: .\nroot: /srv\nenvironments: {\"p\\x9b\": {hosts: [\"w\\0\"]}}\n",
+		"hooks: {after_cutover: [\"a\\n\\tb\", {run: \"c\\r\"}]}\n",
 		"environments: {p: {hosts: ['2001:db8::1', '[fe80::1%eth0]:22', '@h', 'u@', ':22', '[]']}}\n",
 	} {
 		f.Add([]byte(s))
@@ -54,8 +59,35 @@ func FuzzParse(f *testing.F) {
 			if len(env.Hosts) == 0 || env.Keep < 1 {
 				t.Fatalf("%s: resolved without hosts or keep: %+v", name, env)
 			}
+			checkClean(t, reflect.ValueOf(env), "Environment")
 		}
 	})
+}
+
+// checkClean fails when a string anywhere in v holds a control character
+// (newlines and tabs are let through in commands).
+func checkClean(t *testing.T, v reflect.Value, path string) {
+	t.Helper()
+	switch v.Kind() {
+	case reflect.Pointer, reflect.Interface:
+		if !v.IsNil() {
+			checkClean(t, v.Elem(), path)
+		}
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if f := v.Type().Field(i); f.IsExported() {
+				checkClean(t, v.Field(i), path+"."+f.Name)
+			}
+		}
+	case reflect.Slice, reflect.Array:
+		for i := range v.Len() {
+			checkClean(t, v.Index(i), fmt.Sprintf("%s[%d]", path, i))
+		}
+	case reflect.String:
+		if msg := badText(v.String(), strings.HasSuffix(path, ".Run")); msg != "" {
+			t.Fatalf("%s = %q: %s", path, v.String(), msg)
+		}
+	}
 }
 
 func checkErrors(t *testing.T, err error) {

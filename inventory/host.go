@@ -53,6 +53,10 @@ func (d *decoder) hosts(p pair) []hostSpec {
 func (d *decoder) hostString(it item) (hostSpec, bool) {
 	s := it.node.Value
 	hs := hostSpec{name: s, line: it.line}
+	if msg := badText(s, false); msg != "" {
+		d.addf(it.line, "hosts: %s", msg)
+		return hs, false
+	}
 	user, addr, port, hasPort, msg := splitHost(s)
 	if msg == "" && user != "" {
 		msg = checkUser(user)
