@@ -31,8 +31,7 @@ var (
 	envKeys  = append(slices.Clone(settingKeys), "hosts")
 	hookKeys = []string{"before_cutover", "after_cutover"}
 	hookMap  = []string{"run", "once", "timeout"}
-	sshKeys  = []string{"user", "port", "identity", "known_hosts"}
-	hostKeys = []string{"address", "port", "user", "root", "identity", "known_hosts"}
+	hostKeys = append(append([]string{"address"}, sshLoginKeys...), "root")
 )
 
 // maxAliases bounds alias expansion, so a small file cannot make the walk explode.
@@ -62,8 +61,8 @@ type settings struct {
 	hookTimeout                 opt[time.Duration]
 	shared                      opt[[]SharedPath]
 	beforeCutover, afterCutover opt[[]Hook] // a zero Timeout is filled in by Resolve
-	user, identity, knownHosts  opt[string]
-	port                        opt[int]
+	login                       login
+	sshConfig                   opt[string]
 }
 
 // merge overrides s with env: maps merge key by key (each hook list and ssh
@@ -80,10 +79,8 @@ func (s settings) merge(env settings) settings {
 		shared:        s.shared.or(env.shared),
 		beforeCutover: s.beforeCutover.or(env.beforeCutover),
 		afterCutover:  s.afterCutover.or(env.afterCutover),
-		user:          s.user.or(env.user),
-		identity:      s.identity.or(env.identity),
-		knownHosts:    s.knownHosts.or(env.knownHosts),
-		port:          s.port.or(env.port),
+		login:         s.login.merge(env.login),
+		sshConfig:     s.sshConfig.or(env.sshConfig),
 	}
 }
 
@@ -542,33 +539,6 @@ func (d *decoder) hook(n *yaml.Node, line int, key string) (Hook, bool) {
 		ok = false
 	}
 	return h, ok
-}
-
-func (d *decoder) ssh(n *yaml.Node, s *settings) {
-	pairs, _ := d.mapping(n, "ssh")
-	for _, p := range pairs {
-		key := "ssh." + p.key
-		switch p.key {
-		case "user":
-			if v, ok := d.user(p.val, key); ok {
-				s.user = some(v)
-			}
-		case "port":
-			if v, ok := d.port(p.val, key); ok {
-				s.port = some(v)
-			}
-		case "identity":
-			if v, ok := d.identity(p.val, key); ok {
-				s.identity = some(v)
-			}
-		case "known_hosts":
-			if v, ok := d.localPath(p.val, key); ok {
-				s.knownHosts = some(v)
-			}
-		default:
-			d.unknown(p, "ssh", sshKeys)
-		}
-	}
 }
 
 // item is a list element with the line where it is written (an alias's own line, not its anchor's).

@@ -2,7 +2,7 @@
 // the app, its local source and build, the remote layout, the hooks and, per
 // environment, the hosts. It reports every problem it finds, each at a line of
 // the file, so a user fixes them all in one go; it does no I/O besides reading
-// the file and looking up the local user and home directory.
+// the file and looking up the home directory that ~ stands for.
 package inventory
 
 import (
@@ -11,7 +11,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/user"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -93,7 +92,7 @@ func (inv *Inventory) Environments() []string {
 }
 
 // Resolve merges the top-level settings with environment env's overrides,
-// fills in defaults and checks what only the merged settings can show
+// fills in defaults (but not ssh_config's: see Host) and checks what only the merged settings can show
 // (a missing app or root, duplicate hosts).
 func (inv *Inventory) Resolve(env string) (*Environment, error) {
 	if inv == nil {
@@ -118,6 +117,8 @@ func (inv *Inventory) Resolve(env string) (*Environment, error) {
 		Root:    s.root.val,
 		Keep:    DefaultKeep,
 		Shared:  slices.Clone(s.shared.val),
+
+		SSHConfig: s.sshConfig.val,
 	}
 	for _, req := range []struct {
 		key string
@@ -147,41 +148,35 @@ func (inv *Inventory) Resolve(env string) (*Environment, error) {
 }
 
 // resolveHosts gives each host of e its settings: its own, else the merged
-// ones, else the local defaults, and reports hosts that are there twice.
+// ones; a login setting that neither writes stays empty for ssh_config. It
+// reports hosts that are there twice.
 func resolveHosts(d *decoder, e environment, s settings) []Host {
-	user := lazy{get: localUser}
-	known := lazy{get: defaultKnownHosts}
 	var (
 		hosts    []Host
 		rootless []string
 		seen     = map[string]Host{}
+		named    = map[string]Host{}
 	)
 	for _, hs := range e.hosts {
 		h := Host{
-			Name:     hs.name,
-			Address:  hs.address,
-			Port:     pick(s.port, hs.port, 22),
-			Root:     pick(s.root, hs.root, ""),
-			Identity: pick(s.identity, hs.identity, ""),
-			Line:     hs.line,
+			Name:    hs.name,
+			Address: hs.address,
+			Root:    s.root.or(hs.root).val,
+			Line:    hs.line,
 		}
-		if u := s.user.or(hs.user); u.set {
-			h.User = u.val
-		} else {
-			h.User = user.value()
-		}
-		if k := s.knownHosts.or(hs.knownHosts); k.set {
-			h.KnownHosts = k.val
-		} else {
-			h.KnownHosts = known.value()
-		}
+		s.login.merge(hs.login).apply(&h)
 		if h.Root == "" {
 			rootless = append(rootless, h.Name)
 		}
 		if first, dup := seen[h.identity()]; dup {
 			d.addf(h.Line, "duplicate host %q: %s is already on line %d as %q", h.Name, h.Key(), first.Line, first.Name)
+		} else if first, dup := named[strings.ToLower(h.Name)]; dup {
+			// Same address, different jumps: maybe two machines, but no message could tell them apart.
+			d.addf(h.Line, "duplicate host name %q (first on line %d): give each its own name, e.g. a Host alias in ssh_config",
+				h.Name, first.Line)
 		} else {
 			seen[h.identity()] = h
+			named[strings.ToLower(h.Name)] = h
 		}
 		hosts = append(hosts, h)
 	}
@@ -189,37 +184,7 @@ func resolveHosts(d *decoder, e environment, s settings) []Host {
 		d.addf(e.line, "environment %q has no root for %s (set root at the top level, in the environment or on each host)",
 			e.name, strings.Join(rootless, ", "))
 	}
-	if user.err != nil {
-		d.addf(e.line, "environment %q: cannot tell the local user name to log in with (%v); set ssh.user", e.name, user.err)
-	}
-	if known.err != nil {
-		d.addf(e.line, "environment %q: cannot locate ~/.ssh/known_hosts (%v); set ssh.known_hosts", e.name, known.err)
-	}
 	return hosts
-}
-
-// lazy is a local default, looked up only when some host needs it, and once.
-type lazy struct {
-	get  func() (string, error)
-	done bool
-	val  string
-	err  error
-}
-
-func (l *lazy) value() string {
-	if !l.done {
-		l.val, l.err = l.get()
-		l.done = true
-	}
-	return l.val
-}
-
-// pick returns a host's own value, else the merged setting, else def.
-func pick[T any](merged, own opt[T], def T) T {
-	if o := merged.or(own); o.set {
-		return o.val
-	}
-	return def
 }
 
 // withTimeout copies hooks, giving each that set no timeout the default.
@@ -236,31 +201,9 @@ func withTimeout(hooks []Hook, def time.Duration) []Hook {
 // identity is how duplicates are found: like Key, but blind to the case of a
 // host name and to the spelling of an IP address.
 func (h Host) identity() string {
-	return fmt.Sprintf("%s@%s:%d", h.User, canonicalAddress(h.Address), h.Port)
-}
-
-// localUser is the SSH login used when the inventory names none, as ssh(1) does.
-func localUser() (string, error) {
-	if u, err := user.Current(); err == nil && u.Username != "" {
-		name := u.Username
-		if i := strings.LastIndexByte(name, '\\'); i >= 0 { // DOMAIN\user on Windows
-			name = name[i+1:]
-		}
-		return name, nil
-	}
-	if name := os.Getenv("USER"); name != "" {
-		return name, nil
-	}
-	return "", errors.New("no user entry and $USER is unset")
-}
-
-// defaultKnownHosts is OpenSSH's own default, so hosts the user already trusts are trusted.
-func defaultKnownHosts() (string, error) {
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return "", err
-	}
-	return filepath.Join(home, ".ssh", "known_hosts"), nil
+	c := h
+	c.Address = canonicalAddress(h.Address)
+	return c.Key()
 }
 
 // unreadable reports a file that cannot be read, without repeating its name.

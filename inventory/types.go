@@ -2,6 +2,8 @@ package inventory
 
 import (
 	"fmt"
+	"net"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -27,6 +29,10 @@ type Environment struct {
 	Shared  []SharedPath
 	Hooks   Hooks
 	Hosts   []Host // inventory order; never empty
+
+	// SSHConfig is the ssh_config file to read: "" for the usual ones
+	// (~/.ssh/config, then /etc/ssh/ssh_config), None for none, or an absolute path.
+	SSHConfig string
 }
 
 // SharedPath is one entry of `shared`: data that outlives builds.
@@ -49,27 +55,58 @@ type Hook struct {
 	Line    int           // line in the inventory, for messages
 }
 
-// Host is one SSH endpoint of an environment.
+// Host is one SSH endpoint of an environment. Its login fields hold only what
+// the inventory says explicitly; an empty one is for ssh_config to supply, then
+// the defaults (DefaultUser, DefaultPort, DefaultKnownHosts; FillDefaults
+// applies them).
 type Host struct {
 	Name       string // exactly as the inventory writes it, used in every message
-	Address    string
-	Port       int
-	User       string
+	Address    string // a host name, an IP address or an ssh_config Host alias
+	Port       int    // 0: not set
+	User       string // "": not set
 	Root       string // absolute remote root for this host
-	Identity   string // absolute path of a private key; "" means agent and ~/.ssh/id_*
-	KnownHosts string // absolute path of the known_hosts file
-	Line       int    // line in the inventory, for messages
+	Identity   string // absolute path of a private key; "": not set (ssh_config's IdentityFile, the agent, ~/.ssh/id_*)
+	KnownHosts string // absolute path of the known_hosts file; "": not set
+	// Jump is the ProxyJump chain, hops separated by commas as ParseJump reads
+	// them; "": not set, None: connect directly whatever ssh_config says.
+	Jump string
+	// StrictHostKeyChecking is "", StrictYes or StrictAcceptNew; never "no".
+	StrictHostKeyChecking string
+	IdentitiesOnly        *bool // nil: not set
+	Line                  int   // line in the inventory, for messages
 }
 
-// Key identifies a host uniquely: the same address on two ports is two hosts.
-func (h Host) Key() string { return fmt.Sprintf("%s@%s:%d", h.User, h.Address, h.Port) }
-
-// Addr is the host's address in host:port form, as net.Dial wants it.
-func (h Host) Addr() string {
-	if strings.Contains(h.Address, ":") {
-		return fmt.Sprintf("[%s]:%d", h.Address, h.Port)
+// Key identifies a host by what the inventory writes explicitly:
+// [user@]address[:port], an IPv6 address in brackets, then " via JUMP" when a
+// jump is set (one private address behind two bastions is two hosts). Within
+// an environment no two hosts share a key. Hosts with different keys may still
+// turn out to be one machine once ssh_config fills in users and ports.
+func (h Host) Key() string {
+	k := h.Address
+	if isIPv6(k) {
+		k = "[" + k + "]"
 	}
-	return fmt.Sprintf("%s:%d", h.Address, h.Port)
+	if h.Port != 0 {
+		k += ":" + strconv.Itoa(h.Port)
+	}
+	if h.User != "" {
+		k = h.User + "@" + k
+	}
+	if h.Jump != "" {
+		k += " via " + h.Jump
+	}
+	return k
+}
+
+// Addr is the host's address in host:port form, as net.Dial wants it, with
+// DefaultPort when the inventory sets no port: a caller that reads ssh_config
+// sets Port (and Address, from HostName) before calling it.
+func (h Host) Addr() string {
+	port := h.Port
+	if port == 0 {
+		port = DefaultPort
+	}
+	return net.JoinHostPort(h.Address, strconv.Itoa(port))
 }
 
 // Problem is one thing wrong with an inventory, at a place in the file.
