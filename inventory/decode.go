@@ -28,10 +28,10 @@ var settingKeys = []string{"app", "source", "build", "exclude", "root", "keep", 
 
 var (
 	topKeys  = append(slices.Clone(settingKeys), "environments")
-	envKeys  = append(slices.Clone(settingKeys), "hosts")
+	envKeys  = append(slices.Clone(settingKeys), "hosts", "roles")
 	hookKeys = []string{"before_cutover", "after_cutover"}
 	hookMap  = []string{"run", "once", "timeout"}
-	hostKeys = append(append([]string{"address"}, sshLoginKeys...), "root")
+	hostKeys = append(append([]string{"address"}, sshLoginKeys...), "root", "roles")
 )
 
 // maxAliases bounds alias expansion, so a small file cannot make the walk explode.
@@ -371,6 +371,8 @@ func (d *decoder) inventory(root *yaml.Node, inv *Inventory) {
 			d.environments(p, inv)
 		case p.key == "hosts":
 			d.addf(p.line, "unknown key %q (hosts belong to an environment: environments.<name>.hosts)", p.key)
+		case p.key == "roles":
+			d.addf(p.line, "unknown key %q (roles belong to a host, or to an environment: environments.<name>.roles)", p.key)
 		default:
 			d.unknown(p, "", topKeys)
 		}
@@ -399,13 +401,15 @@ func (d *decoder) environments(p pair, inv *Inventory) {
 		if !ok {
 			continue
 		}
-		haveHosts := false
+		haveHosts, hostsRead, rolesRead := false, false, true
 		for _, bp := range body {
 			switch {
 			case d.setting(&e.set, bp):
 			case bp.key == "hosts":
 				haveHosts = true
-				e.hosts = d.hosts(bp)
+				e.hosts, hostsRead = d.hosts(bp)
+			case bp.key == "roles":
+				e.roleMap, rolesRead = d.roleMap(bp)
 			case bp.key == "environments":
 				d.addf(bp.line, "unknown key %q (environments do not nest)", bp.key)
 			default:
@@ -415,6 +419,7 @@ func (d *decoder) environments(p pair, inv *Inventory) {
 		if !haveHosts {
 			d.addf(ep.line, "environment %q has no hosts", ep.key)
 		}
+		d.assignRoles(&e, hostsRead && rolesRead)
 		inv.envs = append(inv.envs, e)
 	}
 }

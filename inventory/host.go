@@ -17,18 +17,19 @@ type hostSpec struct {
 	address string
 	root    opt[string]
 	login   login
+	roles   []string // from its map, then from the environment's roles map
 }
 
-func (d *decoder) hosts(p pair) []hostSpec {
+// hosts decodes an environment's hosts; ok is false when any is left out for a problem.
+func (d *decoder) hosts(p pair) (out []hostSpec, ok bool) {
 	items, ok := d.list(p.val, "hosts")
 	if !ok {
-		return nil
+		return nil, false
 	}
 	if len(items) == 0 {
 		d.addf(p.line, "hosts: at least one host is required")
-		return nil
+		return nil, false
 	}
-	var out []hostSpec
 	for _, it := range items {
 		var (
 			hs   hostSpec
@@ -44,9 +45,11 @@ func (d *decoder) hosts(p pair) []hostSpec {
 		}
 		if good {
 			out = append(out, hs)
+		} else {
+			ok = false
 		}
 	}
-	return out
+	return out, ok
 }
 
 // hostString decodes `[user@]address[:port]`, the address of IPv6 in brackets.
@@ -163,6 +166,8 @@ func (d *decoder) hostMap(it item) (hostSpec, bool) {
 			var v string
 			v, good = d.remoteRoot(p.val, key)
 			hs.root = some(v)
+		case p.key == "roles":
+			hs.roles, good = d.roleList(p.val, key, false)
 		case p.key == "config":
 			d.addf(p.line, "hosts: config is not set per host: ssh.config names one ssh_config file for the environment")
 		default:

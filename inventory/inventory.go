@@ -28,10 +28,12 @@ type Inventory struct {
 
 // environment is one entry of `environments:` before it is merged with the top level.
 type environment struct {
-	name  string
-	line  int
-	set   settings
-	hosts []hostSpec
+	name     string
+	line     int
+	set      settings
+	hosts    []hostSpec
+	roleMap  []roleAssignment
+	declared []string // the roles its roles map names, hosts or not
 }
 
 // Load reads and validates an inventory file; path is used verbatim in messages.
@@ -141,6 +143,10 @@ func (inv *Inventory) Resolve(env string) (*Environment, error) {
 	}
 
 	out.Hosts = resolveHosts(d, e, s)
+	out.roles = out.Roles()
+	out.roles = append(out.roles, e.declared...)
+	slices.Sort(out.roles)
+	out.roles = slices.Compact(out.roles)
 	if len(d.problems) > 0 {
 		return nil, d.errors()
 	}
@@ -165,6 +171,11 @@ func resolveHosts(d *decoder, e environment, s settings) []Host {
 			Line:    hs.line,
 		}
 		s.login.merge(hs.login).apply(&h)
+		if len(hs.roles) > 0 {
+			h.Roles = slices.Clone(hs.roles)
+			slices.Sort(h.Roles)
+			h.Roles = slices.Compact(h.Roles)
+		}
 		if h.Root == "" {
 			rootless = append(rootless, h.Name)
 		}
@@ -185,6 +196,45 @@ func resolveHosts(d *decoder, e environment, s settings) []Host {
 			e.name, strings.Join(rootless, ", "))
 	}
 	return hosts
+}
+
+// clone is a deep copy of e, so that editing one cannot change the other.
+func (e *Environment) clone() *Environment {
+	out := *e
+	out.Build = slices.Clone(e.Build)
+	out.Exclude = slices.Clone(e.Exclude)
+	out.Shared = slices.Clone(e.Shared)
+	out.Hooks = e.Hooks.clone()
+	out.roles = slices.Clone(e.roles)
+	out.Hosts = make([]Host, len(e.Hosts))
+	for i, h := range e.Hosts {
+		out.Hosts[i] = cloneHost(h)
+	}
+	return &out
+}
+
+func cloneHost(h Host) Host {
+	h.Roles = slices.Clone(h.Roles)
+	if h.IdentitiesOnly != nil {
+		v := *h.IdentitiesOnly
+		h.IdentitiesOnly = &v
+	}
+	return h
+}
+
+func (h Hooks) clone() Hooks {
+	return Hooks{
+		BeforeCutover: cloneHooks(h.BeforeCutover),
+		AfterCutover:  cloneHooks(h.AfterCutover),
+	}
+}
+
+func cloneHooks(hooks []Hook) []Hook {
+	out := slices.Clone(hooks)
+	for i := range out {
+		out[i].Roles = slices.Clone(out[i].Roles)
+	}
+	return out
 }
 
 // withTimeout copies hooks, giving each that set no timeout the default.

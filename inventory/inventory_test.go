@@ -81,7 +81,7 @@ func checkEnv(t *testing.T, got, want *Environment) {
 	gv, wv := reflect.ValueOf(*got), reflect.ValueOf(*want)
 	for i := range gv.NumField() {
 		name := gv.Type().Field(i).Name
-		if name == "Hosts" {
+		if name == "Hosts" || !gv.Type().Field(i).IsExported() {
 			continue
 		}
 		if g, w := gv.Field(i).Interface(), wv.Field(i).Interface(); !reflect.DeepEqual(g, w) {

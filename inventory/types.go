@@ -30,6 +30,8 @@ type Environment struct {
 	Hooks   Hooks
 	Hosts   []Host // inventory order; never empty
 
+	roles []string // every role name, of all hosts, kept by Select; see Roles
+
 	// SSHConfig is the ssh_config file to read: "" for the usual ones
 	// (~/.ssh/config, then /etc/ssh/ssh_config), None for none, or an absolute path.
 	SSHConfig string
@@ -51,6 +53,7 @@ type Hooks struct {
 type Hook struct {
 	Run     string
 	Once    bool          // only on the first host in inventory order
+	Roles   []string      // only on hosts with any of these roles; none means every host
 	Timeout time.Duration // DefaultHookTimeout unless set
 	Line    int           // line in the inventory, for messages
 }
@@ -72,8 +75,9 @@ type Host struct {
 	Jump string
 	// StrictHostKeyChecking is "", StrictYes or StrictAcceptNew; never "no".
 	StrictHostKeyChecking string
-	IdentitiesOnly        *bool // nil: not set
-	Line                  int   // line in the inventory, for messages
+	IdentitiesOnly        *bool    // nil: not set
+	Roles                 []string // sorted, distinct; none means the host has no role
+	Line                  int      // line in the inventory, for messages
 }
 
 // Key identifies a host by what the inventory writes explicitly:
