@@ -29,8 +29,6 @@ var settingKeys = []string{"app", "source", "build", "exclude", "root", "keep", 
 var (
 	topKeys  = append(slices.Clone(settingKeys), "environments")
 	envKeys  = append(slices.Clone(settingKeys), "hosts", "roles")
-	hookKeys = []string{"before_cutover", "after_cutover"}
-	hookMap  = []string{"run", "once", "timeout"}
 	hostKeys = append(append([]string{"address"}, sshLoginKeys...), "root", "roles")
 )
 
@@ -55,32 +53,31 @@ func (o opt[T]) or(over opt[T]) opt[T] {
 
 // settings is one block of settings as written, at the top level or in an environment.
 type settings struct {
-	app, source, root           opt[string]
-	build, exclude              opt[[]string]
-	keep                        opt[int]
-	hookTimeout                 opt[time.Duration]
-	shared                      opt[[]SharedPath]
-	beforeCutover, afterCutover opt[[]Hook] // a zero Timeout is filled in by Resolve
-	login                       login
-	sshConfig                   opt[string]
+	app, source, root opt[string]
+	build, exclude    opt[[]string]
+	keep              opt[int]
+	hookTimeout       opt[time.Duration]
+	shared            opt[[]SharedPath]
+	hooks             [len(phases)]opt[[]Hook] // by phase; a zero Timeout is filled in by Resolve
+	login             login
+	sshConfig         opt[string]
 }
 
 // merge overrides s with env: maps merge key by key (each hook list and ssh
 // key is its own setting), lists and scalars replace.
 func (s settings) merge(env settings) settings {
 	return settings{
-		app:           s.app.or(env.app),
-		source:        s.source.or(env.source),
-		root:          s.root.or(env.root),
-		build:         s.build.or(env.build),
-		exclude:       s.exclude.or(env.exclude),
-		keep:          s.keep.or(env.keep),
-		hookTimeout:   s.hookTimeout.or(env.hookTimeout),
-		shared:        s.shared.or(env.shared),
-		beforeCutover: s.beforeCutover.or(env.beforeCutover),
-		afterCutover:  s.afterCutover.or(env.afterCutover),
-		login:         s.login.merge(env.login),
-		sshConfig:     s.sshConfig.or(env.sshConfig),
+		app:         s.app.or(env.app),
+		source:      s.source.or(env.source),
+		root:        s.root.or(env.root),
+		build:       s.build.or(env.build),
+		exclude:     s.exclude.or(env.exclude),
+		keep:        s.keep.or(env.keep),
+		hookTimeout: s.hookTimeout.or(env.hookTimeout),
+		shared:      s.shared.or(env.shared),
+		hooks:       mergeHooks(s.hooks, env.hooks),
+		login:       s.login.merge(env.login),
+		sshConfig:   s.sshConfig.or(env.sshConfig),
 	}
 }
 
@@ -190,7 +187,48 @@ func (d *decoder) yamlError(err error, data []byte) {
 	case line == 0:
 		line = 1 // a scanner error on the first line
 	}
+	if msg == "mapping values are not allowed in this context" {
+		msg += colonHint(data, line)
+	}
 	d.addf(line, "invalid YAML: %s", msg)
+}
+
+// colonHint explains YAML's "mapping values are not allowed" when line holds
+// a value with ': ' in it (`run: echo live: now`), showing it quoted; "" when
+// the error has another cause, such as a key indented too far.
+func colonHint(data []byte, line int) string {
+	lines := bytes.Split(data, []byte("\n"))
+	if line < 1 || line > len(lines) {
+		return ""
+	}
+	text := strings.TrimSpace(string(lines[line-1]))
+	item := ""
+	if rest, ok := strings.CutPrefix(text, "- "); ok {
+		item, text = "- ", strings.TrimSpace(rest)
+	}
+	key, val, found := strings.Cut(text, ": ")
+	if !found || !strings.Contains(val, ": ") && !strings.HasSuffix(val, ":") {
+		return ""
+	}
+	quote := func(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+	fix := item + quote(text) // a command in a list: quote it whole
+	if isKeyLike(key) {
+		fix = item + key + ": " + quote(val)
+	}
+	if badText(fix, false) != "" {
+		return ""
+	}
+	return " (a value with ': ' in it must be quoted: " + fix + ")"
+}
+
+// isKeyLike is true for the keys an inventory uses: letters, digits, _ and -.
+func isKeyLike(s string) bool {
+	for _, r := range s {
+		if !isAlnum(r) && r != '_' && r != '-' {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // badByteLine is the line of the first byte YAML does not allow; 0 if there is none.
@@ -474,78 +512,6 @@ func (d *decoder) setting(s *settings, p pair) bool {
 	return true
 }
 
-func (d *decoder) hooks(n *yaml.Node, s *settings) {
-	pairs, _ := d.mapping(n, "hooks")
-	for _, p := range pairs {
-		key := "hooks." + p.key
-		switch p.key {
-		case "before_cutover":
-			if v, ok := d.hookList(p.val, key); ok {
-				s.beforeCutover = some(v)
-			}
-		case "after_cutover":
-			if v, ok := d.hookList(p.val, key); ok {
-				s.afterCutover = some(v)
-			}
-		default:
-			d.unknown(p, "hooks", hookKeys)
-		}
-	}
-}
-
-func (d *decoder) hookList(n *yaml.Node, key string) ([]Hook, bool) {
-	items, ok := d.list(n, key)
-	if !ok {
-		return nil, false
-	}
-	hooks := []Hook{}
-	ok = true
-	for _, it := range items {
-		h, good := d.hook(it.node, it.line, key)
-		ok = ok && good
-		hooks = append(hooks, h)
-	}
-	return hooks, ok
-}
-
-// hook decodes one hook: a command string, or a map with run, once and timeout.
-func (d *decoder) hook(n *yaml.Node, line int, key string) (Hook, bool) {
-	h := Hook{Line: line}
-	if n.Kind != yaml.MappingNode {
-		if n.Kind != yaml.ScalarNode || isNull(n) {
-			d.addf(line, "%s: expected a command or a map with run, once and timeout, got %s", key, describe(n))
-			return h, false
-		}
-		v, ok := d.command(n, key)
-		h.Run = v
-		return h, ok
-	}
-	pairs, _ := d.mapping(n, key)
-	ok, haveRun := true, false
-	for _, p := range pairs {
-		switch p.key {
-		case "run":
-			haveRun = true
-			v, good := d.command(p.val, key+".run")
-			h.Run, ok = v, ok && good
-		case "once":
-			v, good := d.boolean(p.val, key+".once")
-			h.Once, ok = v, ok && good
-		case "timeout":
-			v, good := d.duration(p.val, key+".timeout")
-			h.Timeout, ok = v, ok && good
-		default:
-			d.unknown(p, key, hookMap)
-			ok = false
-		}
-	}
-	if !haveRun {
-		d.addf(line, "%s: a hook needs run: the command to run", key)
-		ok = false
-	}
-	return h, ok
-}
-
 // item is a list element with the line where it is written (an alias's own line, not its anchor's).
 type item struct {
 	node *yaml.Node
@@ -615,6 +581,10 @@ func (d *decoder) commands(n *yaml.Node, key string) ([]string, bool) {
 	items, ok := d.list(n, key)
 	out := []string{}
 	for _, it := range items {
+		if it.node.Kind == yaml.MappingNode && d.unquotedColon(it.node, it.line, key, "a command") {
+			ok = false
+			continue
+		}
 		v, good := d.nonEmpty(it.node, key)
 		ok = ok && good
 		out = append(out, v)

@@ -37,6 +37,9 @@ func FuzzParse(f *testing.F) {
 		"app: \"\\x01\"\n\xff",
 		"app: \"a\\eb\"\nsource: .\nroot: /srv\nenvironments: {\"p\\x9b\": {hosts: [\"w\\0\"]}}\n",
 		"hooks: {after_cutover: [\"a\\n\\tb\", {run: \"c\\r\"}]}\n",
+		"app: a\nsource: .\nroot: /r\nhooks: {before_cutover: [{run: x, once: true, roles: [w]}], on_failure: [y]}\n" +
+			"environments: {p: {hosts: [a, {address: b, roles: [w]}, c:22], roles: {w: [c], v: []}}}\n",
+		"hooks:\n  after_cutover:\n    - echo \"live: $(date)\"\n    - run: a: b\n",
 		"environments: {p: {hosts: ['2001:db8::1', '[fe80::1%eth0]:22', '@h', 'u@', ':22', '[]']}}\n",
 	} {
 		f.Add([]byte(s))
@@ -60,8 +63,45 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("%s: resolved without hosts or keep: %+v", name, env)
 			}
 			checkClean(t, reflect.ValueOf(env), "Environment")
+			checkHooks(t, env)
+			for _, r := range env.Roles() {
+				sel, err := env.Select([]string{r}, []string{env.Hosts[0].Address})
+				var se *SelectError
+				switch {
+				case errors.As(err, &se) && len(se.Problems) > 0:
+				case err != nil:
+					t.Fatalf("Select(%s): %T %v", r, err, err)
+				case len(sel.Hosts) == 0:
+					t.Fatalf("Select(%s) selected nothing without an error", r)
+				default:
+					checkHooks(t, sel)
+				}
+			}
 		}
 	})
+}
+
+// checkHooks fails when a `once` hook would run on more than one host, or a
+// hook on a host without its roles.
+func checkHooks(t *testing.T, e *Environment) {
+	t.Helper()
+	for _, p := range Phases() {
+		onces := map[string]string{}
+		for _, h := range e.Hosts {
+			for _, hk := range e.HooksFor(p, h.Name) {
+				if p.Local() || !h.HasRole(hk.Roles) {
+					t.Fatalf("%s: hook %+v on host %+v", p, hk, h)
+				}
+				if hk.Once {
+					id := fmt.Sprint(hk.Line, hk.Run, hk.Roles)
+					if other, dup := onces[id]; dup && other != h.Name {
+						t.Fatalf("%s: once hook %+v runs on %s and %s", p, hk, other, h.Name)
+					}
+					onces[id] = h.Name
+				}
+			}
+		}
+	}
 }
 
 // checkClean fails when a string anywhere in v holds a control character

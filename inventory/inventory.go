@@ -137,9 +137,8 @@ func (inv *Inventory) Resolve(env string) (*Environment, error) {
 	if s.hookTimeout.set {
 		timeout = s.hookTimeout.val
 	}
-	out.Hooks = Hooks{
-		BeforeCutover: withTimeout(s.beforeCutover.val, timeout),
-		AfterCutover:  withTimeout(s.afterCutover.val, timeout),
+	for i, p := range phases {
+		*out.Hooks.list(p) = withTimeout(s.hooks[i].val, timeout)
 	}
 
 	out.Hosts = resolveHosts(d, e, s)
@@ -147,6 +146,7 @@ func (inv *Inventory) Resolve(env string) (*Environment, error) {
 	out.roles = append(out.roles, e.declared...)
 	slices.Sort(out.roles)
 	out.roles = slices.Compact(out.roles)
+	checkHookRoles(d, out)
 	if len(d.problems) > 0 {
 		return nil, d.errors()
 	}
@@ -223,10 +223,10 @@ func cloneHost(h Host) Host {
 }
 
 func (h Hooks) clone() Hooks {
-	return Hooks{
-		BeforeCutover: cloneHooks(h.BeforeCutover),
-		AfterCutover:  cloneHooks(h.AfterCutover),
+	for _, p := range phases {
+		*h.list(p) = cloneHooks(*h.list(p))
 	}
+	return h
 }
 
 func cloneHooks(hooks []Hook) []Hook {

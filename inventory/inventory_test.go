@@ -584,7 +584,7 @@ func TestErrors(t *testing.T) {
 			`hosts.yml:12: hooks.before_cutover.once: expected true or false, got "yes"`,
 			`hosts.yml:12: hooks.before_cutover.timeout: expected a duration like 90s or 10m, got "90"`,
 			`hosts.yml:13: hooks.before_cutover.timeout: must be positive, got "-1m"`,
-			"hosts.yml:14: hooks.before_cutover: expected a command or a map with run, once and timeout, got a list",
+			"hosts.yml:14: hooks.before_cutover: expected a command or a map with run, once, timeout and roles, got a list",
 			"hosts.yml:15: hooks.before_cutover.run: must not be empty",
 		},
 	}, {

@@ -43,17 +43,22 @@ type SharedPath struct {
 	Dir  bool   // written with a trailing slash in the inventory
 }
 
-// Hooks are the user's shell snippets around the cutover.
+// Hooks are the user's shell snippets, by phase (see HookPhase). Those of
+// OnSuccess and OnFailure run locally and have no Once or Roles.
 type Hooks struct {
 	BeforeCutover []Hook
 	AfterCutover  []Hook
+	AfterRollback []Hook
+	OnSuccess     []Hook
+	OnFailure     []Hook
 }
 
-// Hook is one user command, run remotely with `sh -c`.
+// Hook is one user command, run with `sh -c` on the hosts, or on this
+// machine for a local phase.
 type Hook struct {
 	Run     string
-	Once    bool          // only on the first host in inventory order
-	Roles   []string      // only on hosts with any of these roles; none means every host
+	Once    bool          // only on the first host, in inventory order, among those with any of Roles
+	Roles   []string      // only on hosts with any of these roles (sorted); none means every host
 	Timeout time.Duration // DefaultHookTimeout unless set
 	Line    int           // line in the inventory, for messages
 }
