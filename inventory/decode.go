@@ -24,7 +24,8 @@ import (
 // goes on after it.
 
 // Keys a settings block accepts, at the top level and in an environment.
-var settingKeys = []string{"app", "source", "build", "exclude", "root", "keep", "hook_timeout", "shared", "hooks", "ssh"}
+var settingKeys = []string{"app", "source", "build", "exclude", "root", "keep", "hook_timeout", "shared", "hooks", "ssh",
+	"health_check", "outside_symlinks", "lock_lease"}
 
 var (
 	topKeys  = append(slices.Clone(settingKeys), "environments")
@@ -61,23 +62,29 @@ type settings struct {
 	hooks             [len(phases)]opt[[]Hook] // by phase; a zero Timeout is filled in by Resolve
 	login             login
 	sshConfig         opt[string]
+	health            health
+	outsideSymlinks   opt[SymlinkPolicy]
+	lockLease         opt[time.Duration]
 }
 
-// merge overrides s with env: maps merge key by key (each hook list and ssh
-// key is its own setting), lists and scalars replace.
+// merge overrides s with env: maps merge key by key (each hook list, ssh key
+// and health_check key is its own setting), lists and scalars replace.
 func (s settings) merge(env settings) settings {
 	return settings{
-		app:         s.app.or(env.app),
-		source:      s.source.or(env.source),
-		root:        s.root.or(env.root),
-		build:       s.build.or(env.build),
-		exclude:     s.exclude.or(env.exclude),
-		keep:        s.keep.or(env.keep),
-		hookTimeout: s.hookTimeout.or(env.hookTimeout),
-		shared:      s.shared.or(env.shared),
-		hooks:       mergeHooks(s.hooks, env.hooks),
-		login:       s.login.merge(env.login),
-		sshConfig:   s.sshConfig.or(env.sshConfig),
+		app:             s.app.or(env.app),
+		source:          s.source.or(env.source),
+		root:            s.root.or(env.root),
+		build:           s.build.or(env.build),
+		exclude:         s.exclude.or(env.exclude),
+		keep:            s.keep.or(env.keep),
+		hookTimeout:     s.hookTimeout.or(env.hookTimeout),
+		shared:          s.shared.or(env.shared),
+		hooks:           mergeHooks(s.hooks, env.hooks),
+		login:           s.login.merge(env.login),
+		sshConfig:       s.sshConfig.or(env.sshConfig),
+		health:          s.health.merge(env.health),
+		outsideSymlinks: s.outsideSymlinks.or(env.outsideSymlinks),
+		lockLease:       s.lockLease.or(env.lockLease),
 	}
 }
 
@@ -506,6 +513,25 @@ func (d *decoder) setting(s *settings, p pair) bool {
 		d.hooks(n, s)
 	case "ssh":
 		d.ssh(n, s)
+	case "health_check":
+		d.health(p, s)
+	case "outside_symlinks":
+		if v, ok := d.nonEmpty(n, p.key); ok {
+			switch pol := SymlinkPolicy(v); pol {
+			case RefuseOutside, CopyOutside, KeepOutside:
+				s.outsideSymlinks = some(pol)
+			default:
+				d.addf(n.Line, "outside_symlinks: expected refuse, copy or keep, got %q", v)
+			}
+		}
+	case "lock_lease":
+		if v, ok := d.duration(n, p.key); ok {
+			if v < MinLockLease {
+				d.addf(n.Line, "lock_lease: must be at least %s, got %s", MinLockLease, describe(n))
+			} else {
+				s.lockLease = some(v)
+			}
+		}
 	default:
 		return false
 	}

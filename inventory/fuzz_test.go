@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -40,6 +41,8 @@ func FuzzParse(f *testing.F) {
 		"app: a\nsource: .\nroot: /r\nhooks: {before_cutover: [{run: x, once: true, roles: [w]}], on_failure: [y]}\n" +
 			"environments: {p: {hosts: [a, {address: b, roles: [w]}, c:22], roles: {w: [c], v: []}}}\n",
 		"hooks:\n  after_cutover:\n    - echo \"live: $(date)\"\n    - run: a: b\n",
+		"app: a\nsource: .\nroot: /r\nhealth_check: {run: x, timeout: 3s, interval: 1s, roles: [w]}\noutside_symlinks: copy\n" +
+			"lock_lease: 10s\nenvironments: {p: {hosts: [{address: b, roles: [w]}], health_check: none}, q: {hosts: [c]}}\n",
 		"environments: {p: {hosts: ['2001:db8::1', '[fe80::1%eth0]:22', '@h', 'u@', ':22', '[]']}}\n",
 	} {
 		f.Add([]byte(s))
@@ -63,6 +66,13 @@ func FuzzParse(f *testing.F) {
 				t.Fatalf("%s: resolved without hosts or keep: %+v", name, env)
 			}
 			checkClean(t, reflect.ValueOf(env), "Environment")
+			if hc := env.HealthCheck; hc != nil && (hc.Run == "" || hc.Interval <= 0 || hc.Interval >= hc.Timeout) {
+				t.Fatalf("%s: health check %+v", name, hc)
+			}
+			if !slices.Contains([]SymlinkPolicy{RefuseOutside, CopyOutside, KeepOutside}, env.OutsideSymlinks) ||
+				env.LockLease != 0 && env.LockLease < MinLockLease {
+				t.Fatalf("%s: outside_symlinks %q, lock_lease %s", name, env.OutsideSymlinks, env.LockLease)
+			}
 			checkHooks(t, env)
 			for _, r := range env.Roles() {
 				sel, err := env.Select([]string{r}, []string{env.Hosts[0].Address})

@@ -1,7 +1,6 @@
 package inventory
 
 import (
-	"fmt"
 	"slices"
 	"strings"
 
@@ -208,19 +207,15 @@ func (d *decoder) unquotedColon(n *yaml.Node, line int, key, what string) bool {
 	return true
 }
 
-// checkHookRoles reports hooks and a health check naming a role that no host
+// checkHookRoles reports hooks naming a role that no host
 // of e has and its roles map does not declare: a typo would silently skip them.
 func checkHookRoles(d *decoder, e *Environment) {
 	known := e.Roles()
-	have := fmt.Sprintf("environment %q has no roles", e.Name)
-	if len(known) > 0 {
-		have = "roles: " + strings.Join(known, ", ")
-	}
 	for _, p := range phases {
 		for _, hk := range e.Hooks.Phase(p) {
 			for _, r := range hk.Roles {
 				if !slices.Contains(known, r) {
-					d.addf(hk.Line, "hooks.%s: unknown role %q in environment %q (%s)", p, r, e.Name, have)
+					d.addf(hk.Line, "hooks.%s: unknown role %q in environment %q (%s)", p, r, e.Name, e.knownRoles())
 				}
 			}
 		}

@@ -120,7 +120,12 @@ func (inv *Inventory) Resolve(env string) (*Environment, error) {
 		Keep:    DefaultKeep,
 		Shared:  slices.Clone(s.shared.val),
 
-		SSHConfig: s.sshConfig.val,
+		OutsideSymlinks: RefuseOutside,
+		LockLease:       s.lockLease.val,
+		SSHConfig:       s.sshConfig.val,
+	}
+	if s.outsideSymlinks.set {
+		out.OutsideSymlinks = s.outsideSymlinks.val
 	}
 	for _, req := range []struct {
 		key string
@@ -147,6 +152,7 @@ func (inv *Inventory) Resolve(env string) (*Environment, error) {
 	slices.Sort(out.roles)
 	out.roles = slices.Compact(out.roles)
 	checkHookRoles(d, out)
+	resolveHealth(d, out, s.health)
 	if len(d.problems) > 0 {
 		return nil, d.errors()
 	}
@@ -205,6 +211,11 @@ func (e *Environment) clone() *Environment {
 	out.Exclude = slices.Clone(e.Exclude)
 	out.Shared = slices.Clone(e.Shared)
 	out.Hooks = e.Hooks.clone()
+	if e.HealthCheck != nil {
+		hc := *e.HealthCheck
+		hc.Roles = slices.Clone(hc.Roles)
+		out.HealthCheck = &hc
+	}
 	out.roles = slices.Clone(e.roles)
 	out.Hosts = make([]Host, len(e.Hosts))
 	for i, h := range e.Hosts {

@@ -110,12 +110,13 @@ func TestResolveFull(t *testing.T) {
 	}
 	dir := abs(t, "testdata")
 	before := []Hook{
-		{Run: "php artisan config:cache", Timeout: 2 * time.Minute, Line: 12},
-		{Run: "php artisan migrate --force", Once: true, Timeout: 10 * time.Minute, Line: 13},
+		{Run: "php artisan config:cache", Timeout: 2 * time.Minute, Line: 14},
+		{Run: "php artisan migrate --force", Once: true, Roles: []string{"web"}, Timeout: 10 * time.Minute, Line: 15},
 	}
 	ssh := Host{User: "deploy", Port: 2022, Root: "/var/www/shop",
 		Identity: filepath.Join(home, ".ssh/id_ed25519"), KnownHosts: filepath.Join(dir, "known_hosts"),
-		Jump: "deploy@bastion.example.com:2222", StrictHostKeyChecking: StrictAcceptNew, IdentitiesOnly: new(true)}
+		Jump: "deploy@bastion.example.com:2222", StrictHostKeyChecking: StrictAcceptNew, IdentitiesOnly: new(true),
+		Roles: []string{"web"}}
 	host := func(name, addr string, line int, edit func(*Host)) Host {
 		h := ssh
 		h.Name, h.Address, h.Line = name, addr, line
@@ -136,19 +137,26 @@ func TestResolveFull(t *testing.T) {
 		Shared:  []SharedPath{{Path: "storage/sessions", Dir: true}, {Path: ".env"}, {Path: "public/uploads", Dir: true}},
 		Hooks: Hooks{
 			BeforeCutover: before,
-			AfterCutover:  []Hook{{Run: "sudo systemctl reload php8.2-fpm", Timeout: 2 * time.Minute, Line: 14}},
+			AfterCutover:  []Hook{{Run: "sudo systemctl reload php8.2-fpm", Timeout: 2 * time.Minute, Line: 16}},
+			AfterRollback: []Hook{{Run: "restart workers", Roles: []string{"worker"}, Timeout: 2 * time.Minute, Line: 17}},
+			OnSuccess:     []Hook{{Run: "notify ok", Timeout: 2 * time.Minute, Line: 18}},
+			OnFailure:     []Hook{{Run: "notify failed", Timeout: 2 * time.Minute, Line: 19}},
 		},
 		Hosts: []Host{
-			host("web1.example.com", "web1.example.com", 27, nil),
-			host("web2.example.com:2222", "web2.example.com", 28, func(h *Host) { h.Port = 2222 }),
-			host("ops@web3.example.com:2200", "web3.example.com", 29, func(h *Host) { h.User, h.Port = "ops", 2200 }),
-			host("[2001:db8::5]:22", "2001:db8::5", 30, func(h *Host) { h.Port = 22 }),
-			host("admin@192.0.2.7:22", "192.0.2.7", 31, func(h *Host) {
-				h.Port, h.User, h.Root, h.Jump = 22, "admin", "/srv/shop", None
+			host("web1.example.com", "web1.example.com", 36, nil),
+			host("web2.example.com:2222", "web2.example.com", 37, func(h *Host) { h.Port = 2222 }),
+			host("ops@web3.example.com:2200", "web3.example.com", 38, func(h *Host) { h.User, h.Port = "ops", 2200 }),
+			host("[2001:db8::5]:22", "2001:db8::5", 39, func(h *Host) { h.Port = 22 }),
+			host("admin@192.0.2.7:22", "192.0.2.7", 40, func(h *Host) {
+				h.Port, h.User, h.Root, h.Jump, h.Roles = 22, "admin", "/srv/shop", None, []string{"worker"}
 				h.Identity, h.KnownHosts = filepath.Join(dir, "keys/k"), filepath.Join(home, "kh")
 			}),
 		},
-		SSHConfig: filepath.Join(dir, "ssh_config"),
+		HealthCheck: &HealthCheck{Run: "curl -fsS http://localhost/health", Timeout: 30 * time.Second,
+			Interval: DefaultHealthInterval, Roles: []string{"web"}, Line: 21},
+		OutsideSymlinks: CopyOutside,
+		LockLease:       90 * time.Second,
+		SSHConfig:       filepath.Join(dir, "ssh_config"),
 	}, {
 		Name:    "staging",
 		File:    file,
@@ -161,14 +169,23 @@ func TestResolveFull(t *testing.T) {
 		Shared:  []SharedPath{{Path: "storage", Dir: true}},
 		Hooks: Hooks{
 			// before_cutover is inherited, and the hook without a timeout of its own takes staging's hook_timeout.
-			BeforeCutover: []Hook{{Run: "php artisan config:cache", Timeout: 30 * time.Second, Line: 12}, before[1]},
-			AfterCutover:  []Hook{{Run: "echo done", Once: true, Timeout: 30 * time.Second, Line: 42}},
+			BeforeCutover: []Hook{{Run: "php artisan config:cache", Timeout: 30 * time.Second, Line: 14}, before[1]},
+			AfterCutover:  []Hook{{Run: "echo done", Once: true, Timeout: 30 * time.Second, Line: 55}},
+			AfterRollback: []Hook{{Run: "restart workers", Roles: []string{"worker"}, Timeout: 30 * time.Second, Line: 17}},
+			OnSuccess:     []Hook{{Run: "notify ok", Timeout: 30 * time.Second, Line: 18}},
+			OnFailure:     []Hook{},
 		},
-		Hosts: []Host{host("staging.example.com", "staging.example.com", 50, func(h *Host) {
+		Hosts: []Host{host("staging.example.com", "staging.example.com", 65, func(h *Host) {
 			h.Port, h.Identity, h.Root = 22, "", "/srv/staging"
 			h.Jump, h.StrictHostKeyChecking, h.IdentitiesOnly = "b1,ops@[2001:db8::9]:22", StrictYes, new(false)
+			h.Roles = []string{"web", "worker"}
 		})},
-		SSHConfig: None,
+		// Each key of health_check merges on its own: run and timeout are inherited.
+		HealthCheck: &HealthCheck{Run: "curl -fsS http://localhost/health", Timeout: 30 * time.Second,
+			Interval: 5 * time.Second, Roles: []string{"web", "worker"}, Line: 21},
+		OutsideSymlinks: KeepOutside,
+		LockLease:       10 * time.Second,
+		SSHConfig:       None,
 	}}
 	for _, want := range tests {
 		t.Run(want.Name, func(t *testing.T) {
@@ -213,7 +230,8 @@ func TestDefaults(t *testing.T) {
 	got := resolve(t, src, "inv.yml", "production")
 	want := &Environment{
 		Name: "production", File: "inv.yml", App: "shop", Source: abs(t, "."), Root: "/srv/shop", Keep: DefaultKeep,
-		Hooks: Hooks{AfterCutover: []Hook{{Run: "reload", Timeout: DefaultHookTimeout, Line: 5}}},
+		OutsideSymlinks: RefuseOutside,
+		Hooks:           Hooks{AfterCutover: []Hook{{Run: "reload", Timeout: DefaultHookTimeout, Line: 5}}},
 		Hosts: []Host{
 			{Name: "web1", Address: "web1", Root: "/srv/shop", Line: 8},
 			{Name: "ops@web2:2200", Address: "web2", User: "ops", Port: 2200, Root: "/srv/shop", KnownHosts: "/kh", Line: 8},
@@ -829,22 +847,34 @@ func TestExampleFile(t *testing.T) {
 	if !slices.Equal(envs, []string{"production", "staging"}) {
 		t.Errorf("environments %q", envs)
 	}
+	// Per host: its key, roles, how many hooks it runs around the cutover, and whether it is health checked.
 	hosts := map[string][]string{}
 	for _, name := range envs {
 		e, err := inv.Resolve(name)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
+		if e.OutsideSymlinks != RefuseOutside || e.LockLease != DefaultLockLease || len(e.Hooks.OnFailure) != 1 {
+			t.Errorf("%s: outside_symlinks %q, lock_lease %s, on_failure %+v", name, e.OutsideSymlinks, e.LockLease, e.Hooks.OnFailure)
+		}
 		for _, h := range e.Hosts {
-			hosts[name] = append(hosts[name], h.Key())
+			line := fmt.Sprintf("%s %v before=%d after=%d health=%v", h.Key(), h.Roles,
+				len(e.HooksFor(BeforeCutover, h.Name)), len(e.HooksFor(AfterCutover, h.Name)), e.HealthCheckFor(h.Name) != nil)
+			hosts[name] = append(hosts[name], line)
 		}
 	}
 	want := map[string][]string{
-		"production": {"deploy@web1.example.com:22", "deploy@web2.example.com:2222", "ops@web3.example.com:2200", "admin@192.0.2.10:22 via none"},
-		"staging":    {"staging@staging.example.com:22"},
+		"production": {
+			"deploy@web1.example.com:22 [web] before=3 after=1 health=true", // the migration runs once, on the first web host
+			"deploy@web2.example.com:2222 [web] before=2 after=1 health=true",
+			"ops@web3.example.com:2200 [web] before=2 after=1 health=true",
+			"admin@192.0.2.10:22 via none [worker] before=2 after=1 health=false",
+		},
+		"staging": {"staging@staging.example.com:22 [web worker] before=2 after=2 health=true"},
 	}
 	if !reflect.DeepEqual(hosts, want) {
-		t.Errorf("hosts %q, want %q", hosts, want)
+		t.Errorf("hosts:\n\t%s\nwant:\n\t%s", strings.Join(hosts["production"], "\n\t")+"\n\t"+strings.Join(hosts["staging"], "\n\t"),
+			strings.Join(want["production"], "\n\t")+"\n\t"+strings.Join(want["staging"], "\n\t"))
 	}
 }
 

@@ -195,6 +195,14 @@ func (e *Environment) Roles() []string {
 	return slices.Compact(out)
 }
 
+// knownRoles lists e's roles for a message about one it lacks.
+func (e *Environment) knownRoles() string {
+	if known := e.Roles(); len(known) > 0 {
+		return "roles: " + strings.Join(known, ", ")
+	}
+	return fmt.Sprintf("environment %q has no roles", e.Name)
+}
+
 // SelectError is a selection (--roles, --hosts) that names what the
 // environment does not have, or that leaves no host: a usage error, so it
 // carries no file:line.
@@ -216,11 +224,7 @@ func (e *Environment) Select(roles, names []string) (*Environment, error) {
 	var problems []string
 	for _, r := range roles {
 		if !slices.Contains(known, r) {
-			if len(known) == 0 {
-				problems = append(problems, fmt.Sprintf("unknown role %q (environment %q has no roles)", r, e.Name))
-			} else {
-				problems = append(problems, fmt.Sprintf("unknown role %q (roles: %s)", r, strings.Join(known, ", ")))
-			}
+			problems = append(problems, fmt.Sprintf("unknown role %q (%s)", r, e.knownRoles()))
 		}
 	}
 	named := make([]bool, len(e.Hosts))

@@ -32,10 +32,38 @@ type Environment struct {
 
 	roles []string // every role name, of all hosts, kept by Select; see Roles
 
+	// HealthCheck runs on the hosts after the cutover; nil when there is none.
+	HealthCheck *HealthCheck
+	// OutsideSymlinks says what to do with a build's symlinks that point
+	// outside it; RefuseOutside unless set.
+	OutsideSymlinks SymlinkPolicy
+	// LockLease is how long a run's lock stays valid without a refresh; 0
+	// when the inventory sets none (the CLI then uses --lock-lease, default
+	// DefaultLockLease). Never below MinLockLease.
+	LockLease time.Duration
+
 	// SSHConfig is the ssh_config file to read: "" for the usual ones
 	// (~/.ssh/config, then /etc/ssh/ssh_config), None for none, or an absolute path.
 	SSHConfig string
 }
+
+// Lock lease bounds: a lock not refreshed within its lease is stale, and a
+// shorter lease than the minimum would be lost to one slow round trip.
+const (
+	DefaultLockLease = 2 * time.Minute
+	MinLockLease     = 10 * time.Second
+)
+
+// SymlinkPolicy is what a deploy does with symlinks of the build that point
+// outside it.
+type SymlinkPolicy string
+
+// The symlink policies, as outside_symlinks: writes them.
+const (
+	RefuseOutside SymlinkPolicy = "refuse" // refuse the build, listing every such link
+	CopyOutside   SymlinkPolicy = "copy"   // ship the target's content, which must exist locally
+	KeepOutside   SymlinkPolicy = "keep"   // ship the link as it is: the hosts provide its target
+)
 
 // SharedPath is one entry of `shared`: data that outlives builds.
 type SharedPath struct {
