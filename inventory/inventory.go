@@ -46,6 +46,16 @@ func Load(path string) (*Inventory, error) {
 	return Parse(f, path)
 }
 
+// LoadNames lists the environments of the inventory at path, in file order,
+// e.g. for a command given none. An inventory with problems gives its Errors.
+func LoadNames(path string) ([]string, error) {
+	inv, err := Load(path)
+	if err != nil {
+		return nil, err
+	}
+	return inv.Environments(), nil
+}
+
 // LoadEnvironment is Load followed by Resolve, for callers that deploy one environment.
 func LoadEnvironment(path, env string) (*Environment, error) {
 	inv, err := Load(path)
@@ -267,8 +277,13 @@ func (h Host) identity() string {
 	return c.Key()
 }
 
-// unreadable reports a file that cannot be read, without repeating its name.
+// unreadable reports a file that cannot be read, without repeating its name;
+// a missing one with the ways to make one.
 func unreadable(file string, err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return Errors{{File: file, Msg: `the inventory does not exist: write one with "fleetdeploy init", ` +
+			"or start from a copy of hosts.example.yml"}}
+	}
 	var pe *fs.PathError
 	if errors.As(err, &pe) {
 		err = pe.Err

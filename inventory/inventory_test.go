@@ -805,19 +805,45 @@ func TestAliasBudget(t *testing.T) {
 
 func TestLoadUnreadable(t *testing.T) {
 	dir := t.TempDir()
-	for _, path := range []string{filepath.Join(dir, "missing.yml"), dir} {
-		_, err := LoadEnvironment(path, "production")
-		var errs Errors
-		if !errors.As(err, &errs) || len(errs) != 1 || errs[0].Line != 0 || errs[0].File != path {
-			t.Fatalf("LoadEnvironment(%q) = %#v", path, err)
-		}
-		if !strings.HasPrefix(err.Error(), path+": cannot read inventory: ") {
-			t.Errorf("message %q", err)
+	missing := filepath.Join(dir, "hosts.yml")
+	tests := []struct {
+		path, want string
+	}{
+		{missing, missing + `: the inventory does not exist: write one with "fleetdeploy init", or start from a copy of hosts.example.yml`},
+		{filepath.Join(dir, "nodir", "hosts.yml"), filepath.Join(dir, "nodir", "hosts.yml") +
+			`: the inventory does not exist: write one with "fleetdeploy init", or start from a copy of hosts.example.yml`},
+		{dir, dir + ": cannot read inventory: is a directory"},
+	}
+	for _, tt := range tests {
+		for name, load := range map[string]func(string) error{
+			"Load":            func(p string) error { _, err := Load(p); return err },
+			"LoadEnvironment": func(p string) error { _, err := LoadEnvironment(p, "production"); return err },
+			"LoadNames":       func(p string) error { _, err := LoadNames(p); return err },
+		} {
+			err := load(tt.path)
+			var errs Errors
+			if !errors.As(err, &errs) || len(errs) != 1 || errs[0].Line != 0 || errs[0].File != tt.path {
+				t.Fatalf("%s(%q) = %#v", name, tt.path, err)
+			}
+			if err.Error() != tt.want {
+				t.Errorf("%s(%q):\n got  %s\n want %s", name, tt.path, err, tt.want)
+			}
 		}
 	}
-	_, err := Load(filepath.Join(dir, "missing.yml"))
-	if want := filepath.Join(dir, "missing.yml") + ": cannot read inventory: no such file or directory"; err == nil || err.Error() != want {
-		t.Errorf("got %v, want %s", err, want)
+}
+
+func TestLoadNames(t *testing.T) {
+	fakeHome(t)
+	names, err := LoadNames("testdata/full.yml")
+	if err != nil || !slices.Equal(names, []string{"production", "staging"}) {
+		t.Errorf("LoadNames = %q, %v", names, err)
+	}
+	bad := filepath.Join(t.TempDir(), "hosts.yml")
+	if err := os.WriteFile(bad, []byte("app: [x]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadNames(bad); err == nil || !strings.HasPrefix(err.Error(), bad+":1: app: expected a string, got a list") {
+		t.Errorf("LoadNames of a bad file: %v", err)
 	}
 }
 
