@@ -152,3 +152,33 @@ func checkErrors(t *testing.T, err error) {
 		}
 	}
 }
+
+// FuzzParseJump checks that an accepted jump chain is safe to hand to ssh
+// (no option-like or control-laden hop) and reads back the same once written.
+func FuzzParseJump(f *testing.F) {
+	for _, s := range []string{"b1", "ops@b1:2222,b2", "none", "ssh://u@[::1]:22", "b1,,b2", "-oProxyCommand=x", "a@b@c", "[fe80::1%eth0]:22", " b1 , b2 "} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		hops, err := ParseJump(s)
+		if err != nil {
+			if err.Error() == "" {
+				t.Fatal("empty error")
+			}
+			return
+		}
+		for _, h := range hops {
+			if checkAddress(h.Address) != "" || h.User != "" && checkUser(h.User) != "" || h.Port < 0 || h.Port > 65535 {
+				t.Fatalf("%q: accepted hop %+v", s, h)
+			}
+		}
+		joined := JoinJump(hops)
+		if badText(joined, false) != "" {
+			t.Fatalf("%q: joined %q holds a control character", s, joined)
+		}
+		again, err := ParseJump(joined)
+		if err != nil || !reflect.DeepEqual(again, hops) {
+			t.Fatalf("%q: %q reads back as %+v, %v; want %+v", s, joined, again, err, hops)
+		}
+	})
+}

@@ -1,8 +1,9 @@
 // Package inventory reads the YAML file that says what to deploy and where:
 // the app, its local source and build, the remote layout, the hooks and, per
-// environment, the hosts. It reports every problem it finds, each at a line of
-// the file, so a user fixes them all in one go; it does no I/O besides reading
-// the file and looking up the home directory that ~ stands for.
+// environment, the hosts and their roles. It reports every problem it finds,
+// each at a line of the file, so a user fixes them all in one go; it does no
+// I/O besides reading the file and looking up the home directory that ~ stands
+// for (and, in FillDefaults, the local user).
 package inventory
 
 import (
@@ -104,8 +105,10 @@ func (inv *Inventory) Environments() []string {
 }
 
 // Resolve merges the top-level settings with environment env's overrides,
-// fills in defaults (but not ssh_config's: see Host) and checks what only the merged settings can show
-// (a missing app or root, duplicate hosts).
+// fills in defaults (but not the login settings ssh_config may supply: see
+// Host) and checks what only the merged settings can show: a missing app or
+// root, duplicate hosts, roles of hooks and of the health check that no host
+// has, a health check's run and interval.
 func (inv *Inventory) Resolve(env string) (*Environment, error) {
 	if inv == nil {
 		return nil, Errors{{Msg: "no inventory"}}
@@ -157,10 +160,8 @@ func (inv *Inventory) Resolve(env string) (*Environment, error) {
 	}
 
 	out.Hosts = resolveHosts(d, e, s)
+	out.roles = slices.Clone(e.declared)
 	out.roles = out.Roles()
-	out.roles = append(out.roles, e.declared...)
-	slices.Sort(out.roles)
-	out.roles = slices.Compact(out.roles)
 	checkHookRoles(d, out)
 	resolveHealth(d, out, s.health)
 	if len(d.problems) > 0 {

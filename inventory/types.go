@@ -30,8 +30,6 @@ type Environment struct {
 	Hooks   Hooks
 	Hosts   []Host // inventory order; never empty
 
-	roles []string // every role name, of all hosts, kept by Select; see Roles
-
 	// HealthCheck runs on the hosts after the cutover; nil when there is none.
 	HealthCheck *HealthCheck
 	// OutsideSymlinks says what to do with a build's symlinks that point
@@ -45,6 +43,8 @@ type Environment struct {
 	// SSHConfig is the ssh_config file to read: "" for the usual ones
 	// (~/.ssh/config, then /etc/ssh/ssh_config), None for none, or an absolute path.
 	SSHConfig string
+
+	roles []string // every role name of the environment, kept by Select; see Roles
 }
 
 // Lock lease bounds: a lock not refreshed within its lease is stale, and a
