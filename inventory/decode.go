@@ -24,15 +24,13 @@ import (
 // goes on after it.
 
 // Keys a settings block accepts, at the top level and in an environment.
-var settingKeys = []string{"app", "source", "build", "exclude", "root", "keep", "hook_timeout", "shared", "hooks", "ssh"}
+var settingKeys = []string{"app", "source", "build", "exclude", "root", "keep", "hook_timeout", "shared", "hooks", "ssh",
+	"health_check", "outside_symlinks", "lock_lease"}
 
 var (
 	topKeys  = append(slices.Clone(settingKeys), "environments")
-	envKeys  = append(slices.Clone(settingKeys), "hosts")
-	hookKeys = []string{"before_cutover", "after_cutover"}
-	hookMap  = []string{"run", "once", "timeout"}
-	sshKeys  = []string{"user", "port", "identity", "known_hosts"}
-	hostKeys = []string{"address", "port", "user", "root", "identity", "known_hosts"}
+	envKeys  = append(slices.Clone(settingKeys), "hosts", "roles")
+	hostKeys = append(append([]string{"address"}, sshLoginKeys...), "root", "roles")
 )
 
 // maxAliases bounds alias expansion, so a small file cannot make the walk explode.
@@ -56,34 +54,37 @@ func (o opt[T]) or(over opt[T]) opt[T] {
 
 // settings is one block of settings as written, at the top level or in an environment.
 type settings struct {
-	app, source, root           opt[string]
-	build, exclude              opt[[]string]
-	keep                        opt[int]
-	hookTimeout                 opt[time.Duration]
-	shared                      opt[[]SharedPath]
-	beforeCutover, afterCutover opt[[]Hook] // a zero Timeout is filled in by Resolve
-	user, identity, knownHosts  opt[string]
-	port                        opt[int]
+	app, source, root opt[string]
+	build, exclude    opt[[]string]
+	keep              opt[int]
+	hookTimeout       opt[time.Duration]
+	shared            opt[[]SharedPath]
+	hooks             [len(phases)]opt[[]Hook] // by phase; a zero Timeout is filled in by Resolve
+	login             login
+	sshConfig         opt[string]
+	health            health
+	outsideSymlinks   opt[SymlinkPolicy]
+	lockLease         opt[time.Duration]
 }
 
-// merge overrides s with env: maps merge key by key (each hook list and ssh
-// key is its own setting), lists and scalars replace.
+// merge overrides s with env: maps merge key by key (each hook list, ssh key
+// and health_check key is its own setting), lists and scalars replace.
 func (s settings) merge(env settings) settings {
 	return settings{
-		app:           s.app.or(env.app),
-		source:        s.source.or(env.source),
-		root:          s.root.or(env.root),
-		build:         s.build.or(env.build),
-		exclude:       s.exclude.or(env.exclude),
-		keep:          s.keep.or(env.keep),
-		hookTimeout:   s.hookTimeout.or(env.hookTimeout),
-		shared:        s.shared.or(env.shared),
-		beforeCutover: s.beforeCutover.or(env.beforeCutover),
-		afterCutover:  s.afterCutover.or(env.afterCutover),
-		user:          s.user.or(env.user),
-		identity:      s.identity.or(env.identity),
-		knownHosts:    s.knownHosts.or(env.knownHosts),
-		port:          s.port.or(env.port),
+		app:             s.app.or(env.app),
+		source:          s.source.or(env.source),
+		root:            s.root.or(env.root),
+		build:           s.build.or(env.build),
+		exclude:         s.exclude.or(env.exclude),
+		keep:            s.keep.or(env.keep),
+		hookTimeout:     s.hookTimeout.or(env.hookTimeout),
+		shared:          s.shared.or(env.shared),
+		hooks:           mergeHooks(s.hooks, env.hooks),
+		login:           s.login.merge(env.login),
+		sshConfig:       s.sshConfig.or(env.sshConfig),
+		health:          s.health.merge(env.health),
+		outsideSymlinks: s.outsideSymlinks.or(env.outsideSymlinks),
+		lockLease:       s.lockLease.or(env.lockLease),
 	}
 }
 
@@ -193,7 +194,48 @@ func (d *decoder) yamlError(err error, data []byte) {
 	case line == 0:
 		line = 1 // a scanner error on the first line
 	}
+	if msg == "mapping values are not allowed in this context" {
+		msg += colonHint(data, line)
+	}
 	d.addf(line, "invalid YAML: %s", msg)
+}
+
+// colonHint explains YAML's "mapping values are not allowed" when line holds
+// a value with ': ' in it (`run: echo live: now`), showing it quoted; "" when
+// the error has another cause, such as a key indented too far.
+func colonHint(data []byte, line int) string {
+	lines := bytes.Split(data, []byte("\n"))
+	if line < 1 || line > len(lines) {
+		return ""
+	}
+	text := strings.TrimSpace(string(lines[line-1]))
+	item := ""
+	if rest, ok := strings.CutPrefix(text, "- "); ok {
+		item, text = "- ", strings.TrimSpace(rest)
+	}
+	key, val, found := strings.Cut(text, ": ")
+	if !found || !strings.Contains(val, ": ") && !strings.HasSuffix(val, ":") {
+		return ""
+	}
+	quote := func(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
+	fix := item + quote(text) // a command in a list: quote it whole
+	if isKeyLike(key) {
+		fix = item + key + ": " + quote(val)
+	}
+	if badText(fix, false) != "" {
+		return ""
+	}
+	return " (a value with ': ' in it must be quoted: " + fix + ")"
+}
+
+// isKeyLike is true for the keys an inventory uses: letters, digits, _ and -.
+func isKeyLike(s string) bool {
+	for _, r := range s {
+		if !isAlnum(r) && r != '_' && r != '-' {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // badByteLine is the line of the first byte YAML does not allow; 0 if there is none.
@@ -299,6 +341,10 @@ func (d *decoder) mapping(n *yaml.Node, key string) ([]pair, bool) {
 			d.addf(k.Line, "%s", prefixed(key, "merge keys (<<) are not supported; environments already inherit the top-level settings"))
 			continue
 		}
+		if msg := badText(k.Value, false); msg != "" {
+			d.addf(k.Line, "%s", prefixed(key, fmt.Sprintf("key %q: %s", k.Value, msg)))
+			continue
+		}
 		if first, dup := seen[k.Value]; dup {
 			d.addf(k.Line, "%s", prefixed(key, fmt.Sprintf("duplicate key %q (first on line %d)", k.Value, first)))
 			continue
@@ -370,6 +416,8 @@ func (d *decoder) inventory(root *yaml.Node, inv *Inventory) {
 			d.environments(p, inv)
 		case p.key == "hosts":
 			d.addf(p.line, "unknown key %q (hosts belong to an environment: environments.<name>.hosts)", p.key)
+		case p.key == "roles":
+			d.addf(p.line, "unknown key %q (roles belong to a host, or to an environment: environments.<name>.roles)", p.key)
 		default:
 			d.unknown(p, "", topKeys)
 		}
@@ -398,13 +446,15 @@ func (d *decoder) environments(p pair, inv *Inventory) {
 		if !ok {
 			continue
 		}
-		haveHosts := false
+		haveHosts, hostsRead, rolesRead := false, false, true
 		for _, bp := range body {
 			switch {
 			case d.setting(&e.set, bp):
 			case bp.key == "hosts":
 				haveHosts = true
-				e.hosts = d.hosts(bp)
+				e.hosts, hostsRead = d.hosts(bp)
+			case bp.key == "roles":
+				e.roleMap, rolesRead = d.roleMap(bp)
 			case bp.key == "environments":
 				d.addf(bp.line, "unknown key %q (environments do not nest)", bp.key)
 			default:
@@ -414,6 +464,7 @@ func (d *decoder) environments(p pair, inv *Inventory) {
 		if !haveHosts {
 			d.addf(ep.line, "environment %q has no hosts", ep.key)
 		}
+		d.assignRoles(&e, hostsRead && rolesRead)
 		inv.envs = append(inv.envs, e)
 	}
 }
@@ -462,109 +513,29 @@ func (d *decoder) setting(s *settings, p pair) bool {
 		d.hooks(n, s)
 	case "ssh":
 		d.ssh(n, s)
+	case "health_check":
+		d.health(p, s)
+	case "outside_symlinks":
+		if v, ok := d.nonEmpty(n, p.key); ok {
+			switch pol := SymlinkPolicy(v); pol {
+			case RefuseOutside, CopyOutside, KeepOutside:
+				s.outsideSymlinks = some(pol)
+			default:
+				d.addf(n.Line, "outside_symlinks: expected refuse, copy or keep, got %q", v)
+			}
+		}
+	case "lock_lease":
+		if v, ok := d.duration(n, p.key); ok {
+			if v < MinLockLease {
+				d.addf(n.Line, "lock_lease: must be at least %s, got %s", MinLockLease, describe(n))
+			} else {
+				s.lockLease = some(v)
+			}
+		}
 	default:
 		return false
 	}
 	return true
-}
-
-func (d *decoder) hooks(n *yaml.Node, s *settings) {
-	pairs, _ := d.mapping(n, "hooks")
-	for _, p := range pairs {
-		key := "hooks." + p.key
-		switch p.key {
-		case "before_cutover":
-			if v, ok := d.hookList(p.val, key); ok {
-				s.beforeCutover = some(v)
-			}
-		case "after_cutover":
-			if v, ok := d.hookList(p.val, key); ok {
-				s.afterCutover = some(v)
-			}
-		default:
-			d.unknown(p, "hooks", hookKeys)
-		}
-	}
-}
-
-func (d *decoder) hookList(n *yaml.Node, key string) ([]Hook, bool) {
-	items, ok := d.list(n, key)
-	if !ok {
-		return nil, false
-	}
-	hooks := []Hook{}
-	ok = true
-	for _, it := range items {
-		h, good := d.hook(it.node, it.line, key)
-		ok = ok && good
-		hooks = append(hooks, h)
-	}
-	return hooks, ok
-}
-
-// hook decodes one hook: a command string, or a map with run, once and timeout.
-func (d *decoder) hook(n *yaml.Node, line int, key string) (Hook, bool) {
-	h := Hook{Line: line}
-	if n.Kind != yaml.MappingNode {
-		if n.Kind != yaml.ScalarNode || isNull(n) {
-			d.addf(line, "%s: expected a command or a map with run, once and timeout, got %s", key, describe(n))
-			return h, false
-		}
-		v, ok := d.nonEmpty(n, key)
-		h.Run = v
-		return h, ok
-	}
-	pairs, _ := d.mapping(n, key)
-	ok, haveRun := true, false
-	for _, p := range pairs {
-		switch p.key {
-		case "run":
-			haveRun = true
-			v, good := d.nonEmpty(p.val, key+".run")
-			h.Run, ok = v, ok && good
-		case "once":
-			v, good := d.boolean(p.val, key+".once")
-			h.Once, ok = v, ok && good
-		case "timeout":
-			v, good := d.duration(p.val, key+".timeout")
-			h.Timeout, ok = v, ok && good
-		default:
-			d.unknown(p, key, hookMap)
-			ok = false
-		}
-	}
-	if !haveRun {
-		d.addf(line, "%s: a hook needs run: the command to run", key)
-		ok = false
-	}
-	return h, ok
-}
-
-func (d *decoder) ssh(n *yaml.Node, s *settings) {
-	pairs, _ := d.mapping(n, "ssh")
-	for _, p := range pairs {
-		key := "ssh." + p.key
-		switch p.key {
-		case "user":
-			if v, ok := d.user(p.val, key); ok {
-				s.user = some(v)
-			}
-		case "port":
-			if v, ok := d.port(p.val, key); ok {
-				s.port = some(v)
-			}
-		case "identity":
-			if v, ok := d.identity(p.val, key); ok {
-				s.identity = some(v)
-			}
-		case "known_hosts":
-			if v, ok := d.localPath(p.val, key); ok {
-				s.knownHosts = some(v)
-			}
-		default:
-			d.unknown(p, "ssh", sshKeys)
-		}
-	}
 }
 
 // item is a list element with the line where it is written (an alias's own line, not its anchor's).
@@ -596,16 +567,35 @@ func (d *decoder) list(n *yaml.Node, key string) ([]item, bool) {
 }
 
 // str accepts any scalar as text: `app: 2024` is the name "2024", not an error.
+// It refuses control characters, newlines and tabs included.
 func (d *decoder) str(n *yaml.Node, key string) (string, bool) {
+	return d.text(n, key, false)
+}
+
+// text is str for a value that may be a command: one of those may span lines.
+func (d *decoder) text(n *yaml.Node, key string, command bool) (string, bool) {
 	if n.Kind != yaml.ScalarNode || isNull(n) {
 		d.addf(n.Line, "%s: expected a string, got %s", key, describe(n))
+		return "", false
+	}
+	if msg := badText(n.Value, command); msg != "" {
+		d.addf(n.Line, "%s", prefixed(key, msg))
 		return "", false
 	}
 	return n.Value, true
 }
 
 func (d *decoder) nonEmpty(n *yaml.Node, key string) (string, bool) {
-	v, ok := d.str(n, key)
+	return d.filled(n, key, false)
+}
+
+// command is a non-empty shell command, which may be a multi-line script.
+func (d *decoder) command(n *yaml.Node, key string) (string, bool) {
+	return d.filled(n, key, true)
+}
+
+func (d *decoder) filled(n *yaml.Node, key string, command bool) (string, bool) {
+	v, ok := d.text(n, key, command)
 	if ok && strings.TrimSpace(v) == "" {
 		d.addf(n.Line, "%s: must not be empty", key)
 		return "", false
@@ -617,6 +607,10 @@ func (d *decoder) commands(n *yaml.Node, key string) ([]string, bool) {
 	items, ok := d.list(n, key)
 	out := []string{}
 	for _, it := range items {
+		if it.node.Kind == yaml.MappingNode && d.unquotedColon(it.node, it.line, key, "a command") {
+			ok = false
+			continue
+		}
 		v, good := d.nonEmpty(it.node, key)
 		ok = ok && good
 		out = append(out, v)

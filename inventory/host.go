@@ -12,23 +12,24 @@ import (
 // hostSpec is one entry of an environment's hosts with only what it writes
 // itself; Resolve fills the rest from the merged settings.
 type hostSpec struct {
-	name                             string
-	line                             int
-	address                          string
-	port                             opt[int]
-	user, root, identity, knownHosts opt[string]
+	name    string
+	line    int
+	address string
+	root    opt[string]
+	login   login
+	roles   []string // from its map, then from the environment's roles map
 }
 
-func (d *decoder) hosts(p pair) []hostSpec {
+// hosts decodes an environment's hosts; ok is false when any is left out for a problem.
+func (d *decoder) hosts(p pair) (out []hostSpec, ok bool) {
 	items, ok := d.list(p.val, "hosts")
 	if !ok {
-		return nil
+		return nil, false
 	}
 	if len(items) == 0 {
 		d.addf(p.line, "hosts: at least one host is required")
-		return nil
+		return nil, false
 	}
-	var out []hostSpec
 	for _, it := range items {
 		var (
 			hs   hostSpec
@@ -44,15 +45,21 @@ func (d *decoder) hosts(p pair) []hostSpec {
 		}
 		if good {
 			out = append(out, hs)
+		} else {
+			ok = false
 		}
 	}
-	return out
+	return out, ok
 }
 
 // hostString decodes `[user@]address[:port]`, the address of IPv6 in brackets.
 func (d *decoder) hostString(it item) (hostSpec, bool) {
 	s := it.node.Value
 	hs := hostSpec{name: s, line: it.line}
+	if msg := badText(s, false); msg != "" {
+		d.addf(it.line, "hosts: %s", msg)
+		return hs, false
+	}
 	user, addr, port, hasPort, msg := splitHost(s)
 	if msg == "" && user != "" {
 		msg = checkUser(user)
@@ -63,7 +70,7 @@ func (d *decoder) hostString(it item) (hostSpec, bool) {
 	if msg == "" && hasPort {
 		var n int
 		n, msg = parsePort(port)
-		hs.port = some(n)
+		hs.login.port = some(n)
 	}
 	if msg != "" {
 		d.addf(it.line, "host %q: %s", s, msg)
@@ -71,7 +78,7 @@ func (d *decoder) hostString(it item) (hostSpec, bool) {
 	}
 	hs.address = addr
 	if user != "" {
-		hs.user = some(user)
+		hs.login.user = some(user)
 	}
 	return hs, true
 }
@@ -132,16 +139,17 @@ func parsePort(s string) (int, string) {
 	return n, ""
 }
 
-// hostMap decodes the map form, which can also set a host's user, port, root, identity and known_hosts.
+// hostMap decodes the map form, which can also set a host's root and its own login settings.
 func (d *decoder) hostMap(it item) (hostSpec, bool) {
 	hs := hostSpec{line: it.line}
 	pairs, _ := d.mapping(it.node, "hosts")
 	ok, haveAddr := true, false
 	for _, p := range pairs {
 		key := "hosts." + p.key
-		var good bool
-		switch p.key {
-		case "address":
+		handled, good := d.loginKey(p, key, &hs.login)
+		switch {
+		case handled:
+		case p.key == "address":
 			haveAddr = true
 			var a string
 			if a, good = d.nonEmpty(p.val, key); good {
@@ -154,26 +162,14 @@ func (d *decoder) hostMap(it item) (hostSpec, bool) {
 				}
 				hs.address = a
 			}
-		case "port":
-			var n int
-			n, good = d.port(p.val, key)
-			hs.port = some(n)
-		case "user":
-			var v string
-			v, good = d.user(p.val, key)
-			hs.user = some(v)
-		case "root":
+		case p.key == "root":
 			var v string
 			v, good = d.remoteRoot(p.val, key)
 			hs.root = some(v)
-		case "identity":
-			var v string
-			v, good = d.identity(p.val, key)
-			hs.identity = some(v)
-		case "known_hosts":
-			var v string
-			v, good = d.localPath(p.val, key)
-			hs.knownHosts = some(v)
+		case p.key == "roles":
+			hs.roles, good = d.roleList(p.val, key, false)
+		case p.key == "config":
+			d.addf(p.line, "hosts: config is not set per host: ssh.config names one ssh_config file for the environment")
 		default:
 			d.unknown(p, "hosts", hostKeys)
 		}
@@ -187,17 +183,7 @@ func (d *decoder) hostMap(it item) (hostSpec, bool) {
 		return hs, false
 	}
 	// The name is what the map says, in the string form: [user@]address[:port].
-	name := hs.address
-	if hs.port.set {
-		if isIPv6(name) {
-			name = "[" + name + "]"
-		}
-		name += ":" + strconv.Itoa(hs.port.val)
-	}
-	if hs.user.set {
-		name = hs.user.val + "@" + name
-	}
-	hs.name = name
+	hs.name = Hop{User: hs.login.user.val, Address: hs.address, Port: hs.login.port.val}.String()
 	return hs, true
 }
 

@@ -1,8 +1,9 @@
 // Package inventory reads the YAML file that says what to deploy and where:
 // the app, its local source and build, the remote layout, the hooks and, per
-// environment, the hosts. It reports every problem it finds, each at a line of
-// the file, so a user fixes them all in one go; it does no I/O besides reading
-// the file and looking up the local user and home directory.
+// environment, the hosts and their roles. It reports every problem it finds,
+// each at a line of the file, so a user fixes them all in one go; it does no
+// I/O besides reading the file and looking up the home directory that ~ stands
+// for (and, in FillDefaults, the local user).
 package inventory
 
 import (
@@ -11,7 +12,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"os/user"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -29,10 +29,12 @@ type Inventory struct {
 
 // environment is one entry of `environments:` before it is merged with the top level.
 type environment struct {
-	name  string
-	line  int
-	set   settings
-	hosts []hostSpec
+	name     string
+	line     int
+	set      settings
+	hosts    []hostSpec
+	roleMap  []roleAssignment
+	declared []string // the roles its roles map names, hosts or not
 }
 
 // Load reads and validates an inventory file; path is used verbatim in messages.
@@ -43,6 +45,16 @@ func Load(path string) (*Inventory, error) {
 	}
 	defer f.Close()
 	return Parse(f, path)
+}
+
+// LoadNames lists the environments of the inventory at path, in file order,
+// e.g. for a command given none. An inventory with problems gives its Errors.
+func LoadNames(path string) ([]string, error) {
+	inv, err := Load(path)
+	if err != nil {
+		return nil, err
+	}
+	return inv.Environments(), nil
 }
 
 // LoadEnvironment is Load followed by Resolve, for callers that deploy one environment.
@@ -93,8 +105,10 @@ func (inv *Inventory) Environments() []string {
 }
 
 // Resolve merges the top-level settings with environment env's overrides,
-// fills in defaults and checks what only the merged settings can show
-// (a missing app or root, duplicate hosts).
+// fills in defaults (but not the login settings ssh_config may supply: see
+// Host) and checks what only the merged settings can show: a missing app or
+// root, duplicate hosts, roles of hooks and of the health check that no host
+// has, a health check's run and interval.
 func (inv *Inventory) Resolve(env string) (*Environment, error) {
 	if inv == nil {
 		return nil, Errors{{Msg: "no inventory"}}
@@ -118,6 +132,13 @@ func (inv *Inventory) Resolve(env string) (*Environment, error) {
 		Root:    s.root.val,
 		Keep:    DefaultKeep,
 		Shared:  slices.Clone(s.shared.val),
+
+		OutsideSymlinks: RefuseOutside,
+		LockLease:       s.lockLease.val,
+		SSHConfig:       s.sshConfig.val,
+	}
+	if s.outsideSymlinks.set {
+		out.OutsideSymlinks = s.outsideSymlinks.val
 	}
 	for _, req := range []struct {
 		key string
@@ -134,12 +155,15 @@ func (inv *Inventory) Resolve(env string) (*Environment, error) {
 	if s.hookTimeout.set {
 		timeout = s.hookTimeout.val
 	}
-	out.Hooks = Hooks{
-		BeforeCutover: withTimeout(s.beforeCutover.val, timeout),
-		AfterCutover:  withTimeout(s.afterCutover.val, timeout),
+	for i, p := range phases {
+		*out.Hooks.list(p) = withTimeout(s.hooks[i].val, timeout)
 	}
 
 	out.Hosts = resolveHosts(d, e, s)
+	out.roles = slices.Clone(e.declared)
+	out.roles = out.Roles()
+	checkHookRoles(d, out)
+	resolveHealth(d, out, s.health)
 	if len(d.problems) > 0 {
 		return nil, d.errors()
 	}
@@ -147,41 +171,40 @@ func (inv *Inventory) Resolve(env string) (*Environment, error) {
 }
 
 // resolveHosts gives each host of e its settings: its own, else the merged
-// ones, else the local defaults, and reports hosts that are there twice.
+// ones; a login setting that neither writes stays empty for ssh_config. It
+// reports hosts that are there twice.
 func resolveHosts(d *decoder, e environment, s settings) []Host {
-	user := lazy{get: localUser}
-	known := lazy{get: defaultKnownHosts}
 	var (
 		hosts    []Host
 		rootless []string
 		seen     = map[string]Host{}
+		named    = map[string]Host{}
 	)
 	for _, hs := range e.hosts {
 		h := Host{
-			Name:     hs.name,
-			Address:  hs.address,
-			Port:     pick(s.port, hs.port, 22),
-			Root:     pick(s.root, hs.root, ""),
-			Identity: pick(s.identity, hs.identity, ""),
-			Line:     hs.line,
+			Name:    hs.name,
+			Address: hs.address,
+			Root:    s.root.or(hs.root).val,
+			Line:    hs.line,
 		}
-		if u := s.user.or(hs.user); u.set {
-			h.User = u.val
-		} else {
-			h.User = user.value()
-		}
-		if k := s.knownHosts.or(hs.knownHosts); k.set {
-			h.KnownHosts = k.val
-		} else {
-			h.KnownHosts = known.value()
+		s.login.merge(hs.login).apply(&h)
+		if len(hs.roles) > 0 {
+			h.Roles = slices.Clone(hs.roles)
+			slices.Sort(h.Roles)
+			h.Roles = slices.Compact(h.Roles)
 		}
 		if h.Root == "" {
 			rootless = append(rootless, h.Name)
 		}
 		if first, dup := seen[h.identity()]; dup {
 			d.addf(h.Line, "duplicate host %q: %s is already on line %d as %q", h.Name, h.Key(), first.Line, first.Name)
+		} else if first, dup := named[strings.ToLower(h.Name)]; dup {
+			// Same address, different jumps: maybe two machines, but no message could tell them apart.
+			d.addf(h.Line, "duplicate host name %q (first on line %d): give each its own name, e.g. a Host alias in ssh_config",
+				h.Name, first.Line)
 		} else {
 			seen[h.identity()] = h
+			named[strings.ToLower(h.Name)] = h
 		}
 		hosts = append(hosts, h)
 	}
@@ -189,37 +212,51 @@ func resolveHosts(d *decoder, e environment, s settings) []Host {
 		d.addf(e.line, "environment %q has no root for %s (set root at the top level, in the environment or on each host)",
 			e.name, strings.Join(rootless, ", "))
 	}
-	if user.err != nil {
-		d.addf(e.line, "environment %q: cannot tell the local user name to log in with (%v); set ssh.user", e.name, user.err)
-	}
-	if known.err != nil {
-		d.addf(e.line, "environment %q: cannot locate ~/.ssh/known_hosts (%v); set ssh.known_hosts", e.name, known.err)
-	}
 	return hosts
 }
 
-// lazy is a local default, looked up only when some host needs it, and once.
-type lazy struct {
-	get  func() (string, error)
-	done bool
-	val  string
-	err  error
+// clone is a deep copy of e, so that editing one cannot change the other.
+func (e *Environment) clone() *Environment {
+	out := *e
+	out.Build = slices.Clone(e.Build)
+	out.Exclude = slices.Clone(e.Exclude)
+	out.Shared = slices.Clone(e.Shared)
+	out.Hooks = e.Hooks.clone()
+	if e.HealthCheck != nil {
+		hc := *e.HealthCheck
+		hc.Roles = slices.Clone(hc.Roles)
+		out.HealthCheck = &hc
+	}
+	out.roles = slices.Clone(e.roles)
+	out.Hosts = make([]Host, len(e.Hosts))
+	for i, h := range e.Hosts {
+		out.Hosts[i] = cloneHost(h)
+	}
+	return &out
 }
 
-func (l *lazy) value() string {
-	if !l.done {
-		l.val, l.err = l.get()
-		l.done = true
+func cloneHost(h Host) Host {
+	h.Roles = slices.Clone(h.Roles)
+	if h.IdentitiesOnly != nil {
+		v := *h.IdentitiesOnly
+		h.IdentitiesOnly = &v
 	}
-	return l.val
+	return h
 }
 
-// pick returns a host's own value, else the merged setting, else def.
-func pick[T any](merged, own opt[T], def T) T {
-	if o := merged.or(own); o.set {
-		return o.val
+func (h Hooks) clone() Hooks {
+	for _, p := range phases {
+		*h.list(p) = cloneHooks(*h.list(p))
 	}
-	return def
+	return h
+}
+
+func cloneHooks(hooks []Hook) []Hook {
+	out := slices.Clone(hooks)
+	for i := range out {
+		out[i].Roles = slices.Clone(out[i].Roles)
+	}
+	return out
 }
 
 // withTimeout copies hooks, giving each that set no timeout the default.
@@ -236,35 +273,18 @@ func withTimeout(hooks []Hook, def time.Duration) []Hook {
 // identity is how duplicates are found: like Key, but blind to the case of a
 // host name and to the spelling of an IP address.
 func (h Host) identity() string {
-	return fmt.Sprintf("%s@%s:%d", h.User, canonicalAddress(h.Address), h.Port)
+	c := h
+	c.Address = canonicalAddress(h.Address)
+	return c.Key()
 }
 
-// localUser is the SSH login used when the inventory names none, as ssh(1) does.
-func localUser() (string, error) {
-	if u, err := user.Current(); err == nil && u.Username != "" {
-		name := u.Username
-		if i := strings.LastIndexByte(name, '\\'); i >= 0 { // DOMAIN\user on Windows
-			name = name[i+1:]
-		}
-		return name, nil
-	}
-	if name := os.Getenv("USER"); name != "" {
-		return name, nil
-	}
-	return "", errors.New("no user entry and $USER is unset")
-}
-
-// defaultKnownHosts is OpenSSH's own default, so hosts the user already trusts are trusted.
-func defaultKnownHosts() (string, error) {
-	home, err := os.UserHomeDir()
-	if err != nil {
-		return "", err
-	}
-	return filepath.Join(home, ".ssh", "known_hosts"), nil
-}
-
-// unreadable reports a file that cannot be read, without repeating its name.
+// unreadable reports a file that cannot be read, without repeating its name;
+// a missing one with the ways to make one.
 func unreadable(file string, err error) error {
+	if errors.Is(err, fs.ErrNotExist) {
+		return Errors{{File: file, Msg: `the inventory does not exist: write one with "fleetdeploy init", ` +
+			"or start from a copy of hosts.example.yml"}}
+	}
 	var pe *fs.PathError
 	if errors.As(err, &pe) {
 		err = pe.Err

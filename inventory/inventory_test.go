@@ -81,7 +81,7 @@ func checkEnv(t *testing.T, got, want *Environment) {
 	gv, wv := reflect.ValueOf(*got), reflect.ValueOf(*want)
 	for i := range gv.NumField() {
 		name := gv.Type().Field(i).Name
-		if name == "Hosts" {
+		if name == "Hosts" || !gv.Type().Field(i).IsExported() {
 			continue
 		}
 		if g, w := gv.Field(i).Interface(), wv.Field(i).Interface(); !reflect.DeepEqual(g, w) {
@@ -92,7 +92,7 @@ func checkEnv(t *testing.T, got, want *Environment) {
 		t.Fatalf("%s: %d hosts, want %d: %+v", want.Name, len(got.Hosts), len(want.Hosts), got.Hosts)
 	}
 	for i := range want.Hosts {
-		if got.Hosts[i] != want.Hosts[i] {
+		if !reflect.DeepEqual(got.Hosts[i], want.Hosts[i]) {
 			t.Errorf("%s host %d:\n got  %+v\n want %+v", want.Name, i, got.Hosts[i], want.Hosts[i])
 		}
 	}
@@ -110,11 +110,13 @@ func TestResolveFull(t *testing.T) {
 	}
 	dir := abs(t, "testdata")
 	before := []Hook{
-		{Run: "php artisan config:cache", Timeout: 2 * time.Minute, Line: 12},
-		{Run: "php artisan migrate --force", Once: true, Timeout: 10 * time.Minute, Line: 13},
+		{Run: "php artisan config:cache", Timeout: 2 * time.Minute, Line: 14},
+		{Run: "php artisan migrate --force", Once: true, Roles: []string{"web"}, Timeout: 10 * time.Minute, Line: 15},
 	}
 	ssh := Host{User: "deploy", Port: 2022, Root: "/var/www/shop",
-		Identity: filepath.Join(home, ".ssh/id_ed25519"), KnownHosts: filepath.Join(dir, "known_hosts")}
+		Identity: filepath.Join(home, ".ssh/id_ed25519"), KnownHosts: filepath.Join(dir, "known_hosts"),
+		Jump: "deploy@bastion.example.com:2222", StrictHostKeyChecking: StrictAcceptNew, IdentitiesOnly: new(true),
+		Roles: []string{"web"}}
 	host := func(name, addr string, line int, edit func(*Host)) Host {
 		h := ssh
 		h.Name, h.Address, h.Line = name, addr, line
@@ -135,16 +137,26 @@ func TestResolveFull(t *testing.T) {
 		Shared:  []SharedPath{{Path: "storage/sessions", Dir: true}, {Path: ".env"}, {Path: "public/uploads", Dir: true}},
 		Hooks: Hooks{
 			BeforeCutover: before,
-			AfterCutover:  []Hook{{Run: "sudo systemctl reload php8.2-fpm", Timeout: 2 * time.Minute, Line: 14}},
+			AfterCutover:  []Hook{{Run: "sudo systemctl reload php8.2-fpm", Timeout: 2 * time.Minute, Line: 16}},
+			AfterRollback: []Hook{{Run: "restart workers", Roles: []string{"worker"}, Timeout: 2 * time.Minute, Line: 17}},
+			OnSuccess:     []Hook{{Run: "notify ok", Timeout: 2 * time.Minute, Line: 18}},
+			OnFailure:     []Hook{{Run: "notify failed", Timeout: 2 * time.Minute, Line: 19}},
 		},
 		Hosts: []Host{
-			host("web1.example.com", "web1.example.com", 23, nil),
-			host("web2.example.com:2222", "web2.example.com", 24, func(h *Host) { h.Port = 2222 }),
-			host("ops@web3.example.com:2200", "web3.example.com", 25, func(h *Host) { h.User, h.Port = "ops", 2200 }),
-			host("[2001:db8::5]:22", "2001:db8::5", 26, func(h *Host) { h.Port = 22 }),
-			{Name: "admin@192.0.2.7:22", Address: "192.0.2.7", Port: 22, User: "admin", Root: "/srv/shop",
-				Identity: filepath.Join(dir, "keys/k"), KnownHosts: filepath.Join(home, "kh"), Line: 27},
+			host("web1.example.com", "web1.example.com", 36, nil),
+			host("web2.example.com:2222", "web2.example.com", 37, func(h *Host) { h.Port = 2222 }),
+			host("ops@web3.example.com:2200", "web3.example.com", 38, func(h *Host) { h.User, h.Port = "ops", 2200 }),
+			host("[2001:db8::5]:22", "2001:db8::5", 39, func(h *Host) { h.Port = 22 }),
+			host("admin@192.0.2.7:22", "192.0.2.7", 40, func(h *Host) {
+				h.Port, h.User, h.Root, h.Jump, h.Roles = 22, "admin", "/srv/shop", None, []string{"worker"}
+				h.Identity, h.KnownHosts = filepath.Join(dir, "keys/k"), filepath.Join(home, "kh")
+			}),
 		},
+		HealthCheck: &HealthCheck{Run: "curl -fsS http://localhost/health", Timeout: 30 * time.Second,
+			Interval: DefaultHealthInterval, Roles: []string{"web"}, Line: 21},
+		OutsideSymlinks: CopyOutside,
+		LockLease:       90 * time.Second,
+		SSHConfig:       filepath.Join(dir, "ssh_config"),
 	}, {
 		Name:    "staging",
 		File:    file,
@@ -157,12 +169,23 @@ func TestResolveFull(t *testing.T) {
 		Shared:  []SharedPath{{Path: "storage", Dir: true}},
 		Hooks: Hooks{
 			// before_cutover is inherited, and the hook without a timeout of its own takes staging's hook_timeout.
-			BeforeCutover: []Hook{{Run: "php artisan config:cache", Timeout: 30 * time.Second, Line: 12}, before[1]},
-			AfterCutover:  []Hook{{Run: "echo done", Once: true, Timeout: 30 * time.Second, Line: 38}},
+			BeforeCutover: []Hook{{Run: "php artisan config:cache", Timeout: 30 * time.Second, Line: 14}, before[1]},
+			AfterCutover:  []Hook{{Run: "echo done", Once: true, Timeout: 30 * time.Second, Line: 55}},
+			AfterRollback: []Hook{{Run: "restart workers", Roles: []string{"worker"}, Timeout: 30 * time.Second, Line: 17}},
+			OnSuccess:     []Hook{{Run: "notify ok", Timeout: 30 * time.Second, Line: 18}},
+			OnFailure:     []Hook{},
 		},
-		Hosts: []Host{host("staging.example.com", "staging.example.com", 42, func(h *Host) {
+		Hosts: []Host{host("staging.example.com", "staging.example.com", 65, func(h *Host) {
 			h.Port, h.Identity, h.Root = 22, "", "/srv/staging"
+			h.Jump, h.StrictHostKeyChecking, h.IdentitiesOnly = "b1,ops@[2001:db8::9]:22", StrictYes, new(false)
+			h.Roles = []string{"web", "worker"}
 		})},
+		// Each key of health_check merges on its own: run and timeout are inherited.
+		HealthCheck: &HealthCheck{Run: "curl -fsS http://localhost/health", Timeout: 30 * time.Second,
+			Interval: 5 * time.Second, Roles: []string{"web", "worker"}, Line: 21},
+		OutsideSymlinks: KeepOutside,
+		LockLease:       10 * time.Second,
+		SSHConfig:       None,
 	}}
 	for _, want := range tests {
 		t.Run(want.Name, func(t *testing.T) {
@@ -191,6 +214,7 @@ func TestResolveCopies(t *testing.T) {
 	}
 }
 
+// What the inventory leaves out stays empty, for ssh_config to supply; FillDefaults gives the old defaults.
 func TestDefaults(t *testing.T) {
 	home := fakeHome(t)
 	src := lines(
@@ -201,19 +225,31 @@ func TestDefaults(t *testing.T) {
 		"  after_cutover: [reload]",
 		"environments:",
 		"  production:",
-		"    hosts: [web1]",
+		"    hosts: [web1, {address: web2, user: ops, port: 2200, known_hosts: /kh}]",
 	)
 	got := resolve(t, src, "inv.yml", "production")
-	me, err := localUser()
-	if err != nil || me == "" {
-		t.Fatalf("localUser() = %q, %v", me, err)
-	}
 	want := &Environment{
 		Name: "production", File: "inv.yml", App: "shop", Source: abs(t, "."), Root: "/srv/shop", Keep: DefaultKeep,
-		Hooks: Hooks{AfterCutover: []Hook{{Run: "reload", Timeout: DefaultHookTimeout, Line: 5}}},
-		Hosts: []Host{{Name: "web1", Address: "web1", Port: 22, User: me, Root: "/srv/shop",
-			KnownHosts: filepath.Join(home, ".ssh", "known_hosts"), Line: 8}},
+		OutsideSymlinks: RefuseOutside,
+		Hooks:           Hooks{AfterCutover: []Hook{{Run: "reload", Timeout: DefaultHookTimeout, Line: 5}}},
+		Hosts: []Host{
+			{Name: "web1", Address: "web1", Root: "/srv/shop", Line: 8},
+			{Name: "ops@web2:2200", Address: "web2", User: "ops", Port: 2200, Root: "/srv/shop", KnownHosts: "/kh", Line: 8},
+		},
 	}
+	checkEnv(t, got, want)
+	if k, a := got.Hosts[0].Key(), got.Hosts[0].Addr(); k != "web1" || a != "web1:22" {
+		t.Errorf("Key() = %q, Addr() = %q; want web1, web1:22", k, a)
+	}
+
+	me, err := DefaultUser()
+	if err != nil || me == "" {
+		t.Fatalf("DefaultUser() = %q, %v", me, err)
+	}
+	if err := got.FillDefaults(); err != nil {
+		t.Fatal(err)
+	}
+	want.Hosts[0].User, want.Hosts[0].Port, want.Hosts[0].KnownHosts = me, 22, filepath.Join(home, ".ssh", "known_hosts")
 	checkEnv(t, got, want)
 }
 
@@ -262,21 +298,25 @@ func TestHostForms(t *testing.T) {
 		in   string // one YAML list item
 		want Host   // Line and the inherited fields are not compared
 	}{
-		{"web1.example.com", Host{Name: "web1.example.com", Address: "web1.example.com", Port: 22, User: "deploy"}},
+		{"web1.example.com", Host{Name: "web1.example.com", Address: "web1.example.com", User: "deploy"}},
 		{"web2.example.com:2222", Host{Name: "web2.example.com:2222", Address: "web2.example.com", Port: 2222, User: "deploy"}},
 		{"127.0.0.1:22002", Host{Name: "127.0.0.1:22002", Address: "127.0.0.1", Port: 22002, User: "deploy"}},
-		{"ops@web3", Host{Name: "ops@web3", Address: "web3", Port: 22, User: "ops"}},
+		{"ops@web3", Host{Name: "ops@web3", Address: "web3", User: "ops"}},
 		{"ops@web3.example.com:2200", Host{Name: "ops@web3.example.com:2200", Address: "web3.example.com", Port: 2200, User: "ops"}},
 		{`"[::1]:2222"`, Host{Name: "[::1]:2222", Address: "::1", Port: 2222, User: "deploy"}},
-		{`"[::1]"`, Host{Name: "[::1]", Address: "::1", Port: 22, User: "deploy"}},
+		{`"[::1]"`, Host{Name: "[::1]", Address: "::1", User: "deploy"}},
 		{`"ops@[2001:db8::1]:22"`, Host{Name: "ops@[2001:db8::1]:22", Address: "2001:db8::1", Port: 22, User: "ops"}},
-		{`"2001:db8::1"`, Host{Name: "2001:db8::1", Address: "2001:db8::1", Port: 22, User: "deploy"}},
-		{"{address: 10.0.0.7}", Host{Name: "10.0.0.7", Address: "10.0.0.7", Port: 22, User: "deploy"}},
+		{`"2001:db8::1"`, Host{Name: "2001:db8::1", Address: "2001:db8::1", User: "deploy"}},
+		{"{address: 10.0.0.7}", Host{Name: "10.0.0.7", Address: "10.0.0.7", User: "deploy"}},
 		{"{address: 10.0.0.7, port: 2200}", Host{Name: "10.0.0.7:2200", Address: "10.0.0.7", Port: 2200, User: "deploy"}},
-		{"{address: 10.0.0.7, user: admin}", Host{Name: "admin@10.0.0.7", Address: "10.0.0.7", Port: 22, User: "admin"}},
+		{"{address: 10.0.0.7, user: admin}", Host{Name: "admin@10.0.0.7", Address: "10.0.0.7", User: "admin"}},
 		{"{address: 10.0.0.7, port: 22, user: admin}", Host{Name: "admin@10.0.0.7:22", Address: "10.0.0.7", Port: 22, User: "admin"}},
 		{`{address: "::1", port: 2222}`, Host{Name: "[::1]:2222", Address: "::1", Port: 2222, User: "deploy"}},
-		{`{address: "[::1]"}`, Host{Name: "::1", Address: "::1", Port: 22, User: "deploy"}},
+		{`{address: "[::1]"}`, Host{Name: "::1", Address: "::1", User: "deploy"}},
+		{"{address: web1, jump: bastion}", Host{Name: "web1", Address: "web1", User: "deploy", Jump: "bastion"}},
+		{"{address: web1, jump: none}", Host{Name: "web1", Address: "web1", User: "deploy", Jump: None}},
+		{"{address: web1, strict_host_key_checking: Accept-New, identities_only: false}",
+			Host{Name: "web1", Address: "web1", User: "deploy", StrictHostKeyChecking: StrictAcceptNew, IdentitiesOnly: new(false)}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
@@ -296,7 +336,7 @@ func TestHostForms(t *testing.T) {
 				t.Errorf("Line = %d, want 8", h.Line)
 			}
 			h.Line, h.Root, h.KnownHosts = 0, "", ""
-			if h != tt.want {
+			if !reflect.DeepEqual(h, tt.want) {
 				t.Errorf("got  %+v\nwant %+v", h, tt.want)
 			}
 		})
@@ -562,7 +602,7 @@ func TestErrors(t *testing.T) {
 			`hosts.yml:12: hooks.before_cutover.once: expected true or false, got "yes"`,
 			`hosts.yml:12: hooks.before_cutover.timeout: expected a duration like 90s or 10m, got "90"`,
 			`hosts.yml:13: hooks.before_cutover.timeout: must be positive, got "-1m"`,
-			"hosts.yml:14: hooks.before_cutover: expected a command or a map with run, once and timeout, got a list",
+			"hosts.yml:14: hooks.before_cutover: expected a command or a map with run, once, timeout and roles, got a list",
 			"hosts.yml:15: hooks.before_cutover.run: must not be empty",
 		},
 	}, {
@@ -641,17 +681,25 @@ func TestErrors(t *testing.T) {
 			"    hosts:",
 			"      - web1",
 			"      - web1:2222",
-			"      - deploy@web1:22",
+			"      - deploy@web1",
 			"      - {address: WEB1.example.com}",
 			"      - web1.example.com",
-			"      - 10.0.0.1",
+			"      - 10.0.0.1:22",
 			"      - '[::ffff:10.0.0.1]:22'",
+			"      - '[2001:db8::1]'",
+			"      - 2001:db8:0::1",
+			"      - {address: 10.0.0.9, jump: b1}",
+			"      - {address: 10.0.0.9, jump: b2}",
+			"      - {address: 10.0.0.9, jump: 'b1 '}",
 		),
 		env: "staging",
 		want: []string{
-			`hosts.yml:12: duplicate host "deploy@web1:22": deploy@web1:22 is already on line 10 as "web1"`,
-			`hosts.yml:14: duplicate host "web1.example.com": deploy@web1.example.com:22 is already on line 13 as "WEB1.example.com"`,
-			`hosts.yml:16: duplicate host "[::ffff:10.0.0.1]:22": deploy@::ffff:10.0.0.1:22 is already on line 15 as "10.0.0.1"`,
+			`hosts.yml:12: duplicate host "deploy@web1": deploy@web1 is already on line 10 as "web1"`,
+			`hosts.yml:14: duplicate host "web1.example.com": deploy@web1.example.com is already on line 13 as "WEB1.example.com"`,
+			`hosts.yml:16: duplicate host "[::ffff:10.0.0.1]:22": deploy@[::ffff:10.0.0.1]:22 is already on line 15 as "10.0.0.1:22"`,
+			`hosts.yml:18: duplicate host "2001:db8:0::1": deploy@[2001:db8:0::1] is already on line 17 as "[2001:db8::1]"`,
+			`hosts.yml:20: duplicate host name "10.0.0.9" (first on line 19): give each its own name, e.g. a Host alias in ssh_config`,
+			`hosts.yml:21: duplicate host "10.0.0.9": deploy@10.0.0.9 via b1 is already on line 19 as "10.0.0.9"`,
 		},
 	}, {
 		name: "local paths",
@@ -757,19 +805,45 @@ func TestAliasBudget(t *testing.T) {
 
 func TestLoadUnreadable(t *testing.T) {
 	dir := t.TempDir()
-	for _, path := range []string{filepath.Join(dir, "missing.yml"), dir} {
-		_, err := LoadEnvironment(path, "production")
-		var errs Errors
-		if !errors.As(err, &errs) || len(errs) != 1 || errs[0].Line != 0 || errs[0].File != path {
-			t.Fatalf("LoadEnvironment(%q) = %#v", path, err)
-		}
-		if !strings.HasPrefix(err.Error(), path+": cannot read inventory: ") {
-			t.Errorf("message %q", err)
+	missing := filepath.Join(dir, "hosts.yml")
+	tests := []struct {
+		path, want string
+	}{
+		{missing, missing + `: the inventory does not exist: write one with "fleetdeploy init", or start from a copy of hosts.example.yml`},
+		{filepath.Join(dir, "nodir", "hosts.yml"), filepath.Join(dir, "nodir", "hosts.yml") +
+			`: the inventory does not exist: write one with "fleetdeploy init", or start from a copy of hosts.example.yml`},
+		{dir, dir + ": cannot read inventory: is a directory"},
+	}
+	for _, tt := range tests {
+		for name, load := range map[string]func(string) error{
+			"Load":            func(p string) error { _, err := Load(p); return err },
+			"LoadEnvironment": func(p string) error { _, err := LoadEnvironment(p, "production"); return err },
+			"LoadNames":       func(p string) error { _, err := LoadNames(p); return err },
+		} {
+			err := load(tt.path)
+			var errs Errors
+			if !errors.As(err, &errs) || len(errs) != 1 || errs[0].Line != 0 || errs[0].File != tt.path {
+				t.Fatalf("%s(%q) = %#v", name, tt.path, err)
+			}
+			if err.Error() != tt.want {
+				t.Errorf("%s(%q):\n got  %s\n want %s", name, tt.path, err, tt.want)
+			}
 		}
 	}
-	_, err := Load(filepath.Join(dir, "missing.yml"))
-	if want := filepath.Join(dir, "missing.yml") + ": cannot read inventory: no such file or directory"; err == nil || err.Error() != want {
-		t.Errorf("got %v, want %s", err, want)
+}
+
+func TestLoadNames(t *testing.T) {
+	fakeHome(t)
+	names, err := LoadNames("testdata/full.yml")
+	if err != nil || !slices.Equal(names, []string{"production", "staging"}) {
+		t.Errorf("LoadNames = %q, %v", names, err)
+	}
+	bad := filepath.Join(t.TempDir(), "hosts.yml")
+	if err := os.WriteFile(bad, []byte("app: [x]\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LoadNames(bad); err == nil || !strings.HasPrefix(err.Error(), bad+":1: app: expected a string, got a list") {
+		t.Errorf("LoadNames of a bad file: %v", err)
 	}
 }
 
@@ -799,22 +873,34 @@ func TestExampleFile(t *testing.T) {
 	if !slices.Equal(envs, []string{"production", "staging"}) {
 		t.Errorf("environments %q", envs)
 	}
+	// Per host: its key, roles, how many hooks it runs around the cutover, and whether it is health checked.
 	hosts := map[string][]string{}
 	for _, name := range envs {
 		e, err := inv.Resolve(name)
 		if err != nil {
 			t.Fatalf("%s: %v", name, err)
 		}
+		if e.OutsideSymlinks != RefuseOutside || e.LockLease != DefaultLockLease || len(e.Hooks.OnFailure) != 1 {
+			t.Errorf("%s: outside_symlinks %q, lock_lease %s, on_failure %+v", name, e.OutsideSymlinks, e.LockLease, e.Hooks.OnFailure)
+		}
 		for _, h := range e.Hosts {
-			hosts[name] = append(hosts[name], h.Key())
+			line := fmt.Sprintf("%s %v before=%d after=%d health=%v", h.Key(), h.Roles,
+				len(e.HooksFor(BeforeCutover, h.Name)), len(e.HooksFor(AfterCutover, h.Name)), e.HealthCheckFor(h.Name) != nil)
+			hosts[name] = append(hosts[name], line)
 		}
 	}
 	want := map[string][]string{
-		"production": {"deploy@web1.example.com:22", "deploy@web2.example.com:2222", "ops@web3.example.com:2200", "admin@192.0.2.10:22"},
-		"staging":    {"staging@staging.example.com:22"},
+		"production": {
+			"deploy@web1.example.com:22 [web] before=3 after=1 health=true", // the migration runs once, on the first web host
+			"deploy@web2.example.com:2222 [web] before=2 after=1 health=true",
+			"ops@web3.example.com:2200 [web] before=2 after=1 health=true",
+			"admin@192.0.2.10:22 via none [worker] before=2 after=1 health=false",
+		},
+		"staging": {"staging@staging.example.com:22 [web worker] before=2 after=2 health=true"},
 	}
 	if !reflect.DeepEqual(hosts, want) {
-		t.Errorf("hosts %q, want %q", hosts, want)
+		t.Errorf("hosts:\n\t%s\nwant:\n\t%s", strings.Join(hosts["production"], "\n\t")+"\n\t"+strings.Join(hosts["staging"], "\n\t"),
+			strings.Join(want["production"], "\n\t")+"\n\t"+strings.Join(want["staging"], "\n\t"))
 	}
 }
 
@@ -826,9 +912,10 @@ func TestNoHome(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("got %q, want %q", got, want)
 	}
-	got = problems(t, lines("app: shop", "source: .", "root: /srv", "environments:", "  p:", "    hosts: [w1, w2]"), "p")
-	want = []string{`hosts.yml:5: environment "p": cannot locate ~/.ssh/known_hosts ($HOME is not defined); set ssh.known_hosts`}
-	if !slices.Equal(got, want) {
-		t.Errorf("got %q, want %q", got, want)
+	// Resolve needs no home for what the inventory leaves to ssh_config; the old defaults do.
+	e := resolve(t, lines("app: shop", "source: .", "root: /srv", "ssh: {user: me}", "environments:", "  p:", "    hosts: [w1, w2]"), "hosts.yml", "p")
+	err := e.FillDefaults()
+	if want := "w1: cannot locate ~/.ssh/known_hosts ($HOME is not defined); set ssh.known_hosts"; err == nil || err.Error() != want {
+		t.Errorf("FillDefaults() = %v, want %s", err, want)
 	}
 }
