@@ -127,7 +127,7 @@ func Deploy(env *inventory.Environment, targets []Target, release string, b Buil
 		return nil, err
 	}
 	p, ph := newPlan("deploy", env, targets, release)
-	for i, t := range targets {
+	for _, t := range targets {
 		name, l, st := t.Host.Name, steps.Layout{Root: t.Host.Root}, t.State
 		ph.lock.add(name, steps.Lock(l, lockHolder(by, "up", release, now), st.Fingerprint()))
 
@@ -140,16 +140,16 @@ func Deploy(env *inventory.Environment, targets []Target, release string, b Buil
 		marker := steps.Marker{Release: release, Checksum: b.Checksum, Previous: st.Latest, Created: now.UTC().Format(time.RFC3339), By: by}
 		ph.prepare.add(name, steps.Prepare(l, marker, b.Payloads[name], env.Shared))
 		hookEnv := steps.HookEnv(t.Host.Root, release, st.Latest)
-		for _, hk := range hooksFor(env.Hooks.BeforeCutover, i) {
-			ph.prepare.add(name, steps.Hook(l, "before_cutover", release, hk, hookEnv))
+		for _, hk := range env.HooksFor(inventory.BeforeCutover, name) {
+			ph.prepare.add(name, steps.Hook(l, string(inventory.BeforeCutover), release, hk, hookEnv))
 		}
 		ph.prepare.add(name, steps.Stage(l, release, st.Latest))
 
 		ph.cutover.add(name, steps.Swap(l, st.Latest != ""))
 
 		ph.finish.add(name, steps.Record(l, steps.HistoryEntry{Time: now, Action: "deploy", Release: release, By: by}))
-		for _, hk := range hooksFor(env.Hooks.AfterCutover, i) {
-			ph.finish.add(name, steps.Hook(l, "after_cutover", release, hk, hookEnv))
+		for _, hk := range env.HooksFor(inventory.AfterCutover, name) {
+			ph.finish.add(name, steps.Hook(l, string(inventory.AfterCutover), release, hk, hookEnv))
 		}
 		remove, notes := cleanup(st, release, env.Keep)
 		for _, n := range notes {
@@ -175,7 +175,7 @@ func Rollback(env *inventory.Environment, targets []Target, to string, by string
 		return nil, err
 	}
 	p, ph := newPlan("rollback", env, targets, release)
-	for i, t := range targets {
+	for _, t := range targets {
 		name, l, st := t.Host.Name, steps.Layout{Root: t.Host.Root}, t.State
 		holder := lockHolder(by, "rollback", release, now)
 		ph.lock.add(name, steps.Lock(l, holder, st.Fingerprint()))
@@ -186,8 +186,8 @@ func Rollback(env *inventory.Environment, targets []Target, to string, by string
 		ph.cutover.add(name, steps.Swap(l, st.Latest != ""))
 		ph.finish.add(name, steps.Record(l, steps.HistoryEntry{Time: now, Action: "rollback", Release: release, By: by}))
 		hookEnv := steps.HookEnv(t.Host.Root, release, st.Latest)
-		for _, hk := range hooksFor(env.Hooks.AfterCutover, i) {
-			ph.finish.add(name, steps.Hook(l, "after_cutover", release, hk, hookEnv))
+		for _, hk := range env.HooksFor(inventory.AfterCutover, name) {
+			ph.finish.add(name, steps.Hook(l, string(inventory.AfterCutover), release, hk, hookEnv))
 		}
 		ph.finish.add(name, steps.Unlock(l, holder))
 	}
@@ -227,18 +227,6 @@ func newPlan(action string, env *inventory.Environment, targets []Target, releas
 		cutover: newPhase("cutting over", Switch, p.Hosts),
 		finish:  newPhase("finishing", Reported, p.Hosts),
 	}
-}
-
-// hooksFor drops `once` hooks on every host but the first in inventory order.
-func hooksFor(hooks []inventory.Hook, hostIndex int) []inventory.Hook {
-	var out []inventory.Hook
-	for _, h := range hooks {
-		if h.Once && hostIndex != 0 {
-			continue
-		}
-		out = append(out, h)
-	}
-	return out
 }
 
 // sharedArgs are the shared paths whose presence the inspection reports.

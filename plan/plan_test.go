@@ -120,7 +120,7 @@ func TestDeployPlanGolden(t *testing.T) {
 			History: hist(A, B), Marker: steps.Marker{Release: B, Previous: A}}
 	}
 	targets := []Target{target("web2.example.com:2222", st()), target("web1.example.com", st())}
-	p, err := Deploy(testEnv(), targets, ChooseRelease(now, targets), Build{Checksum: "sha256:0123"}, "alice@laptop", now)
+	p, err := Deploy(withHosts(testEnv(), targets), targets, ChooseRelease(now, targets), Build{Checksum: "sha256:0123"}, "alice@laptop", now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +144,7 @@ func TestPlanRefusesBeforeWritingAnything(t *testing.T) {
 		target("b", &steps.State{Lock: "bob@x, up 1, since 2"}),
 		target("c", &steps.State{NoShared: []string{".env"}}),
 	}
-	_, err := Deploy(testEnv(), targets, "20261125-101500", Build{}, "me", now)
+	_, err := Deploy(withHosts(testEnv(), targets), targets, "20261125-101500", Build{}, "me", now)
 	if err == nil {
 		t.Fatal("no error")
 	}
@@ -161,6 +161,15 @@ func TestPlanRefusesBeforeWritingAnything(t *testing.T) {
 	if lines := strings.Count(msg, "\n") + 1; lines != 3 {
 		t.Errorf("want one line per host, got:\n%s", msg)
 	}
+}
+
+// withHosts gives env the targets' hosts, as an environment read from an
+// inventory has them.
+func withHosts(env *inventory.Environment, targets []Target) *inventory.Environment {
+	for _, t := range targets {
+		env.Hosts = append(env.Hosts, t.Host)
+	}
+	return env
 }
 
 func golden(t *testing.T, got []byte) {

@@ -220,7 +220,11 @@ func interspersed(args []string, app *cli.App) []string {
 
 // loadEnv reads the inventory and resolves one environment.
 func (c *common) loadEnv(name string) (*inventory.Environment, error) {
-	return inventory.LoadEnvironment(c.inventory, name)
+	env, err := inventory.LoadEnvironment(c.inventory, name)
+	if err != nil {
+		return nil, err
+	}
+	return env, env.FillDefaults()
 }
 
 // reach is how this run reaches hosts.
