@@ -27,11 +27,12 @@ func deployed(s *scenario, t *testing.T, n int, o inventory) (*fleet, string, st
 	return f, src, inv
 }
 
-// converge is what an operator does after a fault is fixed: unlock, then up.
-// Every host must then serve version, clean, with its data intact.
+// converge is what an operator does after a fault is fixed: unlock (forced:
+// the failed run is gone, but its lock is fresh), then up. Every host must
+// then serve version, clean, with its data intact.
 func (f *fleet) converge(s *scenario, inv, version string) {
 	s.t.Helper()
-	u := fd(s.t, "unlock", "e2e", "-i", inv)
+	u := fd(s.t, "unlock", "--force", "e2e", "-i", inv)
 	if u.code != 0 {
 		s.Errorf("unlock after the fault: %s", u)
 	}
@@ -46,7 +47,7 @@ func (f *fleet) converge(s *scenario, inv, version string) {
 			s.Errorf("%s serves %q after recovery, want %s", f.name(i), v, version)
 		}
 	}
-	s.Observe("then unlock + up: exit 0, every host on %s (%s), clean", id, version)
+	s.Observe("then unlock --force + up: exit 0, every host on %s (%s), clean", id, version)
 }
 
 // wantHostStep checks that stderr blames host i in a step: "HOST: STEP: cause".

@@ -99,14 +99,15 @@ func TestConcurrentUp(t *testing.T) {
 }
 
 func TestStaleLockFromKilledRun(t *testing.T) {
-	s := newScenario(t, "lock: stale lock left by a run killed with SIGKILL mid-hook (3 hosts)",
-		"next up exits 3 naming the dead holder; `unlock` clears every lock; then up exits 0 and removes the leftovers (staging, pending build, staged links)")
+	s := newScenario(t, "lock: stale lock left by a run killed with SIGKILL mid-hook (3 hosts, --lock-lease 10s)",
+		"at once: up exits 3 naming the holder, the age of its last refresh and the unlock command; unlock refuses a fresh lock; "+
+			"once the lease has passed with no refresh: status shows it stale (exit 4), and up takes it over, removes the leftovers and exits 0")
 	f, src, _ := deployed(s, t, 3, inventory{})
 	v1 := f.states()
 	token := uniqueSleep(120)
 	inv := f.write(t, inventory{source: src, before: []string{yq(`touch "$FLEETDEPLOY_ROOT/shared/waiting"; sleep ` + token)}})
 	setVersion(t, src, "v2")
-	victim := startFD(t, "up", "e2e", "-i", inv)
+	victim := startFD(t, "--lock-lease", "10s", "up", "e2e", "-i", inv)
 	poll(t, "hook running on every host", 2*time.Minute, 10*time.Millisecond, func() bool {
 		for i := range f.Hosts {
 			if !exists(filepath.Join(f.roots[i], "shared", "waiting")) {
@@ -117,6 +118,7 @@ func TestStaleLockFromKilledRun(t *testing.T) {
 	}, victim.exited)
 	victim.signal(syscall.SIGKILL)
 	victim.wait(30 * time.Second)
+	killed := time.Now()
 	pid := victim.cmd.Process.Pid
 	var left []string
 	for i := range f.Hosts {
@@ -136,28 +138,30 @@ func TestStaleLockFromKilledRun(t *testing.T) {
 	}
 	plain := f.write(t, inventory{source: src})
 	r := fd(t, "up", "e2e", "-i", plain)
-	s.Observe("next up: exit %d: %s", r.code, r.errLine())
-	wantExit(s, r, 3, "locked", fmt.Sprintf("pid %d", pid))
+	s.Observe("next up at once: exit %d: %s", r.code, r.errLine())
+	wantExit(s, r, 3, "locked", fmt.Sprintf("pid %d", pid), "last refreshed", "fleetdeploy unlock --force e2e")
 	f.checkUnchanged(s, afterKill) // refused before touching anything
-	if st := fd(t, "status", "e2e", "-i", plain); !strings.Contains(st.stdout, fmt.Sprintf("pid %d", pid)) {
-		s.Errorf("status does not show the stale lock's holder: %s", st)
+	if st := fd(t, "status", "e2e", "-i", plain); !strings.Contains(st.stdout, fmt.Sprintf("pid %d", pid)) || st.code != 0 {
+		s.Errorf("status does not show the live lock's holder (and no problem): %s", st)
 	}
+	if u := fd(t, "unlock", "e2e", "-i", plain); u.code != 1 || !strings.Contains(u.stderr, "its run is alive") {
+		s.Errorf("unlock of a fresh lock: %s", u)
+	}
+	f.checkUnchanged(s, afterKill)
 
-	u := fd(t, "unlock", "e2e", "-i", plain)
-	if u.code != 0 {
-		s.Errorf("unlock: %s", u)
-	}
-	if n := strings.Count(u.stdout, "removed lock"); n != len(f.Hosts) {
-		s.Errorf("unlock reported %d removed locks, want %d: %s", n, len(f.Hosts), u)
-	}
-	for i := range f.Hosts {
-		if st := f.state(i); st.lock != "" {
-			s.Errorf("%s: still locked after unlock: %s", f.name(i), st.lock)
-		}
+	// No refresh for longer than the lease: stale.
+	var st result
+	poll(t, "status to call the lock stale", 30*time.Second, 500*time.Millisecond, func() bool {
+		st = fd(t, "status", "e2e", "-i", plain)
+		return strings.Contains(st.stdout, "stale lock")
+	}, nil)
+	s.Observe("%.0f s after the kill: status exit %d, %q", time.Since(killed).Seconds(), st.code, firstLine(st.stdout, "stale lock"))
+	if st.code != 4 {
+		s.Errorf("status with a stale lock: want exit 4: %s", st)
 	}
 	r = fd(t, "up", "e2e", "-i", plain)
-	if r.code != 0 {
-		s.Fatalf("up after unlock: %s", r)
+	if r.code != 0 || !strings.Contains(r.stdout, "stale lock of") || !strings.Contains(r.stdout, "taking it over") {
+		s.Fatalf("up after the lease passed: %s", r)
 	}
 	id := f.checkConverged(s)
 	for i := range f.Hosts {
@@ -165,6 +169,50 @@ func TestStaleLockFromKilledRun(t *testing.T) {
 		if got := f.state(i).builds; !slices.Equal(got, want) {
 			s.Errorf("%s: builds %v, want %v (the killed run's build removed)", f.name(i), got, want)
 		}
+		if st := f.state(i); st.lock != "" {
+			s.Errorf("%s: still locked: %s", f.name(i), st.lock)
+		}
 	}
-	s.Observe("unlock: exit 0; up: exit 0, leftovers removed, every host on %s", id)
+	s.Observe("up: %q; exit 0, leftovers removed, every host on %s", firstLine(r.stdout, "taking it over"), id)
+}
+
+// firstLine is the first line of s containing sub.
+func firstLine(s, sub string) string {
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			return strings.TrimSpace(l)
+		}
+	}
+	return ""
+}
+
+func TestLiveLockNeverTaken(t *testing.T) {
+	s := newScenario(t, "lock: a live run with a short lease (10s) in a 25 s hook, and a second up 15 s in (3 hosts)",
+		"the live run refreshes its lock: the second up exits 3 (it is alive), never takes it over; the first finishes, exit 0")
+	f, src, _ := deployed(s, t, 3, inventory{})
+	token := uniqueSleep(25)
+	inv := f.write(t, inventory{source: src, before: []string{yq(`touch "$FLEETDEPLOY_ROOT/shared/waiting"; sleep ` + token)}})
+	setVersion(t, src, "v2")
+	first := startFD(t, "--lock-lease", "10s", "up", "e2e", "-i", inv)
+	poll(t, "hook running on every host", 2*time.Minute, 10*time.Millisecond, func() bool {
+		for i := range f.Hosts {
+			if !exists(filepath.Join(f.roots[i], "shared", "waiting")) {
+				return false
+			}
+		}
+		return true
+	}, first.exited)
+	started := time.Now()
+	plain := f.write(t, inventory{source: src})
+	// Past the lease: a lock nobody refreshed would be stale by now.
+	<-time.After(15*time.Second - time.Since(started))
+	r := fd(t, "up", "e2e", "-i", plain)
+	s.Observe("second up %.0f s into the hook: exit %d: %s", time.Since(started).Seconds(), r.code, r.errLine())
+	wantExit(s, r, 3, "it is alive")
+	done := first.wait(2 * time.Minute)
+	if done.code != 0 {
+		s.Errorf("the live run: %s", done)
+	}
+	f.checkConverged(s)
+	s.Observe("the first run: exit %d", done.code)
 }

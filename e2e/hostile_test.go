@@ -32,8 +32,10 @@ func TestHostileInventoryValues(t *testing.T) {
 	s := newScenario(t, "hostile: root, shared paths and hook arguments with spaces, quotes, ;, $(), backticks, newlines (2 hosts)",
 		"deploy, redeploy and rollback exit 0 with every value used literally: the root and shared paths exist as written, hook arguments arrive intact, nothing executed (no pwned* file), nothing outside the root touched (canary, parent listing)")
 	f := newFleet(t, 2)
+	// A root may hold anything but control characters (refused at parse
+	// time: TestControlCharacterRefused).
 	for i := range f.Hosts {
-		f.roots[i] = filepath.Join(filepath.Dir(f.Hosts[i].Root), hostile)
+		f.roots[i] = filepath.Join(filepath.Dir(f.Hosts[i].Root), strings.ReplaceAll(hostile, "\n", " "))
 	}
 	sharedDir := "data $(touch pwned4) `touch pwned5` dir"
 	sharedFile := "conf 'q';touch pwned6;\".env"
@@ -95,6 +97,26 @@ func TestHostileInventoryValues(t *testing.T) {
 		s.Errorf("a hostile value was executed: %v", p)
 	}
 	s.Observe("up, up, rollback, status: exit 0; hook arguments intact on every host; shared paths linked; no pwned* file; parent and canary untouched")
+}
+
+func TestControlCharacterRefused(t *testing.T) {
+	s := newScenario(t, "hostile: inventory root with a newline, a shared path with an ESC (terminal escape)",
+		"inventory refused: exit 2, each with file:line and the character named; no host contacted")
+	f, src, _ := deployed(s, t, 1, inventory{})
+	before := f.states()
+	inv := f.write(t, inventory{source: src, shared: []string{"storage/sessions/", "x\x1b[2Jy"}})
+	inv2 := filepath.Join(filepath.Dir(inv), "newline.yml")
+	b, _ := os.ReadFile(inv)
+	os.WriteFile(inv2, []byte(strings.Replace(string(b), "root: ", "root: \"/srv/a\\nb\"\n# was: ", 1)), 0o644)
+	for _, c := range []struct{ inv, char string }{{inv, "ESC"}, {inv2, "newline"}} {
+		r := fd(t, "up", "e2e", "-i", c.inv)
+		s.Observe("%s: exit %d: %s", filepath.Base(c.inv), r.code, r.errLine())
+		wantExit(s, r, 2, c.inv+":")
+		if !strings.Contains(strings.ToLower(r.stderr), strings.ToLower(c.char)) {
+			s.Errorf("the character is not named: %s", r.errLine())
+		}
+	}
+	f.checkUnchanged(s, before)
 }
 
 func TestSymlinkOutOfAppRefused(t *testing.T) {

@@ -56,7 +56,7 @@ func (e *CutoverError) Error() string {
 	msg := e.Err.Error()
 	if len(e.Unknown) > 0 {
 		msg += "\nstate unknown (run `fleetdeploy status` to see the truth; the next up or rollback converges): " + strings.Join(e.Unknown, ", ") +
-			"\nthose hosts keep this run's lock: once they answer, run `fleetdeploy unlock " + e.Env + "`"
+			"\nthose hosts keep this run's lock until it goes stale (its lease after the last refresh; the next up or rollback then takes it over), or until `fleetdeploy unlock --force " + e.Env + "`"
 	}
 	return msg
 }

@@ -279,7 +279,7 @@ func (r *run) undoAll(hosts []string) error {
 				if err := steps.RunOps(ctx, r.hosts[host], s.Undo, nil, nil); err != nil {
 					e := &HostError{Host: host, Step: "undoing " + s.Name, Err: err}
 					if s.Name == "locking" {
-						e.Err = fmt.Errorf("%v: the host keeps this run's lock; once it is back run `fleetdeploy unlock %s`", err, r.p.Env)
+						e.Err = fmt.Errorf("%v: the host keeps this run's lock until it goes stale (the next up or rollback then takes it over), or until `fleetdeploy unlock --force %s`", err, r.p.Env)
 					}
 					mu.Lock()
 					errs = append(errs, e)

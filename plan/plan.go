@@ -6,6 +6,7 @@ package plan
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -121,15 +122,21 @@ type Build struct {
 	Payloads map[string]steps.Payload // by host name
 }
 
-// Deploy plans a deploy of a new build with ID release.
-func Deploy(env *inventory.Environment, targets []Target, release string, b Build, by string, now time.Time) (*Plan, error) {
+// Deploy plans a deploy of a new build with ID release, by the run who
+// (steps.NewHolder: who runs it, and the lease of its locks).
+func Deploy(env *inventory.Environment, targets []Target, release string, b Build, who steps.Holder, now time.Time) (*Plan, error) {
 	if err := refuse(env, targets, true); err != nil {
 		return nil, err
 	}
 	p, ph := newPlan("deploy", env, targets, release)
+	by, holder := who.By, who.For("up", release, now)
 	for _, t := range targets {
 		name, l, st := t.Host.Name, steps.Layout{Root: t.Host.Root}, t.State
-		ph.lock.add(name, steps.Lock(l, lockHolder(by, "up", release, now), st.Fingerprint()))
+		lease := steps.NewLease(l, holder)
+		ph.lock.add(name, steps.Lock(lease, st.Fingerprint(), staleLock(st)))
+		if st.Lock.Stale() {
+			p.Notes = append(p.Notes, fmt.Sprintf("%s: stale lock of %s: taking it over", name, st.Lock.Describe()))
+		}
 
 		if st.Latest != "" && !st.WentLive(st.Latest) {
 			ph.prepare.add(name, steps.Record(l, steps.HistoryEntry{Time: now, Action: "observed", Release: st.Latest, By: by}))
@@ -143,7 +150,7 @@ func Deploy(env *inventory.Environment, targets []Target, release string, b Buil
 		for _, hk := range env.HooksFor(inventory.BeforeCutover, name) {
 			ph.prepare.add(name, steps.Hook(l, string(inventory.BeforeCutover), release, hk, hookEnv))
 		}
-		ph.prepare.add(name, steps.Stage(l, release, st.Latest))
+		ph.prepare.add(name, steps.Stage(l, release, st.Latest, lease))
 
 		ph.cutover.add(name, steps.Swap(l, st.Latest != ""))
 
@@ -158,7 +165,7 @@ func Deploy(env *inventory.Environment, targets []Target, release string, b Buil
 		if s, ok := steps.Cleanup(l, remove); ok {
 			ph.finish.add(name, s)
 		}
-		ph.finish.add(name, steps.Unlock(l, lockHolder(by, "up", release, now)))
+		ph.finish.add(name, steps.Unlock(lease))
 	}
 	return ph.done(p), nil
 }
@@ -166,7 +173,7 @@ func Deploy(env *inventory.Environment, targets []Target, release string, b Buil
 // Rollback plans a coordinated switch of every host to one earlier build: to,
 // or else the build live before the fleet's current one, read from the hosts'
 // own records.
-func Rollback(env *inventory.Environment, targets []Target, to string, by string, now time.Time) (*Plan, error) {
+func Rollback(env *inventory.Environment, targets []Target, to string, who steps.Holder, now time.Time) (*Plan, error) {
 	if err := refuse(env, targets, false); err != nil {
 		return nil, err
 	}
@@ -175,21 +182,25 @@ func Rollback(env *inventory.Environment, targets []Target, to string, by string
 		return nil, err
 	}
 	p, ph := newPlan("rollback", env, targets, release)
+	by, holder := who.By, who.For("rollback", release, now)
 	for _, t := range targets {
 		name, l, st := t.Host.Name, steps.Layout{Root: t.Host.Root}, t.State
-		holder := lockHolder(by, "rollback", release, now)
-		ph.lock.add(name, steps.Lock(l, holder, st.Fingerprint()))
+		lease := steps.NewLease(l, holder)
+		ph.lock.add(name, steps.Lock(lease, st.Fingerprint(), staleLock(st)))
+		if st.Lock.Stale() {
+			p.Notes = append(p.Notes, fmt.Sprintf("%s: stale lock of %s: taking it over", name, st.Lock.Describe()))
+		}
 		if st.Latest != "" && !st.WentLive(st.Latest) {
 			ph.prepare.add(name, steps.Record(l, steps.HistoryEntry{Time: now, Action: "observed", Release: st.Latest, By: by}))
 		}
-		ph.prepare.add(name, steps.Stage(l, release, st.Latest))
+		ph.prepare.add(name, steps.Stage(l, release, st.Latest, lease))
 		ph.cutover.add(name, steps.Swap(l, st.Latest != ""))
 		ph.finish.add(name, steps.Record(l, steps.HistoryEntry{Time: now, Action: "rollback", Release: release, By: by}))
 		hookEnv := steps.HookEnv(t.Host.Root, release, st.Latest)
 		for _, hk := range env.HooksFor(inventory.AfterCutover, name) {
 			ph.finish.add(name, steps.Hook(l, string(inventory.AfterCutover), release, hk, hookEnv))
 		}
-		ph.finish.add(name, steps.Unlock(l, holder))
+		ph.finish.add(name, steps.Unlock(lease))
 	}
 	return ph.done(p), nil
 }
@@ -238,8 +249,13 @@ func sharedArgs(env *inventory.Environment) []string {
 	return out
 }
 
-func lockHolder(by, action, release string, now time.Time) string {
-	return fmt.Sprintf("%s, %s %s, since %s", by, action, release, now.UTC().Format(time.RFC3339))
+// staleLock is the lock a host holds when it is a dead run's (to take
+// over), else nil.
+func staleLock(st *steps.State) *steps.LockInfo {
+	if st.Lock.Stale() {
+		return st.Lock
+	}
+	return nil
 }
 
 // ChooseRelease names a new build after the UTC time, taking the next free
@@ -328,13 +344,17 @@ func rollbackTarget(targets []Target, to string) (string, error) {
 }
 
 // refuse reports hosts whose state rules out any change: a lock held by
-// another run, a latest that is a real directory, missing shared files.
+// another live run (a dead run's is taken over), a root whose layout is
+// broken, a latest that is a real directory, missing shared files.
 func refuse(env *inventory.Environment, targets []Target, deploy bool) error {
 	var errs []error
 	for _, t := range targets {
 		st, l := t.State, steps.Layout{Root: t.Host.Root}
-		if st.Lock != "" {
-			errs = append(errs, &HostError{Host: t.Host.Name, Step: "checking lock", Err: &steps.LockedError{Holder: st.Lock}})
+		if err := LockedBy(env, st); err != nil {
+			errs = append(errs, &HostError{Host: t.Host.Name, Step: "checking lock", Err: err})
+		}
+		for _, p := range st.Problems {
+			errs = append(errs, &HostError{Host: t.Host.Name, Step: "checking layout", Err: errors.New(p)})
 		}
 		switch st.LatestKind {
 		case "dir":
@@ -361,6 +381,16 @@ func refuse(env *inventory.Environment, targets []Target, deploy bool) error {
 		}
 	}
 	return JoinHostErrors(errs)
+}
+
+// LockedBy is the error of a host locked by another run that is alive, or
+// by something that is not fleetdeploy's lock; nil when the host is
+// unlocked or its lock is a dead run's (stale: the run takes it over).
+func LockedBy(env *inventory.Environment, st *steps.State) error {
+	if st.Lock == nil || st.Lock.Stale() {
+		return nil
+	}
+	return &steps.LockedError{Lock: st.Lock, Env: env.Name}
 }
 
 func hostErr(t Target, err error) error {

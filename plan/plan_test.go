@@ -120,7 +120,7 @@ func TestDeployPlanGolden(t *testing.T) {
 			History: hist(A, B), Marker: steps.Marker{Release: B, Previous: A}}
 	}
 	targets := []Target{target("web2.example.com:2222", st()), target("web1.example.com", st())}
-	p, err := Deploy(withHosts(testEnv(), targets), targets, ChooseRelease(now, targets), Build{Checksum: "sha256:0123"}, "alice@laptop", now)
+	p, err := Deploy(withHosts(testEnv(), targets), targets, ChooseRelease(now, targets), Build{Checksum: "sha256:0123"}, steps.Holder{By: "alice@laptop", Run: "0123456789ab", Lease: 2 * time.Minute}, now)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -141,17 +141,17 @@ func TestPlanRefusesBeforeWritingAnything(t *testing.T) {
 	now := time.Date(2026, 11, 25, 10, 15, 0, 0, time.UTC)
 	targets := []Target{
 		target("a", &steps.State{LatestKind: "dir"}),
-		target("b", &steps.State{Lock: "bob@x, up 1, since 2"}),
+		target("b", &steps.State{Lock: &steps.LockInfo{Text: "bob@x, up 1, since 2", Holder: steps.ParseHolder("bob@x, up 1, since 2")}}),
 		target("c", &steps.State{NoShared: []string{".env"}}),
 	}
-	_, err := Deploy(withHosts(testEnv(), targets), targets, "20261125-101500", Build{}, "me", now)
+	_, err := Deploy(withHosts(testEnv(), targets), targets, "20261125-101500", Build{}, steps.Holder{By: "me"}, now)
 	if err == nil {
 		t.Fatal("no error")
 	}
 	msg := err.Error()
 	for _, want := range []string{
 		"a: checking layout: /srv/app/latest is a real directory",
-		"b: checking lock: locked by another deploy (bob@x, up 1, since 2)",
+		"b: checking lock: locked by another deploy: bob@x, up 1, since 2; if that run is dead: fleetdeploy unlock production",
 		"c: checking shared files: shared file .env is missing: create /srv/app/shared/.env",
 	} {
 		if !strings.Contains(msg, want) {

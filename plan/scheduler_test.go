@@ -77,7 +77,7 @@ var now = time.Date(2026, 11, 25, 10, 15, 0, 0, time.UTC)
 
 func deployPlan(t *testing.T, targets []Target) *Plan {
 	t.Helper()
-	p, err := Deploy(withHosts(hookEnv(), targets), targets, newID, Build{Checksum: "sha256:0123", Payloads: payloads(targets)}, "me@laptop", now)
+	p, err := Deploy(withHosts(hookEnv(), targets), targets, newID, Build{Checksum: "sha256:0123", Payloads: payloads(targets)}, steps.Holder{By: "me@laptop", Run: "0123456789ab", Lease: time.Minute}, now)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -46,9 +46,9 @@ type HostStatus struct {
 	Live        string // the live build, or what latest is instead
 	Previous    string // "" when unknown
 	Builds      int
-	Lock        string   // holder; "" when unlocked
-	Notes       []string // what is worth knowing
-	Problems    []string // what is wrong (drift): status exits 4
+	Lock        *steps.LockInfo // nil when unlocked
+	Notes       []string        // what is worth knowing
+	Problems    []string        // what is wrong (drift): status exits 4
 }
 
 // Status is the fleet as `status` shows it.
@@ -100,6 +100,14 @@ func Assess(targets []Target, failed map[string]error, verify bool, verified map
 		st := t.State
 		hs.Live, hs.Previous, hs.Builds, hs.Lock = st.Latest, st.Marker.Previous, len(st.Builds), st.Lock
 		problem := func(format string, a ...any) { hs.Problems = append(hs.Problems, fmt.Sprintf(format, a...)) }
+		hs.Problems = append(hs.Problems, st.Problems...)
+		switch {
+		case st.Lock == nil:
+		case st.Lock.NotOurs != "":
+			problem("%s", st.Lock.Describe())
+		case st.Lock.Stale():
+			problem("stale lock of %s: the next up or rollback takes it over", st.Lock.Describe())
+		}
 		switch {
 		case st.LatestKind == "dir":
 			hs.Live = "(directory)"

@@ -14,29 +14,28 @@ import (
 	"github.com/fleetdeploy/fleetdeploy/remote"
 )
 
-// Leftovers removes what a killed run left behind: staging folders, builds that
-// were complete but never went live, and staged links.
+// Leftovers removes what a killed run left behind: staging folders, builds
+// that were complete but never went live, stale marks, staged links and
+// the trash (see scripts/sweep.sh). The live build is never among them.
 func Leftovers(l Layout, st *State) (Step, bool) {
-	var paths []string
-	for _, s := range st.Staging {
-		paths = append(paths, l.Staging(s))
-	}
+	var staging, builds, marks []string
+	staging = append(staging, st.Staging...)
 	for _, p := range st.Pending {
 		if !IsRelease(p) || p == st.Latest {
 			continue
 		}
 		if st.WentLive(p) {
-			paths = append(paths, l.Pending(p)) // only the stale mark
+			marks = append(marks, p) // only the stale mark
 			continue
 		}
-		paths = append(paths, l.Build(p), l.Marker(p), l.Marker(p)+".manifest", l.Marker(p)+".stat", l.Pending(p))
+		builds = append(builds, p)
 	}
-	if len(paths) == 0 {
+	if len(staging)+len(builds)+len(marks) == 0 {
 		return Step{}, false
 	}
-	paths = append(paths, l.Next(), l.Back())
+	ps := list(list(list(params("root", l.Root), "staging", staging), "build", builds), "mark", marks)
 	return Step{Name: "removing leftovers of an earlier run", Ops: []Op{
-		Exec(remote.Cmd{Args: append([]string{"rm", "-rf", "--"}, paths...)}),
+		Exec(remote.Cmd{Script: sweepScript, Params: ps}),
 	}}, true
 }
 
@@ -255,13 +254,15 @@ func oneLine(s string) string {
 }
 
 // Stage creates the symlinks the cutover needs: next -> the new build and
-// back -> the build live now (when there is one).
-func Stage(l Layout, id, current string) Step {
+// back -> the build live now (when there is one); and checks, in the same
+// round trip, that the lock is still this run's.
+func Stage(l Layout, id, current string, ls *Lease) Step {
 	links := []Op{Symlink(LinkTarget(id), l.Next())}
 	if current != "" {
 		links = append(links, Symlink(LinkTarget(current), l.Back()))
 	}
-	ops := []Op{Together{RemoveIfExists(l.Next()), RemoveIfExists(l.Back())}, together(links...)}
+	links = append(links, HoldsLock{Lease: ls})
+	ops := []Op{Together{RemoveIfExists(l.Next()), RemoveIfExists(l.Back())}, Together(links)}
 	return Step{Name: "staging cutover", Ops: ops, Undo: []Op{RemoveIfExists(l.Next()), RemoveIfExists(l.Back())}}
 }
 

@@ -3,7 +3,11 @@ package steps
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
+	"fmt"
+	"io/fs"
 	"strings"
 	"sync"
 
@@ -11,17 +15,25 @@ import (
 )
 
 // historyTail bounds what Look reads of the live history: its last 2,000
-// lines, as Inspect prints them, are some 160 KiB.
+// lines are some 160 KiB.
 const historyTail = 256 << 10
 
+// ownFolders are the folders of a root that fleetdeploy makes and works in:
+// each must be a real folder (or absent), never a symlink, which would make
+// it write, move and remove elsewhere.
+var ownFolders = []string{"builds", "shared", ".fleetdeploy", ".fleetdeploy/staging", ".fleetdeploy/pending", ".fleetdeploy/builds"}
+
 // Look reads a host's state for a deploy or a rollback over SFTP alone,
-// starting no process: after the Snapshot (read first, as Inspect does), the
-// lock, the live build's marker, the live history (its last 2,000 lines, as
-// Inspect) and the shared paths, all at once. Unlike Inspect it does not check
-// the live build's files against their record (prepare does, under the lock),
-// and it takes the manifest's digest from the marker, the digest the manifest
-// was made with, rather than hashing the file: a corrupt manifest shows when
-// the manifest merged from it does not match (see Prepare).
+// starting no process: after the Snapshot (read first), the lock, the live
+// build's marker, the live history (its last 2,000 lines), the shared paths
+// and the type of each of fleetdeploy's own folders, all at once. A host's
+// state is untrusted: names that are not fleetdeploy's are set aside, and a
+// folder of fleetdeploy's that is not a folder is a Problem. It takes the
+// manifest's digest from the marker, the digest the manifest was made with,
+// rather than hashing the file: a corrupt manifest shows when the manifest
+// merged from it does not match (see Prepare). When a lock is held, it reads
+// the host's clock too (a symlink made and removed in .fleetdeploy), to tell
+// a live lock from a stale one.
 func Look(ctx context.Context, h remote.Host, root string, shared []string) (*State, error) {
 	l := Layout{Root: root}
 	sn, err := snapshot(ctx, h, l)
@@ -37,14 +49,7 @@ func Look(ctx context.Context, h remote.Host, root string, shared []string) (*St
 	} else {
 		s.LatestKind = sn.latest
 	}
-	for _, n := range sn.dirs[0] {
-		if IsRelease(n) {
-			s.Builds = append(s.Builds, n)
-		} else {
-			s.Foreign = append(s.Foreign, n)
-		}
-	}
-	s.Staging, s.Pending = sn.dirs[1], sn.dirs[2]
+	s.sortEntries(sn.dirs)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	var errs []error
@@ -55,14 +60,35 @@ func Look(ctx context.Context, h remote.Host, root string, shared []string) (*St
 			mu.Unlock()
 		}
 	}
+	problem := func(format string, a ...any) {
+		mu.Lock()
+		s.Problems = append(s.Problems, fmt.Sprintf(format, a...))
+		mu.Unlock()
+	}
 	wg.Go(func() {
-		_, err := h.Lstat(ctx, root)
+		fi, err := h.Lstat(ctx, root)
 		s.RootExists = err == nil
+		if err == nil && !fi.IsDir() && fi.Mode()&fs.ModeSymlink == 0 {
+			problem("%s is not a folder", root)
+		}
 		fail(err)
 	})
+	for _, d := range ownFolders {
+		wg.Go(func() {
+			fi, err := h.Lstat(ctx, l.join(d))
+			if err == nil && !fi.IsDir() {
+				problem("%s is %s, not a folder: fleetdeploy never works through one; move it away", l.join(d), kindOf(fi.Mode()))
+			}
+			fail(err)
+		})
+	}
+	var lockText string
+	var lockErr error
+	wg.Go(func() { lockText, lockErr = h.Readlink(ctx, l.Lock()) })
+	var lockInfo fs.FileInfo
 	wg.Go(func() {
-		t, err := h.Readlink(ctx, l.Lock())
-		s.Lock = t
+		var err error
+		lockInfo, err = h.Lstat(ctx, l.Lock())
 		fail(err)
 	})
 	var hasManifest bool
@@ -75,24 +101,15 @@ func Look(ctx context.Context, h remote.Host, root string, shared []string) (*St
 			}
 		})
 		wg.Go(func() {
-			_, err := h.Lstat(ctx, l.Marker(s.Latest)+".manifest")
-			hasManifest = err == nil
+			fi, err := h.Lstat(ctx, l.Marker(s.Latest)+".manifest")
+			hasManifest = err == nil && fi.Mode().IsRegular()
 			fail(err)
 		})
 	}
 	wg.Go(func() {
 		b, err := h.ReadTail(ctx, l.History(), historyTail)
 		fail(err)
-		if int64(len(b)) == historyTail {
-			_, b, _ = bytes.Cut(b, []byte("\n")) // a line cut short
-		}
-		lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-		if len(lines) > 2000 {
-			lines = lines[len(lines)-2000:]
-		}
-		for _, line := range lines {
-			s.addHistory(strings.Split(line, "\t"))
-		}
+		s.readHistory(b, int64(len(b)) == historyTail)
 	})
 	noShared := make([]bool, len(shared))
 	for i, p := range shared {
@@ -106,13 +123,102 @@ func Look(ctx context.Context, h remote.Host, root string, shared []string) (*St
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	if lockInfo != nil {
+		s.Lock = &LockInfo{Refreshed: lockInfo.ModTime()}
+		if lockErr == nil && lockInfo.Mode()&fs.ModeSymlink != 0 {
+			s.Lock.Text, s.Lock.Holder = lockText, ParseHolder(lockText)
+		} else {
+			s.Lock.NotOurs = kindOf(lockInfo.Mode())
+		}
+		s.Lock.Now = hostNow(ctx, h, l, randomName())
+	}
 	if hasManifest {
 		s.Manifest = s.Marker.Checksum
 	}
 	for i, p := range shared {
-		if noShared[i] && s.RootExists { // no root: nothing to tell, as Inspect
+		if noShared[i] && s.RootExists { // no root: nothing to tell
 			s.NoShared = append(s.NoShared, p)
 		}
 	}
 	return s, nil
+}
+
+// readHistory adds the lines of the live history's tail; cut says the tail
+// starts in the middle of a line, which is dropped.
+func (s *State) readHistory(b []byte, cut bool) {
+	if cut {
+		_, b, _ = bytes.Cut(b, []byte("\n"))
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > 2000 {
+		lines = lines[len(lines)-2000:]
+	}
+	for _, line := range lines {
+		s.addHistory(strings.Split(line, "\t"))
+	}
+}
+
+// sortEntries sorts the names found in builds/, staging and pending: only
+// names fleetdeploy makes are acted upon; builds of other names are Foreign,
+// other names elsewhere ignored.
+func (s *State) sortEntries(dirs [3][]string) {
+	for _, n := range dirs[0] {
+		if IsRelease(n) {
+			s.Builds = append(s.Builds, n)
+		} else if n != "." && n != ".." {
+			s.Foreign = append(s.Foreign, n)
+		}
+	}
+	for _, n := range dirs[1] {
+		if isStagingName(n) {
+			s.Staging = append(s.Staging, n)
+		}
+	}
+	for _, n := range dirs[2] {
+		if IsRelease(n) {
+			s.Pending = append(s.Pending, n)
+		}
+	}
+}
+
+// stagingSuffixes are the files prepare keeps beside a staging folder.
+var stagingSuffixes = []string{"", ".skip", ".shared", ".reuse", ".found", ".dirty"}
+
+// isStagingName reports whether a name in the staging folder is one prepare makes.
+func isStagingName(n string) bool {
+	id, suffix, _ := strings.Cut(n, ".")
+	if suffix != "" {
+		suffix = "." + suffix
+	}
+	for _, s := range stagingSuffixes {
+		if s == suffix {
+			return IsRelease(id)
+		}
+	}
+	return false
+}
+
+// kindOf names a file's type for messages.
+func kindOf(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeSymlink != 0:
+		return "a symlink"
+	case m.IsDir():
+		return "a folder"
+	case m.IsRegular():
+		return "a regular file"
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	}
+	return "a special file"
+}
+
+func randomName() string {
+	var b [6]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }

@@ -24,13 +24,16 @@ var (
 	inspectSh string
 	//go:embed scripts/verify.sh
 	verifySh string
+	//go:embed scripts/sweep.sh
+	sweepSh string
 )
 
 var (
 	prepareScript   = &remote.Script{Name: "prepare", Body: libSh + prepareSh}
-	unprepareScript = &remote.Script{Name: "unprepare", Body: unprepareSh, Brief: true}
+	unprepareScript = &remote.Script{Name: "unprepare", Body: libSh + unprepareSh, Brief: true}
 	lockScript      = &remote.Script{Name: "lock", Body: lockSh, Brief: true}
-	cleanupScript   = &remote.Script{Name: "cleanup", Body: cleanupSh, Brief: true}
+	cleanupScript   = &remote.Script{Name: "cleanup", Body: libSh + cleanupSh, Brief: true}
+	sweepScript     = &remote.Script{Name: "sweep", Body: libSh + sweepSh, Brief: true}
 	inspectScript   = &remote.Script{Name: "inspect", Body: libSh + inspectSh, Brief: true}
 	verifyScript    = &remote.Script{Name: "verify", Body: verifySh}
 )

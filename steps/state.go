@@ -1,8 +1,6 @@
 package steps
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -23,8 +21,8 @@ type State struct {
 	Builds     []string
 	Foreign    []string // names in builds/ that are not fleetdeploy builds
 	Staging    []string
-	Pending    []string // builds complete but never live
-	Lock       string   // lock holder; "" when unlocked
+	Pending    []string  // builds complete but never live
+	Lock       *LockInfo // nil when unlocked
 	History    []HistoryEntry
 	Marker     Marker   // the current build's marker
 	NoShared   []string // shared paths absent from shared/
@@ -32,6 +30,9 @@ type State struct {
 	Manifest string
 	// Dirty lists files of the live build changed on the host since it was made.
 	Dirty []string
+	// Problems are what is wrong with the root's layout: nothing may be done
+	// on the host until they are mended.
+	Problems []string
 
 	snapshot string // see Snapshot
 }
@@ -158,85 +159,38 @@ func snapshot(ctx context.Context, h remote.Host, l Layout) (snap, error) {
 	return snap{fmt.Sprintf("latest %s; builds %q; staging %q; pending %q; history %s", latest, dirs[0], dirs[1], dirs[2], history), latest, dirs}, nil
 }
 
-// InspectCmd is the read-only command that reports a root's state.
-// latest is where the host's latest pointed, as snapshot read it.
-func InspectCmd(root, latest string, shared []string) remote.Cmd {
-	return remote.Cmd{Script: inspectScript, Params: list(params("root", root, "latest", latest), "shared", shared)}
-}
+// checkOutput bounds what the check script may print (manifest digest, files
+// changed by hand): a live build of 100,000 files all changed fits.
+const checkOutput = 16 << 20
 
-// Inspect reads a host's state, its Snapshot first. It writes nothing.
+// Inspect reads a host's state as Look does, then checks the live build's
+// files against the identities recorded when it was made (and hashes its
+// manifest), which takes a command on the host. It writes nothing but the
+// clock probe Look makes when a lock is held.
 func Inspect(ctx context.Context, h remote.Host, root string, shared []string) (*State, error) {
-	snap, err := snapshot(ctx, h, Layout{Root: root})
+	s, err := Look(ctx, h, root, shared)
+	if err != nil || s.Latest == "" || len(s.Problems) > 0 {
+		return s, err
+	}
+	out, err := h.Run(ctx, remote.Cmd{Script: inspectScript, Params: params("root", root, "id", s.Latest)})
 	if err != nil {
 		return nil, err
 	}
-	s, err := inspect(ctx, h, InspectCmd(root, snap.latest, shared))
-	if err != nil {
-		return nil, err
+	if len(out) >= checkOutput {
+		return nil, fmt.Errorf("checking the live build's files: more than %d bytes of output", checkOutput)
 	}
-	s.snapshot = snap.fingerprint
-	return s, nil
-}
-
-func inspect(ctx context.Context, h remote.Host, c remote.Cmd) (*State, error) {
-	out, err := h.Run(ctx, c)
-	if err != nil {
-		return nil, err
-	}
-	return parseState(out), nil
-}
-
-func parseState(out []byte) *State {
-	s := &State{LatestKind: "none"}
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		f := strings.Split(sc.Text(), "\t")
-		switch {
-		case f[0] == "root" && len(f) == 2:
-			s.RootExists = f[1] == "ok"
-		case f[0] == "latest" && len(f) >= 2:
-			s.LatestKind = f[1]
-			if f[1] == "link" && len(f) == 3 {
-				s.LatestLink = f[2]
-				if id, ok := strings.CutPrefix(f[2], "builds/"); ok && IsRelease(id) {
-					s.Latest = id
-				}
-			}
-		case f[0] == "entry" && len(f) == 2:
-			dir, name, _ := strings.Cut(f[1], "/")
-			if d, n, ok := strings.Cut(name, "/"); ok {
-				dir, name = dir+"/"+d, n
-			}
-			switch dir {
-			case "builds":
-				if IsRelease(name) {
-					s.Builds = append(s.Builds, name)
-				} else {
-					s.Foreign = append(s.Foreign, name)
-				}
-			case ".fleetdeploy/staging":
-				s.Staging = append(s.Staging, name)
-			case ".fleetdeploy/pending":
-				s.Pending = append(s.Pending, name)
-			}
-		case f[0] == "lock" && len(f) >= 2:
-			s.Lock = strings.Join(f[1:], " ")
-		case f[0] == "history" && len(f) == 5:
-			s.addHistory(f[1:])
-		case f[0] == "marker" && len(f) == 2:
-			s.Marker.set(f[1])
-		case f[0] == "manifest" && len(f) == 2:
-			s.Manifest = f[1]
-		case f[0] == "dirty" && len(f) == 2:
-			s.Dirty = append(s.Dirty, f[1])
-		case f[0] == "noshared" && len(f) == 2:
-			s.NoShared = append(s.NoShared, f[1])
+	s.Manifest = ""
+	for _, line := range strings.Split(string(out), "\n") {
+		k, v, _ := strings.Cut(line, "\t")
+		switch k {
+		case "manifest":
+			s.Manifest = v
+		case "dirty":
+			s.Dirty = append(s.Dirty, v)
 		}
 	}
-	slices.Sort(s.Builds)
 	slices.Sort(s.Dirty)
-	return s
+	return s, nil
 }
 
 // addHistory adds one line of the live history, split at tabs, when it is one.

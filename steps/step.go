@@ -41,11 +41,25 @@ func Describe(op Op) string {
 		parts = append(parts, c.String())
 	}
 	s := strings.Join(parts, "; ")
-	if _, ok := op.(Together); ok && len(parts) > 1 {
+	t, ok := op.(Together)
+	if ok && len(parts) > 1 {
 		s = "at once: " + s
 	}
-	if n, ok := op.(noted); ok && n.Note() != "" {
-		s += " " + n.Note()
+	notes := []Op{op}
+	if ok {
+		notes = t
+	}
+	sep := " "
+	if ok {
+		sep = "; "
+	}
+	for _, o := range notes {
+		if n, ok := o.(noted); ok && n.Note() != "" {
+			if s != "" {
+				s += sep
+			}
+			s += n.Note()
+		}
 	}
 	return s
 }

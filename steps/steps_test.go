@@ -10,6 +10,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/fleetdeploy/fleetdeploy/inventory"
+	"github.com/fleetdeploy/fleetdeploy/remote"
 	"golang.org/x/crypto/blake2b"
 )
 
@@ -324,7 +326,7 @@ func TestPrepareRecordAndInspect(t *testing.T) {
 	if !st.HasBuild(id) || len(st.Pending) != 1 || st.Latest != "" || len(st.NoShared) != 1 {
 		t.Fatalf("state after publish: %+v", st)
 	}
-	if err := run(t, h, Stage(l, id, "")); err != nil {
+	if err := run(t, h, Stage(l, id, "", locked(t, h, l))); err != nil {
 		t.Fatal(err)
 	}
 	if err := run(t, h, Swap(l, false)); err != nil {
@@ -364,6 +366,11 @@ func TestPrepareRecordAndInspect(t *testing.T) {
 	}
 }
 
+// holder is a run of name's, with the default lease.
+func holder(name string) Holder {
+	return NewHolder(name, DefaultLease).For("up", "20261125-101500", time.Date(2026, 11, 25, 10, 15, 0, 0, time.UTC))
+}
+
 func TestLockIsExclusive(t *testing.T) {
 	l := Layout{Root: t.TempDir()}
 	h := &localHost{}
@@ -371,22 +378,160 @@ func TestLockIsExclusive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := run(t, h, Lock(l, "alice", st.Fingerprint())); err != nil {
+	alice, bob := NewLease(l, holder("alice")), NewLease(l, holder("bob"))
+	if err := run(t, h, Lock(alice, st.Fingerprint(), nil)); err != nil {
 		t.Fatal(err)
 	}
-	err = run(t, h, Lock(l, "bob", st.Fingerprint()))
+	defer alice.halt()
+	err = run(t, h, Lock(bob, st.Fingerprint(), nil))
 	var le *LockedError
-	if !errorsAs(err, &le) || le.Holder != "alice" {
+	if !errorsAs(err, &le) || le.Lock.Holder.By != "alice" {
 		t.Fatalf("second lock: %v", err)
 	}
-	if err := run(t, h, Unlock(l, "bob")); err == nil {
-		t.Error("bob removed alice's lock")
+	// bob's undo leaves alice's lock alone, quietly: bob never held it.
+	if err := RunOps(t.Context(), h, Lock(bob, "", nil).Undo, nil, nil); err != nil {
+		t.Errorf("undo of a lock never taken: %v", err)
 	}
-	if err := run(t, h, Unlock(l, "alice")); err != nil {
+	if err := run(t, h, Unlock(bob)); err == nil || !strings.Contains(err.Error(), "held by alice") {
+		t.Errorf("bob's unlock: %v", err)
+	}
+	if who, _ := os.Readlink(l.Lock()); who != alice.Holder.String() {
+		t.Fatalf("lock now %q", who)
+	}
+	if err := run(t, h, Unlock(alice)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Lstat(l.Lock()); err == nil {
 		t.Error("lock still there")
+	}
+}
+
+// A lock's text names its run and lease, and reads back.
+func TestHolderReadsBack(t *testing.T) {
+	h := holder("alice@laptop pid 7")
+	got := ParseHolder(h.String())
+	if got != h {
+		t.Errorf("got %+v, want %+v", got, h)
+	}
+	old := ParseHolder("bob@x pid 3, up 20261125-101500, since 2026-11-25T10:15:00Z")
+	if old.Lease != 0 || old.By == "" {
+		t.Errorf("an older version's lock: %+v", old)
+	}
+}
+
+// The holder refreshes its lock while it runs; a lock left untouched past its
+// lease (its run was killed) is stale and taken over, with the dead run's
+// leftovers; a fresh one never is; a lock lost while running stops the run
+// before its cutover.
+func TestLockLease(t *testing.T) {
+	l := Layout{Root: t.TempDir()}
+	h := &localHost{}
+	st, _ := Look(t.Context(), h, l.Root, nil)
+	dead := NewLease(l, NewHolder("dead", 30*time.Second).For("up", "20261125-101500", time.Now()))
+	if err := run(t, h, Lock(dead, st.Fingerprint(), nil)); err != nil {
+		t.Fatal(err)
+	}
+	dead.halt() // killed: no more refreshes
+
+	// Fresh: alive, never taken.
+	st, _ = Look(t.Context(), h, l.Root, nil)
+	if st.Lock == nil || st.Lock.Stale() || st.Lock.Now.IsZero() || st.Lock.Holder.By != "dead" {
+		t.Fatalf("fresh lock read as %+v", st.Lock)
+	}
+	if !strings.Contains((&LockedError{Lock: st.Lock, Env: "prod"}).Error(), "it is alive") {
+		t.Errorf("message: %v", &LockedError{Lock: st.Lock})
+	}
+
+	// Untouched for a minute (its mtime set back): stale.
+	if out, err := exec.Command("touch", "-h", "-d", "-1 minute", l.Lock()).CombinedOutput(); err != nil {
+		t.Fatalf("touch: %v %s", err, out)
+	}
+	st, _ = Look(t.Context(), h, l.Root, nil)
+	if !st.Lock.Stale() || st.Lock.Age() < 55*time.Second {
+		t.Fatalf("stale lock read as %+v (age %s)", st.Lock, st.Lock.Age())
+	}
+	if !strings.Contains(st.Lock.Describe(), "last refreshed 1m") {
+		t.Errorf("describe: %s", st.Lock.Describe())
+	}
+	me := NewLease(l, NewHolder("me", 300*time.Millisecond).For("up", "20261125-101501", time.Now()))
+	if err := run(t, h, Lock(me, st.Fingerprint(), st.Lock)); err != nil {
+		t.Fatal(err)
+	}
+	if who, _ := os.Readlink(l.Lock()); who != me.Holder.String() {
+		t.Fatalf("after the takeover the lock is %q", who)
+	}
+	if names, _ := os.ReadDir(l.Meta()); len(names) != 1 {
+		t.Errorf(".fleetdeploy holds %v: the stale lock set aside and the clock probe must be gone", names)
+	}
+
+	// Refreshed while running: its mtime moves on.
+	fi1, _ := os.Lstat(l.Lock())
+	waitFor(t, func() bool { fi2, err := os.Lstat(l.Lock()); return err == nil && fi2.ModTime().After(fi1.ModTime()) })
+	if err := (HoldsLock{Lease: me}).Run(t.Context(), h, nil); err != nil {
+		t.Errorf("holds its lock: %v", err)
+	}
+
+	// Removed by a forced unlock meanwhile: the run stops before its cutover.
+	os.Remove(l.Lock())
+	os.Symlink(holder("thief").String(), l.Lock())
+	if err := (HoldsLock{Lease: me}).Run(t.Context(), h, nil); err == nil || !strings.Contains(err.Error(), "thief") {
+		t.Errorf("lost lock: %v", err)
+	}
+	me.halt()
+}
+
+// A lock that is not fleetdeploy's (a regular file) is named as such, never
+// taken, and its removal by unlock is checked.
+func TestLockNotOurs(t *testing.T) {
+	l := Layout{Root: t.TempDir()}
+	h := &localHost{}
+	write(t, l.Lock(), "someone's file")
+	st, err := Look(t.Context(), h, l.Root, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Lock == nil || st.Lock.NotOurs != "a regular file" || st.Lock.Stale() {
+		t.Fatalf("lock %+v", st.Lock)
+	}
+	if msg := (&LockedError{Lock: st.Lock, Env: "prod"}).Error(); !strings.Contains(msg, "the lock is a regular file, not fleetdeploy's lock") ||
+		!strings.Contains(msg, "fleetdeploy unlock --force prod") {
+		t.Errorf("message: %s", msg)
+	}
+	if err := run(t, h, Lock(NewLease(l, holder("me")), st.Fingerprint(), nil)); err == nil {
+		t.Error("took a lock over a regular file")
+	}
+	if err := run(t, h, ForceUnlock(l)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(l.Lock()); err == nil {
+		t.Error("still there")
+	}
+}
+
+// locked takes l's lock for the test.
+func locked(t *testing.T, h *localHost, l Layout) *Lease {
+	t.Helper()
+	st, err := Look(t.Context(), h, l.Root, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ls := NewLease(l, holder("test"))
+	if err := run(t, h, Lock(ls, st.Fingerprint(), nil)); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ls.halt)
+	return ls
+}
+
+// waitFor polls cond for up to 5 s.
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met within 5 s")
+		}
+		<-time.After(20 * time.Millisecond)
 	}
 }
 
@@ -417,7 +562,9 @@ func TestLockNoticesChangeSincePlanning(t *testing.T) {
 				t.Fatal(err)
 			}
 			change(l)
-			if err := run(t, h, Lock(l, "me", st.Fingerprint())); err == nil || !strings.Contains(err.Error(), "changed between planning and locking") {
+			ls := NewLease(l, holder("me"))
+			defer ls.halt()
+			if err := run(t, h, Lock(ls, st.Fingerprint(), nil)); err == nil || !strings.Contains(err.Error(), "changed between planning and locking") {
 				t.Fatalf("got %v", err)
 			}
 		})
@@ -432,10 +579,12 @@ func TestLockOnNewHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := run(t, h, Lock(l, "me", st.Fingerprint())); err != nil {
+	ls := NewLease(l, holder("me"))
+	defer ls.halt()
+	if err := run(t, h, Lock(ls, st.Fingerprint(), nil)); err != nil {
 		t.Fatal(err)
 	}
-	if who, err := os.Readlink(l.Lock()); err != nil || who != "me" {
+	if who, err := os.Readlink(l.Lock()); err != nil || who != ls.Holder.String() {
 		t.Fatalf("lock: %q, %v", who, err)
 	}
 }
@@ -453,21 +602,28 @@ func TestLeftoversNeverTouchTheLiveBuild(t *testing.T) {
 		t.Fatal("no step")
 	}
 	got := Describe(s.Ops[0])
-	want := `'rm' '-rf' '--' '/r/.fleetdeploy/staging/20261125-101502' '/r/builds/20261125-101501' '/r/.fleetdeploy/builds/20261125-101501' '/r/.fleetdeploy/builds/20261125-101501.manifest' '/r/.fleetdeploy/builds/20261125-101501.stat' '/r/.fleetdeploy/pending/20261125-101501' '/r/.fleetdeploy/next' '/r/.fleetdeploy/back'`
+	want := `fleetdeploy-sweep 'root=/r' 'staging=20261125-101502' 'build=20261125-101501'`
 	if got != want {
 		t.Errorf("got  %s\nwant %s", got, want)
 	}
 }
 
-func TestParseStateIgnoresForeignNames(t *testing.T) {
-	out := "root\tok\nlatest\tlink\t../../etc\nentry\tbuilds/20261125-101500\nentry\tbuilds/old copy\nentry\tbuilds/x\ty\n" +
-		"history\tnot-a-time\tdeploy\t20261125-101500\tme\nhistory\t2026-11-25T10:15:00Z\tdeploy\t../../x\tme\ngarbage\n"
-	st := parseState([]byte(out))
-	if st.Latest != "" || st.LatestLink != "../../etc" {
-		t.Errorf("latest outside builds/ taken as a build: %+v", st)
+// Names in builds/, staging and pending that fleetdeploy does not make are
+// never acted upon, nor is a latest pointing outside builds/.
+func TestStateIgnoresForeignNames(t *testing.T) {
+	s := &State{}
+	s.sortEntries([3][]string{
+		{"20261125-101500", "old copy", "..", "."},
+		{"20261125-101502", "20261125-101502.skip", "..", "../../etc", "20261125-101502.evil", "x.skip"},
+		{"20261125-101503", ".."},
+	})
+	if !slices.Equal(s.Builds, []string{"20261125-101500"}) || !slices.Equal(s.Foreign, []string{"old copy"}) ||
+		!slices.Equal(s.Staging, []string{"20261125-101502", "20261125-101502.skip"}) || !slices.Equal(s.Pending, []string{"20261125-101503"}) {
+		t.Errorf("state: %+v", s)
 	}
-	if len(st.Builds) != 1 || len(st.Foreign) != 1 || len(st.History) != 0 {
-		t.Errorf("state: %+v", st)
+	s.readHistory([]byte("not-a-time\tdeploy\t20261125-101500\tme\n2026-11-25T10:15:00Z\tdeploy\t../../x\tme\ngarbage\n"), false)
+	if len(s.History) != 0 {
+		t.Errorf("history: %+v", s.History)
 	}
 }
 
@@ -673,46 +829,46 @@ func TestPrepareReadsOlderRecords(t *testing.T) {
 	checkRecord(t, l, id2)
 }
 
-// Look reads over SFTP what Inspect reads with a command, but the check of
-// the live build's files (left to prepare).
-func TestLookAgreesWithInspect(t *testing.T) {
+// Look reads the state over SFTP; Inspect adds what takes a command: the
+// manifest's digest (hashed) and the files changed by hand.
+func TestLookAndInspect(t *testing.T) {
 	l := Layout{Root: t.TempDir()}
 	h := &localHost{}
 	id := "20261125-101500"
-	if err := run(t, h, Prepare(l, marker(id), fullPayload(t, map[string]string{"index.php": "x"}), nil)); err != nil {
+	if err := run(t, h, Prepare(l, marker(id), fullPayload(t, map[string]string{"index.php": "x", "a.php": "a"}), nil)); err != nil {
 		t.Fatal(err)
 	}
-	for _, s := range []Step{Stage(l, id, ""), Swap(l, false), Record(l, HistoryEntry{Time: time.Date(2026, 11, 25, 10, 15, 0, 0, time.UTC), Action: "deploy", Release: id, By: "me"})} {
+	ls := locked(t, h, l)
+	for _, s := range []Step{Stage(l, id, "", ls), Swap(l, false), Record(l, HistoryEntry{Time: time.Date(2026, 11, 25, 10, 15, 0, 0, time.UTC), Action: "deploy", Release: id, By: "me"})} {
 		if err := run(t, h, s); err != nil {
 			t.Fatal(err)
 		}
 	}
 	os.MkdirAll(filepath.Join(l.Meta(), "staging", "20261125-101501"), 0o755)
-	os.Symlink("someone else", l.Lock())
+	os.MkdirAll(filepath.Join(l.Meta(), "staging", "..."), 0o755)
 	os.MkdirAll(filepath.Join(l.Builds(), "not-ours"), 0o755)
 	shared := []string{".env", "storage"}
 	os.MkdirAll(filepath.Join(l.Shared(), "storage"), 0o755)
-	want, err := Inspect(t.Context(), h, l.Root, shared)
-	if err != nil {
-		t.Fatal(err)
-	}
+	os.WriteFile(filepath.Join(l.Build(id), "a.php"), []byte("b"), 0o644) // by hand, same size
 	got, err := Look(t.Context(), h, l.Root, shared)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Look takes the manifest's digest from the marker, which holds the
-	// digest it was made with (here a made-up one); Inspect hashes the file.
-	if got.Manifest != got.Marker.Checksum {
+	if got.Manifest == "" || got.Manifest != got.Marker.Checksum {
 		t.Errorf("Look: manifest %q, marker %q", got.Manifest, got.Marker.Checksum)
 	}
-	got.Manifest = want.Manifest
-	if g, w := fmt.Sprintf("%+v", *got), fmt.Sprintf("%+v", *want); g != w {
-		t.Errorf("Look:\n%s\nInspect:\n%s", g, w)
+	if got.Lock == nil || got.Lock.Holder.By != "test" || len(got.History) != 1 || !slices.Equal(got.Foreign, []string{"not-ours"}) ||
+		!slices.Equal(got.Staging, []string{"20261125-101501"}) || !slices.Equal(got.NoShared, []string{".env"}) || len(got.Dirty) != 0 {
+		t.Errorf("Look read %+v", *got)
 	}
-	if got.Manifest == "" || got.Lock != "someone else" || len(got.History) != 1 || len(got.Foreign) != 1 || len(got.Staging) != 1 || !slices.Equal(got.NoShared, []string{".env"}) {
-		t.Errorf("the state read checks nothing: %+v", *got)
+	in, err := Inspect(t.Context(), h, l.Root, shared)
+	if err != nil {
+		t.Fatal(err)
 	}
-	// A long history: Look reads its tail only, and gets what Inspect prints.
+	if !strings.HasPrefix(in.Manifest, "sha256:") || in.Manifest == got.Manifest || !slices.Equal(in.Dirty, []string{"a.php"}) {
+		t.Errorf("Inspect: manifest %q (the marker's %q), dirty %q", in.Manifest, got.Manifest, in.Dirty)
+	}
+	// A long history: Look reads its tail only.
 	var long strings.Builder
 	for i := range 3500 {
 		fmt.Fprintf(&long, "2026-11-25T10:%02d:%02dZ\tdeploy\t%s\tsomeone on a host with a rather long name, run %d\n", i/60%60, i%60, id, i)
@@ -721,27 +877,15 @@ func TestLookAgreesWithInspect(t *testing.T) {
 	if fi, err := os.Stat(l.History()); err != nil || fi.Size() <= historyTail {
 		t.Fatalf("history of %v bytes (%v): not longer than what Look reads", fi.Size(), err)
 	}
-	if want, err = Inspect(t.Context(), h, l.Root, shared); err != nil {
-		t.Fatal(err)
-	}
 	if got, err = Look(t.Context(), h, l.Root, shared); err != nil {
 		t.Fatal(err)
 	}
-	if len(got.History) != 2000 || fmt.Sprint(got.History) != fmt.Sprint(want.History) {
-		t.Errorf("long history: Look read %d entries, Inspect %d; first %v and %v", len(got.History), len(want.History), got.History[0], want.History[0])
+	if len(got.History) != 2000 || !strings.HasSuffix(got.History[1999].By, "run 3499") {
+		t.Errorf("long history: Look read %d entries, last %v", len(got.History), got.History[len(got.History)-1])
 	}
-
 	// A root that does not exist yet.
-	missing := filepath.Join(t.TempDir(), "none")
-	want, err = Inspect(t.Context(), h, missing, shared)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, err = Look(t.Context(), h, missing, shared); err != nil {
-		t.Fatal(err)
-	}
-	if g, w := fmt.Sprintf("%+v", *got), fmt.Sprintf("%+v", *want); g != w || got.RootExists {
-		t.Errorf("missing root: Look:\n%s\nInspect:\n%s", g, w)
+	if got, err = Look(t.Context(), h, filepath.Join(t.TempDir(), "none"), shared); err != nil || got.RootExists || len(got.NoShared) != 0 {
+		t.Errorf("missing root: %+v, %v", got, err)
 	}
 }
 
@@ -790,5 +934,152 @@ func checkRecord(t *testing.T, l Layout, id string) {
 	sort.Strings(recorded)
 	if strings.Join(recorded, "\n") != strings.Join(fresh, "\n") {
 		t.Errorf("identities recorded:\n%s\nwant:\n%s", strings.Join(recorded, "\n"), strings.Join(fresh, "\n"))
+	}
+}
+
+// tarPayload is a full payload of the given tar entries (symlinks among
+// them), with their manifest.
+func tarPayload(t *testing.T, entries []tar.Header, bodies map[string]string) Payload {
+	t.Helper()
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	var manifest strings.Builder
+	for _, h := range entries {
+		h.Mode = 0o644
+		switch h.Typeflag {
+		case tar.TypeDir:
+			h.Mode = 0o755
+			fmt.Fprintf(&manifest, "d\t0755\t-\t-\t%s\n", strings.TrimSuffix(h.Name, "/"))
+		case tar.TypeSymlink:
+			h.Mode = 0o777
+			fmt.Fprintf(&manifest, "l\t0777\t-\t%s\t%s\n", h.Linkname, h.Name)
+		default:
+			h.Typeflag, h.Size = tar.TypeReg, int64(len(bodies[h.Name]))
+			manifest.WriteString(manifestLine(h.Name, bodies[h.Name]))
+		}
+		if err := tw.WriteHeader(&h); err != nil {
+			t.Fatal(err)
+		}
+		tw.Write([]byte(bodies[h.Name]))
+	}
+	tw.WriteHeader(&tar.Header{Name: ".fleetdeploy-manifest", Mode: 0o600, Size: int64(manifest.Len()), Typeflag: tar.TypeReg})
+	tw.Write([]byte(manifest.String()))
+	tw.Close()
+	data := buf.Bytes()
+	return Payload{
+		Open:        func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil },
+		ManifestSum: fmt.Sprintf("%x", blake2b.Sum256([]byte(manifest.String()))),
+		Sent:        len(bodies),
+	}
+}
+
+// A shared path whose parent in the build is a symlink (here one leading out
+// of the root) is refused: nothing is moved, removed or made through it.
+func TestSharedPathThroughSymlinkRefused(t *testing.T) {
+	outside := t.TempDir()
+	write(t, filepath.Join(outside, "data", "keep"), "not fleetdeploy's")
+	l := Layout{Root: t.TempDir()}
+	h := &localHost{}
+	id := "20261125-101500"
+	p := tarPayload(t, []tar.Header{{Name: "index.php"}, {Name: "s/", Typeflag: tar.TypeDir}, {Name: "s/x", Typeflag: tar.TypeSymlink, Linkname: outside}},
+		map[string]string{"index.php": "x"})
+	s := Prepare(l, marker(id), p, []inventory.SharedPath{{Path: "s/x/data", Dir: true}})
+	err := run(t, h, s)
+	if err == nil || !strings.Contains(err.Error(), "is a symlink") {
+		t.Fatalf("got %v", err)
+	}
+	if got := readFile(t, filepath.Join(outside, "data", "keep")); got != "not fleetdeploy's" {
+		t.Errorf("outside file now %q", got)
+	}
+	if entries, _ := os.ReadDir(outside); len(entries) != 1 {
+		t.Errorf("outside folder now holds %v", entries)
+	}
+	if err := RunOps(t.Context(), h, s.Undo, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Lstat(l.Build(id)); err == nil {
+		t.Error("undo left the build")
+	}
+}
+
+// A folder of fleetdeploy's own that is a symlink (to elsewhere) is a
+// problem Look reports, and no script works through it.
+func TestOwnFolderThroughSymlinkRefused(t *testing.T) {
+	for _, d := range []string{".fleetdeploy", "builds", "shared", ".fleetdeploy/staging"} {
+		t.Run(d, func(t *testing.T) {
+			outside := t.TempDir()
+			write(t, filepath.Join(outside, "keep"), "x")
+			l := Layout{Root: t.TempDir()}
+			h := &localHost{}
+			os.MkdirAll(filepath.Dir(l.join(d)), 0o755)
+			if err := os.Symlink(outside, l.join(d)); err != nil {
+				t.Fatal(err)
+			}
+			st, err := Look(t.Context(), h, l.Root, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(st.Problems) != 1 || !strings.Contains(st.Problems[0], l.join(d)+" is a symlink, not a folder") {
+				t.Errorf("problems %q", st.Problems)
+			}
+			err = run(t, h, Prepare(l, marker("20261125-101500"), fullPayload(t, map[string]string{"a": "b"}), nil))
+			if err == nil || !strings.Contains(err.Error(), "never works through one") {
+				t.Errorf("prepare: %v", err)
+			}
+			sweep := remote.Cmd{Script: sweepScript, Params: params("root", l.Root, "build", "20261125-101500")}
+			if _, err := h.Run(t.Context(), sweep); err == nil {
+				t.Error("sweep worked through a symlinked folder")
+			}
+			if entries, _ := os.ReadDir(outside); len(entries) != 1 {
+				t.Errorf("outside folder now holds %v", entries)
+			}
+		})
+	}
+}
+
+// The sweep removes a dead run's leftovers (staging, a build never live
+// with its markers, a stale mark, staged links, the trash), read-only
+// folders included, and nothing else: not the live build, not names it
+// does not make.
+func TestLeftoversSweep(t *testing.T) {
+	l := Layout{Root: t.TempDir()}
+	h := &localHost{}
+	const live, dead, wentLive = "20261125-101500", "20261125-101501", "20261125-101400"
+	write(t, filepath.Join(l.Build(live), "index.php"), "live")
+	os.Symlink("builds/"+live, l.Latest())
+	write(t, filepath.Join(l.Build(dead), "ro", "f"), "dead")
+	os.Chmod(filepath.Join(l.Build(dead), "ro"), 0o555)
+	write(t, l.Marker(dead), "release="+dead)
+	write(t, l.Marker(dead)+".manifest", "")
+	write(t, l.Pending(dead), "token")
+	write(t, l.Pending(wentLive), "token")
+	write(t, filepath.Join(l.Staging("20261125-101502"), "d", "f"), "half")
+	os.Chmod(filepath.Join(l.Staging("20261125-101502"), "d"), 0o500)
+	write(t, l.Staging("20261125-101502")+".skip", "")
+	write(t, filepath.Join(l.Meta(), "trash", "20261125-101300", "f"), "old")
+	write(t, filepath.Join(l.Builds(), "mine"), "not fleetdeploy's")
+	os.Symlink("x", l.Next())
+	st, err := Look(t.Context(), h, l.Root, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.History = []HistoryEntry{{Release: wentLive}}
+	s, ok := Leftovers(l, st)
+	if !ok {
+		t.Fatal("no leftovers found")
+	}
+	if err := run(t, h, s); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{l.Build(dead), l.Marker(dead), l.Marker(dead) + ".manifest", l.Pending(dead), l.Pending(wentLive),
+		l.Staging("20261125-101502"), l.Staging("20261125-101502") + ".skip", filepath.Join(l.Meta(), "trash", "20261125-101300"), l.Next()} {
+		if _, err := os.Lstat(p); err == nil {
+			t.Errorf("%s left", p)
+		}
+	}
+	for _, p := range []string{filepath.Join(l.Build(live), "index.php"), filepath.Join(l.Builds(), "mine"), l.Latest()} {
+		if _, err := os.Lstat(p); err != nil {
+			t.Errorf("%s removed", p)
+		}
 	}
 }

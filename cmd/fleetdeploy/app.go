@@ -14,6 +14,7 @@ import (
 	"github.com/fleetdeploy/fleetdeploy/inventory"
 	"github.com/fleetdeploy/fleetdeploy/plan"
 	"github.com/fleetdeploy/fleetdeploy/remote"
+	"github.com/fleetdeploy/fleetdeploy/steps"
 	"github.com/urfave/cli/v2"
 )
 
@@ -31,6 +32,7 @@ type common struct {
 	cacheDir       string
 	compress       bool
 	compressSet    bool // --compress given (true or false): no automatic choice
+	lockLease      time.Duration
 
 	out     *printer // standard output: its one owner
 	stderr  io.Writer
@@ -108,9 +110,13 @@ func newApp(c *common, r runners) *cli.App {
 			&cli.StringFlag{Name: "cache-dir", Usage: "where manifests of builds seen on hosts, and hashes of local files, are cached (default: the user cache folder)", Destination: &c.cacheDir},
 			&cli.BoolFlag{Name: "compress", Usage: "gzip whole builds too (redeploys' deltas always are); default: only when the hosts are 10 ms or more away; --compress=false never", Destination: &c.compress, DisableDefaultText: true},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "show every step, remote operation and hook output", Destination: &c.verbose},
+			&cli.DurationFlag{Name: "lock-lease", Usage: "how long a run's host locks stay good without a refresh (refreshed every third of it); then another run may take them over (default: lock_lease in the inventory, else 2m)", Destination: &c.lockLease},
 		},
 		Before: func(cc *cli.Context) error {
 			c.compressSet = cc.IsSet("compress")
+			if cc.IsSet("lock-lease") && c.lockLease < inventory.MinLockLease {
+				return &usageError{fmt.Sprintf("--lock-lease must be at least %s, got %s", inventory.MinLockLease, c.lockLease)}
+			}
 			return nil
 		},
 		Commands: []*cli.Command{
@@ -238,6 +244,19 @@ func (c *common) reach() fleet.Options {
 // execOptions bound a run of the scheduler.
 func (c *common) execOptions() plan.Options {
 	return plan.Options{Parallel: c.parallel, Observe: c.render, UndoTimeout: c.undoTimeout, Now: c.now}
+}
+
+// holder is this run, as its locks and history name it; the lease comes from
+// --lock-lease, the inventory's lock_lease, or the default.
+func (c *common) holder(env *inventory.Environment) steps.Holder {
+	lease := c.lockLease
+	if lease <= 0 {
+		lease = env.LockLease
+	}
+	if lease <= 0 {
+		lease = inventory.DefaultLockLease
+	}
+	return steps.NewHolder(who(), lease)
 }
 
 // who names the person deploying, for locks and history.

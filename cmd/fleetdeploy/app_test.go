@@ -128,7 +128,7 @@ func TestExitCodes(t *testing.T) {
 		{errors.New("boom"), exitFailed},
 		{inventory.Errors{{File: "hosts.yml", Line: 3, Msg: "bad"}}, exitUsage},
 		{&usageError{"usage"}, exitUsage},
-		{wrap(&plan.HostError{Host: "a", Step: "locking", Err: &steps.LockedError{Holder: "bob"}}), exitLocked},
+		{wrap(&plan.HostError{Host: "a", Step: "locking", Err: &steps.LockedError{Lock: &steps.LockInfo{Text: "bob", Holder: steps.ParseHolder("bob")}}}), exitLocked},
 		{&driftError{"drift"}, exitDrift},
 		{&plan.CutoverError{Err: errors.New("x"), Unknown: []string{"b"}}, exitSplit},
 		{&plan.CutoverError{Err: errors.New("x"), Reverted: []string{"a"}}, exitFailed},

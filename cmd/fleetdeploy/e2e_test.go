@@ -202,7 +202,10 @@ func TestDryRunChangesNothingAndMatchesTheRun(t *testing.T) {
 		// and what the payload holds, decided by comparing the build with each host's.
 		payload := regexp.MustCompile(`< payload \(.*\)`)
 		decided := regexp.MustCompile(` '(from|how|z|want|skip)=[^']*'`)
-		normal := func(s string) string { return decided.ReplaceAllString(payload.ReplaceAllString(s, "< payload"), "") }
+		run := regexp.MustCompile(`; run [0-9a-f]+;`) // each run's own
+		normal := func(s string) string {
+			return run.ReplaceAllString(decided.ReplaceAllString(payload.ReplaceAllString(s, "< payload"), ""), "; run X;")
+		}
 		want := plannedOps(normal(planned))
 		got := executedOps(normal(sum.ReplaceAllString(out.String(), "checksum=(computed by the build)")))
 		for _, n := range f.names {
@@ -476,7 +479,7 @@ func TestFrozenHostFailsWithinBound(t *testing.T) {
 	if r.code != 1 || !strings.Contains(r.stderr, f.names[1]+": ") || !strings.Contains(r.stderr, "silent") {
 		t.Errorf("want exit 1 naming the silent host: %s", r)
 	}
-	if !strings.Contains(r.stderr, "fleetdeploy unlock test") {
+	if !strings.Contains(r.stderr, "fleetdeploy unlock --force test") || !strings.Contains(r.stderr, "goes stale") {
 		t.Errorf("the lock left on the frozen host is not explained: %s", r.stderr)
 	}
 	for _, i := range []int{0, 2} {
@@ -485,7 +488,12 @@ func TestFrozenHostFailsWithinBound(t *testing.T) {
 		}
 	}
 	f.thaw(1)
-	mustCLI(t, "unlock", "test", "-i", inv)
+	// The run is gone, but its lock is fresh: unlock says whose it is and
+	// wants --force.
+	if u := fd(t, t.Context(), "unlock", "test", "-i", inv); u.code != 1 || !strings.Contains(u.stderr, "its run is alive") || !strings.Contains(u.stderr, "--force") {
+		t.Errorf("unlock of a fresh lock: %s", u)
+	}
+	mustCLI(t, "unlock", "--force", "test", "-i", inv)
 	os.Remove(filepath.Join(f.roots[1], "shared", "started"))
 }
 
@@ -567,7 +575,7 @@ func TestConnectionLostAtCutoverIsReportedUnknownAndConverges(t *testing.T) {
 	old := f.live(t, 0)
 
 	r := fdAtBarrier(t, func() { f.kill(2) }, "up", "test", "-i", inv)
-	if r.code != 5 || !strings.Contains(r.stderr, "state unknown") || !strings.Contains(r.stderr, f.names[2]) || !strings.Contains(r.stderr, "fleetdeploy unlock test") {
+	if r.code != 5 || !strings.Contains(r.stderr, "state unknown") || !strings.Contains(r.stderr, f.names[2]) || !strings.Contains(r.stderr, "fleetdeploy unlock --force test") {
 		t.Fatalf("want exit 5 naming %s as unknown: %s", f.names[2], r)
 	}
 	for _, i := range []int{0, 1} {
@@ -578,13 +586,13 @@ func TestConnectionLostAtCutoverIsReportedUnknownAndConverges(t *testing.T) {
 	f.restart(t, 2)
 	// status tells the truth: host 2 never switched; its lock is still there.
 	st := fd(t, t.Context(), "status", "test", "-i", inv)
-	if !strings.Contains(st.stdout, "locked by") {
+	if !strings.Contains(st.stdout, "locked: ") {
 		t.Errorf("status does not show the lock left on the lost host: %s", st)
 	}
 	if r := fd(t, t.Context(), "up", "test", "-i", inv); r.code != 3 {
 		t.Errorf("up while the lost host's lock remains: want exit 3: %s", r)
 	}
-	mustCLI(t, "unlock", "test", "-i", inv)
+	mustCLI(t, "unlock", "--force", "test", "-i", inv)
 	mustCLI(t, "up", "test", "-i", inv)
 	now := f.live(t, 0)
 	for i, n := range f.names {

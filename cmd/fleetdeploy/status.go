@@ -110,36 +110,42 @@ func orWord(s, word string) string {
 	return s
 }
 
-func lockText(holder string) string {
-	if holder == "" {
+func lockText(li *steps.LockInfo) string {
+	if li == nil {
 		return "-"
 	}
-	return "locked by " + holder
+	return "locked: " + li.Describe()
 }
 
 // unlockOptions are what `unlock` takes.
-type unlockOptions struct{ env string }
+type unlockOptions struct {
+	env   string
+	force bool
+}
 
 func unlockCommand(c *common, run func(context.Context, *common, unlockOptions) error) *cli.Command {
 	return &cli.Command{
-		Name: "unlock", Usage: "remove a deploy lock left by a run that died", ArgsUsage: "ENV",
+		Name: "unlock", Usage: "remove a deploy lock left by a run that died (--force: even a live one)", ArgsUsage: "ENV",
+		Flags: []cli.Flag{&cli.BoolFlag{Name: "force", Usage: "remove a lock whose run is alive, or that is not fleetdeploy's"}},
 		Action: func(cc *cli.Context) error {
 			env, err := envArg(cc)
 			if err != nil {
 				return err
 			}
-			return run(cc.Context, c, unlockOptions{env: env})
+			return run(cc.Context, c, unlockOptions{env: env, force: cc.Bool("force")})
 		},
 	}
 }
 
-// runUnlock removes deploy locks left behind by a run that died.
+// runUnlock removes deploy locks left behind by runs that died. A lock
+// whose run is alive (refreshed within its lease, by the host's clock), or
+// that is not fleetdeploy's, stays unless forced; each removal is checked.
 func runUnlock(ctx context.Context, c *common, o unlockOptions) error {
 	env, err := c.loadEnv(o.env)
 	if err != nil {
 		return err
 	}
-	f, targets, failed, err := fleet.Survey(ctx, env, c.reach(), true, steps.Inspect)
+	f, targets, failed, err := fleet.Survey(ctx, env, c.reach(), true, steps.Look)
 	if err != nil {
 		return err
 	}
@@ -149,7 +155,18 @@ func runUnlock(ctx context.Context, c *common, o unlockOptions) error {
 		errs = append(errs, e)
 	}
 	for _, t := range targets {
-		if t.State == nil || t.State.Lock == "" {
+		if t.State == nil || t.State.Lock == nil {
+			continue
+		}
+		li := t.State.Lock
+		alive := li.Holder.Lease > 0 && !li.Stale() && !li.Now.IsZero()
+		if !o.force && (alive || li.NotOurs != "") {
+			why := "its run is alive"
+			if li.NotOurs != "" {
+				why = "it is not fleetdeploy's"
+			}
+			errs = append(errs, &plan.HostError{Host: t.Host.Name, Step: "unlocking", Err: fmt.Errorf(
+				"not removed: %s (%s); --force removes it anyway", why, li.Describe())})
 			continue
 		}
 		s := steps.ForceUnlock(steps.Layout{Root: t.Host.Root})
@@ -157,7 +174,7 @@ func runUnlock(ctx context.Context, c *common, o unlockOptions) error {
 			errs = append(errs, &plan.HostError{Host: t.Host.Name, Step: "unlocking", Err: err})
 			continue
 		}
-		c.out.Printf("%s: removed lock held by %s\n", t.Host.Name, t.State.Lock)
+		c.out.Printf("%s: removed the lock (%s)\n", t.Host.Name, li.Describe())
 	}
 	return plan.JoinHostErrors(errs)
 }

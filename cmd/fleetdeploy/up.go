@@ -75,7 +75,7 @@ func runUp(ctx context.Context, c *common, o upOptions) error {
 	}
 	defer f.Close()
 	release := plan.ChooseRelease(c.now(), targets)
-	by := who()
+	by := c.holder(env)
 	if o.dryRun {
 		p, err := plan.Deploy(env, targets, release, plan.Build{Checksum: "(computed by the build)"}, by, c.now())
 		if err != nil {
@@ -87,7 +87,7 @@ func runUp(ctx context.Context, c *common, o upOptions) error {
 		plan.Print(c.out, p)
 		return nil
 	}
-	if err := checkLocks(targets); err != nil {
+	if err := checkLocks(env, targets); err != nil {
 		return err
 	}
 	r := <-built
@@ -136,6 +136,7 @@ func runUp(ctx context.Context, c *common, o upOptions) error {
 		return err
 	}
 	c.out.Printf("%s\n", p.Describe())
+	c.notes(p)
 	res, err := plan.Execute(ctx, p, f.Conns, c.execOptions())
 	c.summary(res)
 	if err != nil {
@@ -178,7 +179,7 @@ func runRollback(ctx context.Context, c *common, o rollbackOptions) error {
 		return err
 	}
 	defer f.Close()
-	p, err := plan.Rollback(env, targets, o.to, who(), c.now())
+	p, err := plan.Rollback(env, targets, o.to, c.holder(env), c.now())
 	if err != nil {
 		return err
 	}
@@ -187,6 +188,7 @@ func runRollback(ctx context.Context, c *common, o rollbackOptions) error {
 		return nil
 	}
 	c.out.Printf("%s\n", p.Describe())
+	c.notes(p)
 	res, err := plan.Execute(ctx, p, f.Conns, c.execOptions())
 	c.summary(res)
 	if err != nil {
@@ -196,15 +198,23 @@ func runRollback(ctx context.Context, c *common, o rollbackOptions) error {
 	return nil
 }
 
-// checkLocks fails at once, before taking any lock, when a host is locked.
-func checkLocks(targets []plan.Target) error {
+// checkLocks fails at once, before the build is awaited, when a host is
+// locked by a live run.
+func checkLocks(env *inventory.Environment, targets []plan.Target) error {
 	var errs []error
 	for _, t := range targets {
-		if t.State.Lock != "" {
-			errs = append(errs, &plan.HostError{Host: t.Host.Name, Step: "checking lock", Err: &steps.LockedError{Holder: t.State.Lock}})
+		if err := plan.LockedBy(env, t.State); err != nil {
+			errs = append(errs, &plan.HostError{Host: t.Host.Name, Step: "checking lock", Err: err})
 		}
 	}
 	return plan.JoinHostErrors(errs)
+}
+
+// notes tells what the plan noticed (stale locks taken over, builds left alone).
+func (c *common) notes(p *plan.Plan) {
+	for _, n := range p.Notes {
+		c.out.Printf("%s\n", n)
+	}
 }
 
 type buildResult struct {

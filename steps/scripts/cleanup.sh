@@ -3,7 +3,10 @@
 # working or root directory, an open file or a mapped file is inside the
 # build, compared by device and inode (paths differ through symlinks). Files
 # shared by hard links with other builds do not count: removing this build's
-# link leaves them whole. It prints NOTE lines about what it kept.
+# link leaves them whole. It prints NOTE lines about what it kept. A build is
+# removed whole or not at all (see discard): it fails, saying what is left,
+# when a build could not be removed completely, and that build is no longer
+# in builds/ (never a rollback target).
 #
 # Parameters: root=DIR id=ID (list: the builds to remove)
 
@@ -12,6 +15,7 @@ for kv do
 	case $kv in root=*) root=${kv#*=} ;; esac
 done
 cd -- "$root" || exit 1
+own_folders .
 
 # in_use lists the open files, working directories and mapped files of every
 # process we may see, as "pid<TAB>dev:inode" (st_dev in decimal, as find's %D
@@ -44,20 +48,30 @@ user() {
 procs=$(mktemp) || exit 1
 trap 'rm -f "$procs" "$procs.ids"' EXIT
 in_use
+ok=1
 for kv do
 	case $kv in id=*) ;; *) continue ;; esac
 	id=${kv#id=}
+	case $id in '' | *[!0-9-]*) continue ;; esac
 	b="builds/$id"
-	[ -d "$b" ] || continue
+	if [ -L "$b" ] || [ ! -d "$b" ]; then continue; fi
 	who=$(user "$b")
 	if [ -n "$who" ]; then
 		cmd=$(tr '\0' ' ' <"/proc/$who/cmdline" 2>/dev/null | cut -c1-80)
 		echo "NOTE: keeping $b: in use by process $who ($cmd); a later deploy removes it"
 		continue
 	fi
-	rm -rf -- "$b" ".fleetdeploy/builds/$id" ".fleetdeploy/builds/$id.manifest" ".fleetdeploy/builds/$id.stat"
+	if discard "$b" "$id"; then
+		rm -f -- ".fleetdeploy/builds/$id" ".fleetdeploy/builds/$id.manifest" ".fleetdeploy/builds/$id.stat" || ok=
+	else
+		ok=
+		# Moved out of builds/ but not all gone: its marker goes, so that it
+		# can never be taken for a build; the next run empties the trash.
+		if [ ! -e "$b" ]; then rm -f -- ".fleetdeploy/builds/$id" ".fleetdeploy/builds/$id.manifest" ".fleetdeploy/builds/$id.stat"; fi
+	fi
 done
 if [ "$visible" -lt "$total" ]; then
 	echo "NOTE: the in-use check saw $visible of $total processes (others belong to other users or are hidden): builds used only by those may have been removed"
 fi
+if [ -z "$ok" ]; then exit 1; fi
 exit 0

@@ -16,11 +16,19 @@ for kv do
 	holder=*) holder=${kv#*=} ;;
 	esac
 done
+if [ -L "$root/.fleetdeploy" ]; then
+	echo "$root/.fleetdeploy is a symlink: fleetdeploy never works through one; move it away" >&2
+	exit 1
+fi
 if [ ! -d "$root/.fleetdeploy" ]; then mkdir -p -- "$root/.fleetdeploy"; fi
 if ! ln -s -- "$holder" "$root/.fleetdeploy/lock" 2>/dev/null; then
 	if [ -L "$root/.fleetdeploy/lock" ]; then
 		printf '%s' "$(readlink "$root/.fleetdeploy/lock")"
 		exit "$EXIT_LOCKED"
+	fi
+	if [ -e "$root/.fleetdeploy/lock" ]; then
+		echo "$root/.fleetdeploy/lock is not a symlink, not fleetdeploy's lock: look at it, then remove it" >&2
+		exit 1
 	fi
 	ln -s -- "$holder" "$root/.fleetdeploy/lock"
 fi

@@ -96,6 +96,7 @@ lists() {
 
 # start makes the layout's folders (once) and the never-live mark.
 start() {
+	own_folders "$root"
 	for d in "$root/builds" "$root/shared" "$root/.fleetdeploy/pending" "$root/.fleetdeploy/builds" "$root/.fleetdeploy/staging"; do
 		if [ ! -d "$d" ]; then
 			mkdir -p -- "$root/builds" "$root/shared" "$root/.fleetdeploy/pending" "$root/.fleetdeploy/builds" "$root/.fleetdeploy/staging"
@@ -124,7 +125,7 @@ unpack() {
 	xs="s,^,.fleetdeploy/staging/$id/,rSH"
 	xh="s,^,builds/$from/,RSh"
 	rec=0
-	if [ -n "$from" ] && [ "$how" = link ] && [ -f "$old.stat" ]; then rec=1; fi
+	if [ -n "$from" ] && [ "$how" = link ] && [ -f "$old.stat" ] && [ ! -L "$old.stat" ]; then rec=1; fi
 	mkdir -p -- "$st"
 	tarok=1
 	case $z in
@@ -161,11 +162,18 @@ unpack() {
 merge() {
 	# The files to check: the new build's in link mode (its reused files are
 	# the live build's, linked), else the live build's, about to be copied.
+	# The live build's manifest, read below, is fleetdeploy's own file: a
+	# link or anything but a file there counts as corrupt (the client then
+	# sends the whole build).
+	if [ ! -f "$old.manifest" ] || [ -L "$old.manifest" ] || [ -L "$root/builds/$from" ]; then
+		echo "the live build's manifest is not a regular file" >&2
+		exit "$EXIT_CORRUPT"
+	fi
 	chk=0
 	if [ "$rec" = 1 ]; then
 		chk=1
 		identities >"../$id.found"
-	elif [ -f "$old.stat" ]; then
+	elif [ -f "$old.stat" ] && [ ! -L "$old.stat" ]; then
 		chk=1
 		(cd -- "$root/builds/$from" && identities) >"../$id.found"
 	fi
@@ -310,8 +318,13 @@ link_shared() {
 			*) break ;;
 			esac
 		done
+		# Never through a symlink: on the build's side none may lead there;
+		# on shared/'s side, links you made (a mounted volume) are followed,
+		# but nothing is created or moved through one.
+		case $p in */*) no_links "$b" "${p%/*}" ;; esac
 		if [ "$kind" = d ]; then
 			if [ ! -e "$s" ] && [ ! -L "$s" ]; then
+				case $p in */*) no_links "$root/shared" "${p%/*}" ;; esac
 				mkdir -p -- "${s%/*}"
 				if [ -d "$b/$p" ] && [ ! -L "$b/$p" ]; then mv -- "$b/$p" "$s"; else mkdir -p -- "$s"; fi
 			fi

@@ -1,6 +1,7 @@
 #!/bin/sh
 # fleetdeploy-unprepare undoes fleetdeploy-prepare, however far it got, and
 # only what this run made: the never-live mark must hold this run's token.
+# It fails, saying what is left, when something could not be removed.
 #
 # Parameters: root=DIR id=ID token=TEXT
 
@@ -12,11 +13,23 @@ for kv do
 	token=*) token=${kv#*=} ;;
 	esac
 done
+case $id in '' | *[!0-9-]*)
+	echo "bad build ID $id" >&2
+	exit 1
+	;;
+esac
 cd -- "$root" || exit 0
+own_folders .
 s=".fleetdeploy/staging/$id"
-rm -rf -- "$s" "$s.skip" "$s.reuse" "$s.shared" "$s.found" "$s.dirty"
+ok=1
+discard "$s" "$id.staging" || ok=
+rm -f -- "$s.skip" "$s.reuse" "$s.shared" "$s.found" "$s.dirty" || ok=
 tok=
-if [ -f ".fleetdeploy/pending/$id" ]; then IFS= read -r tok <".fleetdeploy/pending/$id" || :; fi
+p=".fleetdeploy/pending/$id"
+if [ -f "$p" ] && [ ! -L "$p" ]; then IFS= read -r tok <"$p" || :; fi
 if [ -n "$tok" ] && [ "$tok" = "$token" ]; then
-	rm -rf -- "builds/$id" ".fleetdeploy/builds/$id" ".fleetdeploy/builds/$id.manifest" ".fleetdeploy/builds/$id.stat" ".fleetdeploy/pending/$id"
+	discard "builds/$id" "$id" || ok=
+	rm -f -- ".fleetdeploy/builds/$id" ".fleetdeploy/builds/$id.manifest" ".fleetdeploy/builds/$id.stat" || ok=
+	if [ -n "$ok" ]; then rm -f -- "$p" || ok=; fi
 fi
+if [ -z "$ok" ]; then exit 1; fi
