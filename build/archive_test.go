@@ -5,6 +5,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"compress/gzip"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -366,5 +367,85 @@ func TestZipFromWindows(t *testing.T) {
 		if e, _ := a.Manifest.Get(p); e.Mode != want {
 			t.Errorf("%s: mode %o, want %o", p, e.Mode, want)
 		}
+	}
+}
+
+func TestArtifactCancelled(t *testing.T) {
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err := Make(ctx, Options{Artifact: writeFile(t, tarBytes(t, true, appEntries...))})
+	if !errors.Is(err, context.Canceled) {
+		t.Errorf("got %v", err)
+	}
+}
+
+// FuzzUnpackTar feeds arbitrary tar streams to the unpacker: whatever it
+// accepts or refuses, nothing appears outside its folder, and what it
+// made inside is only folders, files and symlinks.
+func FuzzUnpackTar(f *testing.F) {
+	seeds := [][]arEntry{
+		appEntries,
+		{symlink("l", "/tmp"), reg("l/x", "x", 0o644)},
+		{reg("a/../../x", "x", 0o644)},
+		{reg("f", "x", 0o644), {name: "h", link: "f", kind: tar.TypeLink}, {name: "p", kind: tar.TypeFifo}},
+	}
+	for _, s := range seeds {
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		for _, e := range s {
+			h := &tar.Header{Name: e.name, Typeflag: e.kind, Mode: e.mode, Linkname: e.link, ModTime: archiveTime, Format: tar.FormatGNU}
+			if e.kind == tar.TypeReg {
+				h.Size = int64(len(e.body))
+			}
+			tw.WriteHeader(h)
+			tw.Write([]byte(e.body))
+		}
+		tw.Close()
+		f.Add(buf.Bytes())
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		base := t.TempDir()
+		dir := filepath.Join(base, "tree")
+		s := &scanner{a: &Artifact{}}
+		u := s.newUnpacker(t.Context(), dir)
+		u.tar(bytes.NewReader(data))
+		if left, _ := os.ReadDir(base); len(left) > 1 || len(left) == 1 && left[0].Name() != "tree" {
+			t.Fatalf("written beside the tree: %v", left)
+		}
+		filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return nil
+			}
+			if m := d.Type(); m&^(fs.ModeDir|fs.ModeSymlink) != 0 {
+				t.Errorf("%s: made a %v", p, m)
+			}
+			return nil
+		})
+	})
+}
+
+// A sparse file's holes cost the archive nothing: 1 GiB of them would be
+// written out in full. GNU tar makes both forms.
+func TestArtifactSparseRefused(t *testing.T) {
+	if _, err := exec.LookPath("tar"); err != nil {
+		t.Skip("no tar")
+	}
+	src := t.TempDir()
+	f, err := os.Create(filepath.Join(src, "holes"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Truncate(1 << 30)
+	f.WriteAt([]byte("end"), 1<<30-3)
+	f.Close()
+	for _, format := range []string{"gnu", "pax"} {
+		out := filepath.Join(t.TempDir(), "sparse.tar")
+		if b, err := exec.Command("tar", "-C", src, "--format="+format, "-cSf", out, "holes").CombinedOutput(); err != nil {
+			t.Fatalf("%v: %s", err, b)
+		}
+		if st, _ := os.Stat(out); st.Size() > 1<<20 {
+			t.Fatalf("%s: the archive is %d bytes: not sparse", format, st.Size())
+		}
+		failMake(t, Options{Artifact: out}, "holes is a sparse file: not supported")
 	}
 }

@@ -31,7 +31,7 @@ import (
 type Options struct {
 	Source   string   // local folder; with Ref, a git checkout or a folder in one. Not read with Artifact
 	Commands []string // run with `sh -c` in a scratch copy of the tree, in order
-	Exclude  []string // relative paths (or path.Match patterns) left out
+	Exclude  []string // relative paths (or path.Match patterns) left out, of an artifact too
 	Output   io.Writer
 	TempDir  string // where the scratch copy and the payloads go; "" for os.TempDir
 	CacheDir string // keeps the hashes of Source's files between builds without commands; "" for none
