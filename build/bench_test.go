@@ -52,11 +52,17 @@ func genTree(b *testing.B, dir string) []string {
 }
 
 // The generated files are new: with the real clock the racy rule would keep
-// them out of the cache. An hour later they are settled, as in a real tree.
+// them out of the cache. An hour later they are settled, as in a real tree:
+// Make with benchOptions.
 func benchTree(b *testing.B) (src string, changed []string) {
-	setClock(b, time.Now().Add(time.Hour))
 	src = b.TempDir()
 	return src, genTree(b, src)
+}
+
+func benchOptions(o Options) Options {
+	settled := time.Now().Add(time.Hour)
+	o.now = func() time.Time { return settled }
+	return o
 }
 
 func BenchmarkMake(b *testing.B) {
@@ -69,7 +75,7 @@ func BenchmarkMake(b *testing.B) {
 			before(i)
 			i++
 			b.StartTimer()
-			a, err := Make(b.Context(), Options{Source: src, CacheDir: cache})
+			a, err := Make(b.Context(), benchOptions(Options{Source: src, CacheDir: cache}))
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -96,7 +102,7 @@ func BenchmarkMake(b *testing.B) {
 
 func BenchmarkPayload(b *testing.B) {
 	src, changed := benchTree(b)
-	a, err := Make(b.Context(), Options{Source: src})
+	a, err := Make(b.Context(), benchOptions(Options{Source: src}))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -125,6 +131,38 @@ func BenchmarkPayload(b *testing.B) {
 				b.StartTimer()
 				if _, err := a.Payload(t, false); err != nil {
 					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkOutsideLinks judges the links of trees of n folders, each with a
+// file and links chained through the folders before it (long chains, the
+// worst case for resolving one link at a time): the time per op should grow
+// linearly in n.
+func BenchmarkOutsideLinks(b *testing.B) {
+	for _, n := range []int{5000, 10000, 20000} {
+		var items []item
+		add := func(typ byte, p, target string) {
+			items = append(items, item{walked: walked{Entry: Entry{Type: typ, Path: p, Target: target}}})
+		}
+		for i := range n {
+			d := fmt.Sprintf("d%05d", i)
+			add('d', d, "")
+			add('f', d+"/f", "")
+			if i == 0 {
+				add('l', d+"/l", "f")
+			} else {
+				add('l', d+"/l", fmt.Sprintf("../d%05d/l", i-1)) // through every link before it
+			}
+			add('l', d+"/up", "l/../../../x") // l leads to d00000/f: three .. leave
+		}
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			for b.Loop() {
+				out, err := outsideLinks(items)
+				if err != nil || len(out) != n {
+					b.Fatalf("%d outside, %v", len(out), err)
 				}
 			}
 		})

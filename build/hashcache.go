@@ -53,14 +53,15 @@ const (
 )
 
 // loadHashCache returns the cache of the folder source, kept under dir
-// (empty if none can be read), or nil when there is none to use.
-func loadHashCache(dir, source string) *hashCache {
+// (empty if none can be read), or nil when there is none to use. Hashing
+// begins at now.
+func loadHashCache(dir, source string, now time.Time) *hashCache {
 	abs, err := filepath.Abs(source)
 	if err != nil {
 		return nil
 	}
 	sum := sha256.Sum256([]byte(abs))
-	c := &hashCache{path: filepath.Join(dir, "hashes", hex.EncodeToString(sum[:])), start: clock()}
+	c := &hashCache{path: filepath.Join(dir, "hashes", hex.EncodeToString(sum[:])), start: now}
 	if data, err := os.ReadFile(c.path); err == nil {
 		c.old = parseHashCache(string(data))
 		c.next = make([]hashEntry, 0, len(c.old))

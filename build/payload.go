@@ -134,7 +134,7 @@ func (a *Artifact) writePayload(p *Payload, t Transfer) (err error) {
 			return err
 		}
 		if e.Type == 'f' && !reused {
-			b2, err := a.copyFile(tw, e.Entry, buf)
+			b2, err := a.copyFile(tw, e, buf)
 			if err != nil {
 				return err
 			}
@@ -143,7 +143,7 @@ func (a *Artifact) writePayload(p *Payload, t Transfer) (err error) {
 			p.SentBytes += e.Size
 		}
 	}
-	now := clock().Truncate(time.Second)
+	now := a.now().Truncate(time.Second)
 	for _, meta := range []member{{MetaSums, []byte(sums.String())}, manifestMember(a.Manifest, t)} {
 		if err := tw.WriteHeader(&tar.Header{Name: meta.name, Mode: 0o600, Size: int64(len(meta.data)), ModTime: now, Typeflag: tar.TypeReg, Format: tar.FormatPAX}); err != nil {
 			return err
@@ -168,12 +168,17 @@ func (a *Artifact) writePayload(p *Payload, t Transfer) (err error) {
 	return out.Close()
 }
 
-// copyFile copies the file of entry e from the tree to w and returns its
-// BLAKE2b-256. The source folder is the user's working tree: a file that no
-// longer matches the manifest (size or sha256) fails the payload.
-func (a *Artifact) copyFile(w io.Writer, e Entry, buf []byte) ([]byte, error) {
+// copyFile copies the file of entry e from the tree (or from the local file
+// an outside link led to) to w and returns its BLAKE2b-256. The source
+// folder is the user's working tree: a file that no longer matches the
+// manifest (size or sha256) fails the payload.
+func (a *Artifact) copyFile(w io.Writer, e walked, buf []byte) ([]byte, error) {
 	changed := func() error { return &ChangedError{Path: e.Path} }
-	f, fi, err := openRegular(filepath.Join(a.tree, filepath.FromSlash(e.Path)))
+	name := e.src
+	if name == "" {
+		name = filepath.Join(a.tree, filepath.FromSlash(e.Path))
+	}
+	f, fi, err := openRegular(a.open, name)
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, errNotRegular) || errors.Is(err, syscall.ELOOP) || errors.Is(err, syscall.ENOTDIR) {
 		return nil, changed()
 	}

@@ -14,25 +14,27 @@ import (
 	"time"
 )
 
-// setClock fixes the package's clock at at for the test.
-func setClock(t testing.TB, at time.Time) {
-	t.Helper()
-	old := clock
-	clock = func() time.Time { return at }
-	t.Cleanup(func() { clock = old })
+// seams carries a test's clock and open counter into every Make it runs.
+type seams struct {
+	now   time.Time // zero: the real clock
+	opens int       // files of a tree opened for reading
 }
 
-// countOpens counts the files of a tree opened for reading during the test.
-func countOpens(t testing.TB) *int {
-	t.Helper()
-	n, old := new(int), openFile
-	openFile = func(name string) (*os.File, error) {
-		*n++
-		return old(name)
+// opts returns o with the seams set.
+func (s *seams) opts(o Options) Options {
+	if !s.now.IsZero() {
+		now := s.now
+		o.now = func() time.Time { return now }
 	}
-	t.Cleanup(func() { openFile = old })
-	return n
+	o.open = func(name string) (*os.File, error) {
+		s.opens++
+		return defaultOpen(name)
+	}
+	return o
 }
+
+// later is an hour from now: files written by a test count as settled.
+func later() *seams { return &seams{now: time.Now().Add(time.Hour)} }
 
 func sha(s string) string {
 	h := sha256.Sum256([]byte(s))
@@ -86,10 +88,10 @@ func payloadBytes(t *testing.T, a *Artifact, tr Transfer, gz bool) []byte {
 
 func TestPayloadSameWithOrWithoutCache(t *testing.T) {
 	src, cache := sampleTree(t), t.TempDir()
-	setClock(t, time.Now().Add(time.Hour)) // the files count as old: cached
-	plain := mustMake(t, Options{Source: src})
-	mustMake(t, Options{Source: src, CacheDir: cache})
-	warm := mustMake(t, Options{Source: src, CacheDir: cache})
+	fx := later() // the files count as old: cached
+	plain := mustMake(t, fx.opts(Options{Source: src}))
+	mustMake(t, fx.opts(Options{Source: src, CacheDir: cache}))
+	warm := mustMake(t, fx.opts(Options{Source: src, CacheDir: cache}))
 	if plain.Checksum != warm.Checksum {
 		t.Fatalf("checksum %s with the cache, %s without", warm.Checksum, plain.Checksum)
 	}
@@ -111,23 +113,22 @@ func TestPayloadSameWithOrWithoutCache(t *testing.T) {
 
 func TestUnchangedTreeReadsNoFile(t *testing.T) {
 	src, cache := sampleTree(t), t.TempDir()
-	setClock(t, time.Now().Add(time.Hour))
-	opens := countOpens(t)
-	mustMake(t, Options{Source: src, CacheDir: cache})
-	if *opens != 5 {
-		t.Errorf("first build read %d files, want 5", *opens)
+	fx := later()
+	mustMake(t, fx.opts(Options{Source: src, CacheDir: cache}))
+	if fx.opens != 5 {
+		t.Errorf("first build read %d files, want 5", fx.opens)
 	}
-	*opens = 0
-	mustMake(t, Options{Source: src, CacheDir: cache})
-	if *opens != 0 {
-		t.Errorf("second build of an unchanged tree read %d files", *opens)
+	fx.opens = 0
+	mustMake(t, fx.opts(Options{Source: src, CacheDir: cache}))
+	if fx.opens != 0 {
+		t.Errorf("second build of an unchanged tree read %d files", fx.opens)
 	}
 	mkfile(t, src, "a/b", "two", 0o644)
-	a := mustMake(t, Options{Source: src, CacheDir: cache})
-	if *opens != 1 || sum(t, a, "a/b") != sha("two") {
-		t.Errorf("after changing a/b: %d files read, a/b %s", *opens, sum(t, a, "a/b"))
+	a := mustMake(t, fx.opts(Options{Source: src, CacheDir: cache}))
+	if fx.opens != 1 || sum(t, a, "a/b") != sha("two") {
+		t.Errorf("after changing a/b: %d files read, a/b %s", fx.opens, sum(t, a, "a/b"))
 	}
-	c := loadHashCache(cache, src)
+	c := loadHashCache(cache, src, time.Now())
 	if len(c.old) != 5 {
 		t.Errorf("cache holds %d entries, want 5", len(c.old))
 	}
@@ -169,8 +170,8 @@ func TestCacheDistrustsRewrittenFile(t *testing.T) {
 	src, cache := t.TempDir(), t.TempDir()
 	mkfile(t, src, "f.txt", "aaaa", 0o644)
 	p := filepath.Join(src, "f.txt")
-	setClock(t, time.Now().Add(time.Hour)) // so only the ctime can tell
-	mustMake(t, Options{Source: src, CacheDir: cache})
+	fx := later() // so only the ctime can tell
+	mustMake(t, fx.opts(Options{Source: src, CacheDir: cache}))
 	st, _ := os.Lstat(p)
 	before, _ := statID(st)
 	mkfile(t, src, "f.txt", "bbbb", 0o644)
@@ -193,7 +194,7 @@ func TestCacheDistrustsRewrittenFile(t *testing.T) {
 			t.Fatal("ctime never moved")
 		}
 	}
-	if a := mustMake(t, Options{Source: src, CacheDir: cache}); sum(t, a, "f.txt") != sha("bbbb") {
+	if a := mustMake(t, fx.opts(Options{Source: src, CacheDir: cache})); sum(t, a, "f.txt") != sha("bbbb") {
 		t.Error("trusted the cache entry of a rewritten file")
 	}
 }
@@ -206,7 +207,7 @@ func writeCache(t *testing.T, cache, src, path, sum string, hashed time.Time) {
 		t.Fatal(err)
 	}
 	id, _ := statID(st)
-	c := loadHashCache(cache, src)
+	c := loadHashCache(cache, src, time.Now())
 	os.MkdirAll(filepath.Dir(c.path), 0o700)
 	line := fmt.Sprintf("%s%d\n%d\t%d\t%d\t%d\t%d\t%s\t%s\n", hashCacheHeader, hashed.UnixNano(), id.dev, id.ino, id.size, id.mtime, id.ctime, sum, path)
 	if err := os.WriteFile(c.path, []byte(line), 0o600); err != nil {
@@ -217,27 +218,27 @@ func writeCache(t *testing.T, cache, src, path, sum string, hashed time.Time) {
 func TestRacyEntriesNeitherStoredNorTrusted(t *testing.T) {
 	src, cache := t.TempDir(), t.TempDir()
 	mkfile(t, src, "f.txt", "fresh", 0o644)
-	opens := countOpens(t)
+	fx := &seams{}
 	// Hashed within 2 s of its mtime and ctime: not stored.
-	mustMake(t, Options{Source: src, CacheDir: cache})
-	if data, _ := os.ReadFile(loadHashCache(cache, src).path); strings.Contains(string(data), "f.txt") {
+	mustMake(t, fx.opts(Options{Source: src, CacheDir: cache}))
+	if data, _ := os.ReadFile(loadHashCache(cache, src, time.Now()).path); strings.Contains(string(data), "f.txt") {
 		t.Errorf("stored an entry for a file written just now:\n%s", data)
 	}
-	mustMake(t, Options{Source: src, CacheDir: cache})
-	if *opens != 2 {
-		t.Errorf("a file written just now was read %d times by two builds, want 2", *opens)
+	mustMake(t, fx.opts(Options{Source: src, CacheDir: cache}))
+	if fx.opens != 2 {
+		t.Errorf("a file written just now was read %d times by two builds, want 2", fx.opens)
 	}
 	// An entry stored against the rule (a wrong sum, to tell) is not trusted.
 	st, _ := os.Lstat(filepath.Join(src, "f.txt"))
 	id, _ := statID(st)
-	setClock(t, time.Now().Add(time.Hour))
+	fx = later()
 	writeCache(t, cache, src, "f.txt", sha("wrong"), time.Unix(0, id.ctime).Add(time.Second))
-	if a := mustMake(t, Options{Source: src, CacheDir: cache}); sum(t, a, "f.txt") != sha("fresh") {
+	if a := mustMake(t, fx.opts(Options{Source: src, CacheDir: cache})); sum(t, a, "f.txt") != sha("fresh") {
 		t.Error("trusted an entry hashed within 2 s of the file's ctime")
 	}
 	// A wrong entry that passes the rule: the payload refuses, no wrong build.
 	writeCache(t, cache, src, "f.txt", sha("wrong"), time.Unix(0, id.ctime).Add(3*time.Second))
-	a := mustMake(t, Options{Source: src, CacheDir: cache})
+	a := mustMake(t, fx.opts(Options{Source: src, CacheDir: cache}))
 	if sum(t, a, "f.txt") != sha("wrong") {
 		t.Fatal("the test's cache entry was not used")
 	}
@@ -248,11 +249,11 @@ func TestRacyEntriesNeitherStoredNorTrusted(t *testing.T) {
 
 func TestBadCacheIgnored(t *testing.T) {
 	src := sampleTree(t)
-	setClock(t, time.Now().Add(time.Hour))
-	want := mustMake(t, Options{Source: src}).Checksum
+	fx := later()
+	want := mustMake(t, fx.opts(Options{Source: src})).Checksum
 	valid := func(cache string) string {
-		mustMake(t, Options{Source: src, CacheDir: cache})
-		data, _ := os.ReadFile(loadHashCache(cache, src).path)
+		mustMake(t, fx.opts(Options{Source: src, CacheDir: cache}))
+		data, _ := os.ReadFile(loadHashCache(cache, src, time.Now()).path)
 		return string(data)
 	}(t.TempDir())
 	for name, spoil := range map[string]func(cache, file string) error{
@@ -268,14 +269,14 @@ func TestBadCacheIgnored(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			cache := t.TempDir()
-			file := loadHashCache(cache, src).path
+			file := loadHashCache(cache, src, time.Now()).path
 			os.MkdirAll(filepath.Dir(file), 0o700)
 			if err := spoil(cache, file); err != nil {
 				t.Fatal(err)
 			}
-			opens := countOpens(t)
-			if a := mustMake(t, Options{Source: src, CacheDir: cache}); a.Checksum != want || *opens != 5 {
-				t.Errorf("checksum %s (want %s), %d files read (want 5)", a.Checksum, want, *opens)
+			fx.opens = 0
+			if a := mustMake(t, fx.opts(Options{Source: src, CacheDir: cache})); a.Checksum != want || fx.opens != 5 {
+				t.Errorf("checksum %s (want %s), %d files read (want 5)", a.Checksum, want, fx.opens)
 			}
 		})
 	}
@@ -312,12 +313,12 @@ func TestPayloadKeepsWalkOrder(t *testing.T) {
 
 func TestNoCacheForScratchCopy(t *testing.T) {
 	src, cache := sampleTree(t), t.TempDir()
-	setClock(t, time.Now().Add(time.Hour))
-	a := mustMake(t, Options{Source: src, CacheDir: cache, Commands: []string{"true"}})
+	fx := later()
+	a := mustMake(t, fx.opts(Options{Source: src, CacheDir: cache, Commands: []string{"true"}}))
 	if _, err := os.Stat(filepath.Join(cache, "hashes")); !os.IsNotExist(err) {
 		t.Errorf("a build with commands used the cache: %v", err)
 	}
-	if want := mustMake(t, Options{Source: src}).Checksum; a.Checksum != want {
+	if want := mustMake(t, fx.opts(Options{Source: src})).Checksum; a.Checksum != want {
 		t.Errorf("checksum %s, want %s", a.Checksum, want)
 	}
 }
