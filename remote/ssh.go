@@ -12,11 +12,16 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 )
+
+// maxReadFile bounds ReadFile: fleetdeploy's own files are small, and a
+// huge one is a broken or hostile host, never a reason to fill memory.
+const maxReadFile = 16 << 20
 
 // Client is a Host reached over SSH, with one SFTP session multiplexed on the
 // same connection.
@@ -287,37 +292,92 @@ func sftpErr(err error) error {
 	return err
 }
 
-// ReadFile reads a small remote file.
+// ReadFile reads a small remote file: a regular one only (a FIFO would
+// hang OpenSSH's single-threaded sftp-server, and the whole session with
+// it; a symlink is not followed), of at most 16 MiB: a larger one is an
+// error, never silently cut.
 func (c *Client) ReadFile(ctx context.Context, p string) ([]byte, error) {
 	return sftpGet(ctx, c, func() ([]byte, error) {
-		f, err := c.sftp.Open(p)
+		f, size, err := c.openRegular(p)
 		if err != nil {
 			return nil, err
 		}
-		defer f.Close()
-		return io.ReadAll(io.LimitReader(f, 16<<20))
+		defer closeLater(f)
+		if size > maxReadFile {
+			return nil, fmt.Errorf("%s is %d bytes, over the %d MiB limit for a file fleetdeploy reads", p, size, maxReadFile>>20)
+		}
+		// The size from Lstat lets all of the file be asked for at once
+		// (pkg/sftp sends the requests together); a file that grew since
+		// reads as it was.
+		buf := make([]byte, size)
+		n, err := f.ReadAt(buf, 0)
+		if errors.Is(err, io.EOF) {
+			err = nil
+		}
+		return buf[:n], err
 	})
 }
 
-// ReadTail reads the last max bytes of a remote file.
+// ReadTail reads the last max bytes of a remote file, a regular one only
+// (see ReadFile).
 func (c *Client) ReadTail(ctx context.Context, p string, max int64) ([]byte, error) {
 	return sftpGet(ctx, c, func() ([]byte, error) {
-		f, err := c.sftp.Open(p)
+		f, size, err := c.openRegular(p)
 		if err != nil {
 			return nil, err
 		}
-		defer f.Close()
-		fi, err := f.Stat()
-		if err != nil {
-			return nil, err
+		defer closeLater(f)
+		off := size - max
+		if off < 0 {
+			off = 0
 		}
-		if off := fi.Size() - max; off > 0 {
-			if _, err := f.Seek(off, io.SeekStart); err != nil {
-				return nil, err
-			}
+		buf := make([]byte, size-off)
+		n, err := f.ReadAt(buf, off)
+		if errors.Is(err, io.EOF) {
+			err = nil
 		}
-		return io.ReadAll(io.LimitReader(f, max))
+		return buf[:n], err
 	})
+}
+
+// errNotRegular is a path that should be a regular file and is something else.
+var errNotRegular = errors.New("not a regular file")
+
+// openRegular opens p for reading once Lstat says it is a regular file, and
+// returns its size.
+func (c *Client) openRegular(p string) (*sftp.File, int64, error) {
+	fi, err := c.sftp.Lstat(p)
+	if err != nil {
+		return nil, 0, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, 0, fmt.Errorf("%s: %w (%s)", p, errNotRegular, fileKind(fi.Mode()))
+	}
+	f, err := c.sftp.Open(p)
+	if err != nil {
+		return nil, 0, err
+	}
+	return f, fi.Size(), nil
+}
+
+// closeLater closes a file opened for reading without waiting for the
+// host's answer, which tells nothing: one round trip less per read.
+func closeLater(f *sftp.File) { go f.Close() }
+
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeSymlink != 0:
+		return "a symlink"
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	}
+	return "mode " + m.String()
 }
 
 // WriteFile writes data to a temporary name beside path, then renames it over path.
@@ -381,10 +441,44 @@ func (c *Client) Rename(ctx context.Context, oldpath, newpath string) error {
 	return c.sftpCall(ctx, func() error { return c.sftp.PosixRename(oldpath, newpath) })
 }
 
-// Remove removes a file, symlink or empty directory.
+// Remove removes a file, symlink or empty directory, and reports what
+// really happened. pkg/sftp's Remove, after both SSH_FXP_REMOVE and RMDIR
+// fail, asks Stat which error to return; Stat follows a dangling symlink
+// and says "not found", so a lock link that a read-only filesystem kept
+// looked removed. Here a "not found" is checked with Lstat, and a failure
+// the server does not explain (SSH_FX_FAILURE) is checked against the
+// filesystem's read-only flag.
 func (c *Client) Remove(ctx context.Context, p string) error {
-	return c.sftpCall(ctx, func() error { return c.sftp.Remove(p) })
+	return c.sftpCall(ctx, func() error {
+		err := c.sftp.Remove(p)
+		if err == nil {
+			return nil
+		}
+		var se *sftp.StatusError
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			_, lerr := c.sftp.Lstat(p)
+			if errors.Is(lerr, fs.ErrNotExist) {
+				return err
+			}
+			if lerr != nil {
+				return fmt.Errorf("removing %s: %w", p, lerr)
+			}
+			err = fmt.Errorf("removing %s: the host refused, and it is still there", p)
+		case !errors.As(err, &se) || se.FxCode() != sftp.ErrSSHFxFailure:
+			return err
+		}
+		// SSH_FX_FAILURE tells nothing more: a read-only filesystem is the
+		// usual cause, and the one to name.
+		if vfs, verr := c.sftp.StatVFS(path.Dir(p)); verr == nil && vfs.Flag&stRdonly != 0 {
+			return fmt.Errorf("removing %s: %w", p, syscall.EROFS)
+		}
+		return err
+	})
 }
+
+// stRdonly is ST_RDONLY in statvfs@openssh.com's flags.
+const stRdonly = 0x1
 
 // MkdirAll creates a directory and its parents.
 func (c *Client) MkdirAll(ctx context.Context, p string) error {
