@@ -69,8 +69,9 @@ func (d *delayedConn) Read(p []byte) (int, error) {
 // fails this test.
 const dialRoundTrips = 10
 
-// TestDialRoundTrips counts the round trips Dial waits for, by delaying
-// what the host sends by 100 ms and counting the delays in Dial's time.
+// TestDialRoundTrips counts the round trips Dial (and the reads after it)
+// wait for, by delaying what the host sends by 100 ms and counting the
+// delays in the time taken.
 func TestDialRoundTrips(t *testing.T) {
 	t.Parallel()
 	f := sshtest.Start(t, 1)
@@ -105,5 +106,26 @@ func TestDialRoundTrips(t *testing.T) {
 	t.Logf("Dial: %d round trips (%v with %v added to each)", got, took.Round(time.Millisecond), oneWay)
 	if got > dialRoundTrips {
 		t.Errorf("Dial took %d round trips, budget %d", got, dialRoundTrips)
+	}
+
+	// Reads: Lstat, Open and one pipelined read; the close is not waited for.
+	h.Exec(t, `mkdir -p "$ROOT" && head -c 3000 /dev/zero > "$ROOT/f"`)
+	for _, tc := range []struct {
+		name string
+		op   func() error
+		want int
+	}{
+		{"ReadFile", func() error { _, err := c.ReadFile(t.Context(), h.Root+"/f"); return err }, 3},
+		{"ReadTail", func() error { _, err := c.ReadTail(t.Context(), h.Root+"/f", 100); return err }, 3},
+		{"Remove", func() error { return c.Remove(t.Context(), h.Root+"/f") }, 1},
+	} {
+		begin := time.Now()
+		if err := tc.op(); err != nil {
+			t.Fatal(err)
+		}
+		took := time.Since(begin)
+		if got := int(took / oneWay); got > tc.want {
+			t.Errorf("%s took %d round trips (%v), budget %d", tc.name, got, took.Round(time.Millisecond), tc.want)
+		}
 	}
 }
