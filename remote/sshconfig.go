@@ -353,8 +353,12 @@ const maxJumpDepth = 8
 // IdentityAgent, CertificateFile, ProxyJump (every jump host resolved through
 // ssh_config in turn), ProxyCommand, UserKnownHostsFile, GlobalKnownHostsFile,
 // HostKeyAlias, StrictHostKeyChecking, HashKnownHosts, BatchMode,
-// ConnectTimeout and ServerAliveInterval/CountMax. It does no network I/O: a
-// name that resolves nowhere is reported by Dial, naming the files read here.
+// ConnectTimeout and ServerAliveInterval/CountMax. StrictHostKeyChecking no
+// (or off) is read as accept-new: host keys are always verified. A
+// ServerAliveInterval of 0 leaves the default: keepalives are never off.
+// ProxyJump wins over ProxyCommand when a host has both (ssh(1) takes the
+// first one found). It does no network I/O: a name that resolves nowhere
+// is reported by Dial, naming the files read here.
 func (s *SSHConfig) Resolve(alias string, o Overrides) (Config, error) {
 	return s.resolve(alias, o, 0, nil)
 }
