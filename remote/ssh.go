@@ -9,308 +9,74 @@ import (
 	"net"
 	"os"
 	"path"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
-	"golang.org/x/crypto/ssh/agent"
 )
 
-// Default bounds on a host that stops answering; see README "Timeouts".
-const (
-	DefaultConnectTimeout    = 10 * time.Second // TCP connect + SSH handshake + auth
-	DefaultKeepaliveInterval = 5 * time.Second
-	DefaultKeepaliveMax      = 3 // unanswered keepalives before the connection is dropped
-	// DefaultStopGrace bounds how long a cancelled command may take to end on
-	// the host (the kill-on-hangup wrapper sends SIGKILL after 3 s).
-	DefaultStopGrace = 10 * time.Second
-)
-
-// Config says how to reach one host.
-type Config struct {
-	Name       string // as the inventory writes it, for messages
-	Addr       string // host:port
-	User       string
-	Identity   string // private key file; "" means ~/.ssh/id_* that exist
-	KnownHosts string
-
-	// Agent, when set, is the path of an ssh-agent socket (SSH_AUTH_SOCK).
-	Agent string
-
-	ConnectTimeout    time.Duration
-	KeepaliveInterval time.Duration
-	KeepaliveMax      int
-
-	// StopGrace bounds how long Run, once its context ends, waits for the
-	// command to end on the host before it gives up and closes the session;
-	// and how long SFTP requests already sent are waited for.
-	StopGrace time.Duration
-}
-
-func (c *Config) defaults() {
-	if c.ConnectTimeout <= 0 {
-		c.ConnectTimeout = DefaultConnectTimeout
-	}
-	if c.KeepaliveInterval <= 0 {
-		c.KeepaliveInterval = DefaultKeepaliveInterval
-	}
-	if c.KeepaliveMax <= 0 {
-		c.KeepaliveMax = DefaultKeepaliveMax
-	}
-	if c.StopGrace <= 0 {
-		c.StopGrace = DefaultStopGrace
-	}
-}
+// maxReadFile bounds ReadFile: fleetdeploy's own files are small, and a
+// huge one is a broken or hostile host, never a reason to fill memory.
+const maxReadFile = 16 << 20
 
 // Client is a Host reached over SSH, with one SFTP session multiplexed on the
 // same connection.
 type Client struct {
-	name   string
-	conn   net.Conn
-	ssh    *ssh.Client
-	sftp   *sftp.Client
-	closer []io.Closer
-	done   chan struct{}
-	once   sync.Once
-
-	rtt       time.Duration // the network round trip (see ConnectRTT)
+	name      string
+	link      *link
+	sftp      *sftp.Client
+	info      ConnInfo
 	stopGrace time.Duration // see Config.StopGrace
-
-	mu   sync.Mutex
-	lost error // why the connection was dropped by us, if it was
+	onClose   func()        // a one-off Dial's own Dialer
+	closeOnce sync.Once
 }
 
 // ConnectRTT is the network round trip to the host: the smallest the kernel
 // measured during the handshake where it says (Linux), else how long the TCP
-// connect took (which a busy client can stretch).
-func (c *Client) ConnectRTT() time.Duration { return c.rtt }
+// connect took (which a busy client can stretch); through a jump host, how
+// long opening the channel took (both legs); 0 through a ProxyCommand.
+func (c *Client) ConnectRTT() time.Duration { return c.info.RTT }
 
 // ServerVersion is the identification the host's SSH server sent, such as
 // "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3".
-func (c *Client) ServerVersion() string { return string(c.ssh.ServerVersion()) }
+func (c *Client) ServerVersion() string { return c.info.ServerVersion }
+
+// Info says how the host was reached: user, host key, key accepted, time taken.
+func (c *Client) Info() ConnInfo { return c.info }
 
 var _ Host = (*Client)(nil)
-
-// Dial connects to a host, verifies its key against known_hosts, authenticates
-// with the agent and/or key file, and opens SFTP. Every stage is bounded by
-// cfg.ConnectTimeout; afterwards keepalives detect a host gone silent.
-func Dial(ctx context.Context, cfg Config) (*Client, error) {
-	cfg.defaults()
-	hostKey, algos, err := hostKeyCheck(cfg.KnownHosts, cfg.Addr)
-	if err != nil {
-		return nil, err
-	}
-	auth, closers, err := authMethods(cfg)
-	if err != nil {
-		return nil, err
-	}
-	closeAll := func() {
-		for _, c := range closers {
-			c.Close()
-		}
-	}
-	ctx, cancel := context.WithTimeout(ctx, cfg.ConnectTimeout)
-	defer cancel()
-	var d net.Dialer
-	dialStart := time.Now()
-	conn, err := d.DialContext(ctx, "tcp", cfg.Addr)
-	rtt := time.Since(dialStart)
-	if err != nil {
-		closeAll()
-		return nil, dialError(ctx, err, cfg.ConnectTimeout)
-	}
-	// x/crypto/ssh's Timeout covers only the TCP dial: bound the handshake and
-	// authentication too, and give up at once if ctx is cancelled.
-	deadline, _ := ctx.Deadline()
-	conn.SetDeadline(deadline)
-	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
-	sshConf := &ssh.ClientConfig{
-		User:              cfg.User,
-		Auth:              auth,
-		HostKeyCallback:   hostKey,
-		HostKeyAlgorithms: algos,
-		Timeout:           cfg.ConnectTimeout,
-	}
-	quick, connected := ackAtOnce(conn)
-	c, chans, reqs, err := ssh.NewClientConn(quick, cfg.Addr, sshConf)
-	if err != nil {
-		stop()
-		conn.Close()
-		closeAll()
-		if hk, ok := asHostKeyError(err); ok {
-			return nil, hk
-		}
-		if ctx.Err() != nil {
-			return nil, dialError(ctx, ctx.Err(), cfg.ConnectTimeout)
-		}
-		return nil, fmt.Errorf("ssh handshake: %w", err)
-	}
-	client := ssh.NewClient(c, chans, reqs)
-	sc, err := sftp.NewClient(client)
-	if err != nil {
-		stop()
-		client.Close()
-		closeAll()
-		if ctx.Err() != nil {
-			return nil, dialError(ctx, ctx.Err(), cfg.ConnectTimeout)
-		}
-		return nil, fmt.Errorf("opening sftp (is the sftp subsystem enabled in sshd_config?): %w", err)
-	}
-	if !stop() && ctx.Err() != nil {
-		sc.Close()
-		client.Close()
-		closeAll()
-		return nil, dialError(ctx, ctx.Err(), cfg.ConnectTimeout)
-	}
-	connected()
-	conn.SetDeadline(time.Time{})
-	if k, ok := kernelRTT(conn); ok {
-		rtt = k
-	}
-	cl := &Client{name: cfg.Name, conn: conn, ssh: client, sftp: sc, closer: closers, done: make(chan struct{}), rtt: rtt, stopGrace: cfg.StopGrace}
-	go cl.keepalive(cfg.KeepaliveInterval, cfg.KeepaliveMax)
-	return cl, nil
-}
-
-func dialError(ctx context.Context, err error, limit time.Duration) error {
-	if errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) {
-		return fmt.Errorf("no SSH connection within %s (host down or not answering)", limit)
-	}
-	if errors.Is(err, context.Canceled) {
-		return context.Canceled
-	}
-	return fmt.Errorf("connecting: %w", err)
-}
-
-// authMethods offers the agent's keys (when SSH_AUTH_SOCK is set) and the key files.
-func authMethods(cfg Config) ([]ssh.AuthMethod, []io.Closer, error) {
-	var signers []ssh.Signer
-	var closers []io.Closer
-	var problems []string
-	if cfg.Agent != "" {
-		if conn, err := net.Dial("unix", cfg.Agent); err == nil {
-			closers = append(closers, conn)
-			if s, err := agent.NewClient(conn).Signers(); err == nil {
-				signers = append(signers, s...)
-			}
-		}
-	}
-	files := []string{cfg.Identity}
-	if cfg.Identity == "" {
-		files = nil
-		if home, err := os.UserHomeDir(); err == nil {
-			for _, n := range []string{"id_ed25519", "id_ecdsa", "id_rsa"} {
-				files = append(files, filepath.Join(home, ".ssh", n))
-			}
-		}
-	}
-	for _, f := range files {
-		pem, err := os.ReadFile(f)
-		if err != nil {
-			if cfg.Identity != "" {
-				problems = append(problems, fmt.Sprintf("identity %s: %v", f, err))
-			}
-			continue
-		}
-		s, err := ssh.ParsePrivateKey(pem)
-		var pp *ssh.PassphraseMissingError
-		if errors.As(err, &pp) {
-			problems = append(problems, fmt.Sprintf("identity %s is passphrase-protected: load it into ssh-agent", f))
-			continue
-		}
-		if err != nil {
-			problems = append(problems, fmt.Sprintf("identity %s: %v", f, err))
-			continue
-		}
-		signers = append(signers, s)
-	}
-	if len(signers) == 0 {
-		for _, c := range closers {
-			c.Close()
-		}
-		msg := "no SSH key to offer: set ssh.identity in the inventory or start ssh-agent"
-		if len(problems) > 0 {
-			msg += " (" + strings.Join(problems, "; ") + ")"
-		}
-		return nil, nil, errors.New(msg)
-	}
-	return []ssh.AuthMethod{ssh.PublicKeys(signers...)}, closers, nil
-}
-
-// keepalive drops the connection when the host stops answering, so that every
-// operation in flight fails instead of hanging.
-func (c *Client) keepalive(every time.Duration, maxMissed int) {
-	t := time.NewTicker(every)
-	defer t.Stop()
-	replies := make(chan error, 1)
-	inFlight := false
-	last := time.Now()
-	for {
-		select {
-		case <-c.done:
-			return
-		case err := <-replies:
-			inFlight = false
-			if err != nil {
-				return // connection already gone
-			}
-			last = time.Now()
-		case now := <-t.C:
-			if silent := now.Sub(last); silent >= every*time.Duration(maxMissed) {
-				c.drop(fmt.Errorf("host silent for %s (no answer to keepalives)", silent.Round(time.Second)))
-				return
-			}
-			if !inFlight {
-				inFlight = true
-				go func() {
-					_, _, err := c.ssh.SendRequest("keepalive@openssh.com", true, nil)
-					replies <- err
-				}()
-			}
-		}
-	}
-}
-
-func (c *Client) drop(why error) {
-	c.mu.Lock()
-	if c.lost == nil {
-		c.lost = why
-	}
-	c.mu.Unlock()
-	c.conn.Close()
-}
 
 // Name is the host as the inventory writes it.
 func (c *Client) Name() string { return c.name }
 
-// Close ends the SFTP session and the connection.
+// Close ends the connection at once: SFTP requests still in flight fail
+// rather than being waited for (a host stuck on one, e.g. opening a FIFO,
+// would otherwise hold Close forever). The jump hosts it went through stay
+// up for the other hosts of the Dialer.
 func (c *Client) Close() error {
-	c.once.Do(func() { close(c.done) })
-	c.sftp.Close()
-	err := c.ssh.Close()
-	for _, cl := range c.closer {
-		cl.Close()
-	}
-	if errors.Is(err, net.ErrClosed) {
-		err = nil
-	}
+	var err error
+	c.closeOnce.Do(func() {
+		err = c.link.close()
+		c.sftp.Close() // returns at once: its transport is gone
+		if c.onClose != nil {
+			c.onClose()
+		}
+	})
 	return err
 }
 
-// connErr turns a transport failure into ErrConnLost with the reason we know.
+// connErr turns a transport failure into ErrConnLost with the reason we
+// know, naming the jump host when it is the one that failed.
 func (c *Client) connErr(err error) error {
 	if err == nil {
 		return nil
 	}
-	c.mu.Lock()
-	lost := c.lost
-	c.mu.Unlock()
-	if lost != nil {
-		return fmt.Errorf("%w: %v", ErrConnLost, lost)
+	if why := c.link.why(); why != nil {
+		return fmt.Errorf("%w: %v", ErrConnLost, why)
 	}
 	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, sftp.ErrSSHFxConnectionLost) || strings.Contains(err.Error(), "use of closed network connection") {
 		return fmt.Errorf("%w: %v", ErrConnLost, err)
@@ -323,7 +89,7 @@ func (c *Client) Run(ctx context.Context, cmd Cmd) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	s, err := c.ssh.NewSession()
+	s, err := c.link.ssh.NewSession()
 	if err != nil {
 		return nil, c.connErr(fmt.Errorf("opening session: %w", err))
 	}
@@ -526,37 +292,92 @@ func sftpErr(err error) error {
 	return err
 }
 
-// ReadFile reads a small remote file.
+// ReadFile reads a small remote file: a regular one only (a FIFO would
+// hang OpenSSH's single-threaded sftp-server, and the whole session with
+// it; a symlink is not followed), of at most 16 MiB: a larger one is an
+// error, never silently cut.
 func (c *Client) ReadFile(ctx context.Context, p string) ([]byte, error) {
 	return sftpGet(ctx, c, func() ([]byte, error) {
-		f, err := c.sftp.Open(p)
+		f, size, err := c.openRegular(p)
 		if err != nil {
 			return nil, err
 		}
-		defer f.Close()
-		return io.ReadAll(io.LimitReader(f, 16<<20))
+		defer closeLater(f)
+		if size > maxReadFile {
+			return nil, fmt.Errorf("%s is %d bytes, over the %d MiB limit for a file fleetdeploy reads", p, size, maxReadFile>>20)
+		}
+		// The size from Lstat lets all of the file be asked for at once
+		// (pkg/sftp sends the requests together); a file that grew since
+		// reads as it was.
+		buf := make([]byte, size)
+		n, err := f.ReadAt(buf, 0)
+		if errors.Is(err, io.EOF) {
+			err = nil
+		}
+		return buf[:n], err
 	})
 }
 
-// ReadTail reads the last max bytes of a remote file.
+// ReadTail reads the last max bytes of a remote file, a regular one only
+// (see ReadFile).
 func (c *Client) ReadTail(ctx context.Context, p string, max int64) ([]byte, error) {
 	return sftpGet(ctx, c, func() ([]byte, error) {
-		f, err := c.sftp.Open(p)
+		f, size, err := c.openRegular(p)
 		if err != nil {
 			return nil, err
 		}
-		defer f.Close()
-		fi, err := f.Stat()
-		if err != nil {
-			return nil, err
+		defer closeLater(f)
+		off := size - max
+		if off < 0 {
+			off = 0
 		}
-		if off := fi.Size() - max; off > 0 {
-			if _, err := f.Seek(off, io.SeekStart); err != nil {
-				return nil, err
-			}
+		buf := make([]byte, size-off)
+		n, err := f.ReadAt(buf, off)
+		if errors.Is(err, io.EOF) {
+			err = nil
 		}
-		return io.ReadAll(io.LimitReader(f, max))
+		return buf[:n], err
 	})
+}
+
+// errNotRegular is a path that should be a regular file and is something else.
+var errNotRegular = errors.New("not a regular file")
+
+// openRegular opens p for reading once Lstat says it is a regular file, and
+// returns its size.
+func (c *Client) openRegular(p string) (*sftp.File, int64, error) {
+	fi, err := c.sftp.Lstat(p)
+	if err != nil {
+		return nil, 0, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, 0, fmt.Errorf("%s: %w (%s)", p, errNotRegular, fileKind(fi.Mode()))
+	}
+	f, err := c.sftp.Open(p)
+	if err != nil {
+		return nil, 0, err
+	}
+	return f, fi.Size(), nil
+}
+
+// closeLater closes a file opened for reading without waiting for the
+// host's answer, which tells nothing: one round trip less per read.
+func closeLater(f *sftp.File) { go f.Close() }
+
+func fileKind(m fs.FileMode) string {
+	switch {
+	case m&fs.ModeSymlink != 0:
+		return "a symlink"
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	}
+	return "mode " + m.String()
 }
 
 // WriteFile writes data to a temporary name beside path, then renames it over path.
@@ -620,10 +441,44 @@ func (c *Client) Rename(ctx context.Context, oldpath, newpath string) error {
 	return c.sftpCall(ctx, func() error { return c.sftp.PosixRename(oldpath, newpath) })
 }
 
-// Remove removes a file, symlink or empty directory.
+// Remove removes a file, symlink or empty directory, and reports what
+// really happened. pkg/sftp's Remove, after both SSH_FXP_REMOVE and RMDIR
+// fail, asks Stat which error to return; Stat follows a dangling symlink
+// and says "not found", so a lock link that a read-only filesystem kept
+// looked removed. Here a "not found" is checked with Lstat, and a failure
+// the server does not explain (SSH_FX_FAILURE) is checked against the
+// filesystem's read-only flag.
 func (c *Client) Remove(ctx context.Context, p string) error {
-	return c.sftpCall(ctx, func() error { return c.sftp.Remove(p) })
+	return c.sftpCall(ctx, func() error {
+		err := c.sftp.Remove(p)
+		if err == nil {
+			return nil
+		}
+		var se *sftp.StatusError
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			_, lerr := c.sftp.Lstat(p)
+			if errors.Is(lerr, fs.ErrNotExist) {
+				return err
+			}
+			if lerr != nil {
+				return fmt.Errorf("removing %s: %w", p, lerr)
+			}
+			err = fmt.Errorf("removing %s: the host refused, and it is still there", p)
+		case !errors.As(err, &se) || se.FxCode() != sftp.ErrSSHFxFailure:
+			return err
+		}
+		// SSH_FX_FAILURE tells nothing more: a read-only filesystem is the
+		// usual cause, and the one to name.
+		if vfs, verr := c.sftp.StatVFS(path.Dir(p)); verr == nil && vfs.Flag&stRdonly != 0 {
+			return fmt.Errorf("removing %s: %w", p, syscall.EROFS)
+		}
+		return err
+	})
 }
+
+// stRdonly is ST_RDONLY in statvfs@openssh.com's flags.
+const stRdonly = 0x1
 
 // MkdirAll creates a directory and its parents.
 func (c *Client) MkdirAll(ctx context.Context, p string) error {

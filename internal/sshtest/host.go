@@ -25,15 +25,20 @@ import (
 
 // Host is one sshd of a Fleet. Its methods are safe for concurrent use.
 type Host struct {
-	Name    string // "127.0.0.1:PORT", the address to dial
+	Name    string // "127.0.0.1:PORT", the address to dial ("10.99.0.11:22" behind bastions)
 	Port    int
 	Root    string // absolute path of this host's deploy root (parent exists and is writable by User; Root itself does NOT exist yet)
 	HostKey ssh.PublicKey
 	Dir     string // this host's own folder: sshd_config, host key, pid file
+	// Certificate is the host certificate it presents, with Options.HostCertificates.
+	Certificate *ssh.Certificate
 
-	fleet  *Fleet
-	config string      // sshd_config path
-	log    *tailBuffer // sshd stderr, across restarts
+	fleet   *Fleet
+	config  string      // sshd_config path
+	log     *tailBuffer // sshd stderr, across restarts
+	bastion bool        // a jump host: the fleet's SSHDConfig lines are not for it
+	ns      string      // network namespace; "" for the test's own
+	ip      string      // address to listen on in ns
 
 	mu   sync.Mutex
 	proc *sshdProc // nil while the host is down
@@ -45,10 +50,10 @@ type sshdProc struct {
 	done chan struct{} // closed once the listener has exited and been reaped
 }
 
-// newHost writes a host's key, deploy folder and config; it does not start sshd.
-func (f *Fleet) newHost(i int) (*Host, error) {
+// newHost writes a host's key and deploy folder; it does not start sshd.
+func (f *Fleet) newHost(dir string) (*Host, error) {
 	h := &Host{
-		Dir:   filepath.Join(f.Dir, fmt.Sprintf("host%02d", i+1)),
+		Dir:   filepath.Join(f.Dir, dir),
 		fleet: f,
 		log:   newTailBuffer(32 << 10),
 	}
@@ -86,11 +91,18 @@ func (f *Fleet) newHost(i int) (*Host, error) {
 func (h *Host) hostKeyPath() string { return filepath.Join(h.Dir, "ssh_host_ed25519_key") }
 func (h *Host) pidFile() string     { return filepath.Join(h.Dir, "sshd.pid") }
 
+func (h *Host) listenIP() string {
+	if h.ip == "" {
+		return "127.0.0.1"
+	}
+	return h.ip
+}
+
 // writeConfig writes the sshd_config for the current Port.
 func (h *Host) writeConfig() error {
 	lines := []string{
 		"# sshtest host " + h.Name,
-		"ListenAddress 127.0.0.1",
+		"ListenAddress " + h.listenIP(),
 		"Port " + strconv.Itoa(h.Port),
 		"HostKey " + quote(h.hostKeyPath()),
 		"PidFile " + quote(h.pidFile()),
@@ -111,6 +123,18 @@ func (h *Host) writeConfig() error {
 		"LogLevel ERROR",
 	}
 	lines = append(lines, h.fleet.extra...)
+	if h.fleet.hostCA != nil {
+		if err := h.writeCertificate(); err != nil {
+			return err
+		}
+		lines = append(lines, "HostCertificate "+quote(h.certPath()))
+	}
+	if h.fleet.UserCA != nil {
+		lines = append(lines, "TrustedUserCAKeys "+quote(h.fleet.userCAFile()))
+	}
+	if !h.bastion {
+		lines = append(lines, h.fleet.opts.SSHDConfig...)
+	}
 	return os.WriteFile(h.config, []byte(strings.Join(lines, "\n")+"\n"), 0o644)
 }
 
@@ -120,6 +144,22 @@ func quote(path string) string { return `"` + path + `"` }
 // startFresh picks a free port and starts sshd on it, trying another port when
 // someone else took the first between picking and binding.
 func (h *Host) startFresh() error {
+	if h.ns != "" {
+		// Alone in its namespace: port 22 of its own address is free.
+		h.Port = 22
+		h.Name = net.JoinHostPort(h.ip, "22")
+		if err := h.writeConfig(); err != nil {
+			return err
+		}
+		p, err := h.run()
+		if err != nil {
+			return err
+		}
+		h.mu.Lock()
+		h.proc = p
+		h.mu.Unlock()
+		return nil
+	}
 	const attempts = 5
 	var err error
 	for range attempts {
@@ -179,9 +219,9 @@ func (h *Host) run() (*sshdProc, error) {
 		_ = cmd.Wait()
 		close(p.done)
 	}()
-	if err := waitReady(h.Name, h.pidFile(), p.done, readyTimeout); err != nil {
+	if err := waitReady(h.ns, h.Name, h.pidFile(), p.done, readyTimeout); err != nil {
 		_ = killTree(p)
-		if portBusy(h.Name) {
+		if h.ns == "" && portBusy(h.Name) {
 			err = fmt.Errorf("%w: %w", errPortTaken, err)
 		}
 		return nil, fmt.Errorf("%s: %w\nsshd log:\n%s", h.Name, err, h.log.String())
@@ -210,6 +250,10 @@ func portBusy(addr string) bool {
 // possible where the kernel allows unprivileged user namespaces.
 func (h *Host) command(isolated bool) *exec.Cmd {
 	cmd := exec.Command(h.fleet.sshd, "-D", "-e", "-f", h.config)
+	if h.ns != "" {
+		// nsenter enters the network namespace and execs sshd: the pid stays.
+		cmd = exec.Command(nsenterPath, "--net="+netnsPath(h.ns), "--", h.fleet.sshd, "-D", "-e", "-f", h.config)
+	}
 	cmd.Env = []string{"PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"}
 	cmd.Stdout = h.log
 	cmd.Stderr = h.log
@@ -244,7 +288,7 @@ var errExited = errors.New("sshd exited")
 // waitReady polls until sshd has written pidFile and addr accepts a connection
 // and sends an SSH-2.0 banner, giving up at once if the process exits and
 // after timeout otherwise.
-func waitReady(addr, pidFile string, exited <-chan struct{}, timeout time.Duration) error {
+func waitReady(ns, addr, pidFile string, exited <-chan struct{}, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	backoff := time.Millisecond
 	for {
@@ -255,7 +299,7 @@ func waitReady(addr, pidFile string, exited <-chan struct{}, timeout time.Durati
 		}
 		_, err := os.Stat(pidFile)
 		if err == nil {
-			if err = probe(addr, deadline); err == nil {
+			if err = probe(ns, addr, deadline); err == nil {
 				return nil
 			}
 		}
@@ -274,11 +318,11 @@ func waitReady(addr, pidFile string, exited <-chan struct{}, timeout time.Durati
 }
 
 // probe connects once and reads the server's identification line.
-func probe(addr string, deadline time.Time) error {
+func probe(ns, addr string, deadline time.Time) error {
 	if d := time.Now().Add(time.Second); d.Before(deadline) {
 		deadline = d
 	}
-	conn, err := (&net.Dialer{Deadline: deadline}).Dial("tcp", addr)
+	conn, err := dialIn(ns, addr, deadline)
 	if err != nil {
 		return err
 	}
@@ -390,6 +434,29 @@ func (h *Host) Restart(t testing.TB) {
 	h.proc = p
 }
 
+// Connections counts the SSH connections the host's sshd is serving: one
+// child of the listener per connection (OpenSSH before 9.8, and
+// sshd-session after). 0 when down.
+func (h *Host) Connections() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.proc == nil {
+		return 0
+	}
+	listener := h.proc.cmd.Process.Pid
+	procs, err := processTree(listener)
+	if err != nil {
+		h.fleet.t.Errorf("sshtest: listing processes of %s: %v", h.Name, err)
+	}
+	n := 0
+	for _, p := range procs {
+		if p.ppid == listener {
+			n++
+		}
+	}
+	return n
+}
+
 // Pids lists the live processes of the host: its sshd listener and every
 // descendant (per-connection sshd, sessions, remote commands). Nil when down.
 func (h *Host) Pids() []int {
@@ -428,13 +495,20 @@ func (h *Host) Exec(t testing.TB, script string) string {
 	return string(out)
 }
 
-// Dial opens an SSH connection to the host with Fleet.ClientConfig, closed in t.Cleanup.
+// Dial opens an SSH connection to the host with Fleet.ClientConfig, closed
+// in t.Cleanup; from inside its network namespace for a host behind bastions.
 func (h *Host) Dial(t testing.TB) *ssh.Client {
 	t.Helper()
-	c, err := ssh.Dial("tcp", h.Name, h.fleet.ClientConfig(t))
+	conn, err := dialIn(h.ns, h.Name, time.Now().Add(readyTimeout))
 	if err != nil {
 		t.Fatalf("sshtest: dialing %s: %v", h.Name, err)
 	}
+	sc, chans, reqs, err := ssh.NewClientConn(conn, h.Name, h.fleet.ClientConfig(t))
+	if err != nil {
+		conn.Close()
+		t.Fatalf("sshtest: dialing %s: %v", h.Name, err)
+	}
+	c := ssh.NewClient(sc, chans, reqs)
 	t.Cleanup(func() { _ = c.Close() })
 	return c
 }

@@ -11,6 +11,10 @@
 // through the login shell, so root's fleets log in as a dedicated user,
 // fdtest, created on first use with /bin/sh as its shell.
 //
+// Options add what some tests need: sshd_config lines, host certificates
+// signed by a CA, a CA for user certificates, and hosts reachable only
+// through a chain of bastions (StartWith).
+//
 // Each sshd runs in a PID namespace of its own (with a user namespace mapping
 // only the current uid when not root, falling back to no namespace where the
 // kernel refuses), so a command left running by a closed session cannot
@@ -29,6 +33,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,18 +61,50 @@ type Fleet struct {
 	Dir        string // everything lives below it
 	User       string // login user on every host
 	Identity   string // path of the client's private key (ed25519, OpenSSH PEM format, no passphrase)
-	KnownHosts string // known_hosts listing every host's key as "[127.0.0.1]:PORT ssh-ed25519 ..."
+	KnownHosts string // known_hosts listing every host's (and bastion's) key as "[127.0.0.1]:PORT ssh-ed25519 ..."
+
+	// Bastions are the jump hosts, outermost first, of a fleet started with
+	// Options.Bastions: the first is reachable from the test, each next one
+	// only from the one before, and the Hosts only from the last one.
+	Bastions []*Host
+	// HostCA signed every host's key, with Options.HostCertificates.
+	HostCA ssh.PublicKey
+	// UserCA is trusted by every host to sign user certificates, with Options.UserCA.
+	UserCA ssh.Signer
 
 	t       testing.TB // owner, for errors from methods that take no t
 	sshd    string     // sshd binary
 	account *account   // the login user, to run local commands as it
 	extra   []string   // version-dependent sshd_config lines
+	opts    Options
+	hostCA  ssh.Signer
+	net     *network // the namespaces of a fleet behind bastions
+}
+
+// Options shape a fleet for StartWith.
+type Options struct {
+	// SSHDConfig lines are added to every host's sshd_config (not the
+	// bastions'), e.g. "MaxAuthTries 3".
+	SSHDConfig []string
+	// HostCertificates makes every sshd (bastions too) present a host
+	// certificate signed by Fleet.HostCA, naming its IP address as principal.
+	HostCertificates bool
+	// UserCA makes every host trust user certificates signed by Fleet.UserCA.
+	UserCA bool
+	// Bastions, when above 0, puts the hosts in a network namespace of their
+	// own, reachable only through a chain of that many bastions, each an
+	// sshd in a namespace of its own with a leg in the one before and in the
+	// one after: the first is reached from the test over a veth pair. Every
+	// sshd there listens on port 22 of its own address. It needs root and
+	// `ip netns`: without them the test is skipped (or fails when $CI is set).
+	Bastions int
 }
 
 // options are the environment-dependent inputs of Start, separate so tests can vary them.
 type options struct {
 	sshd string // absolute path of the sshd binary
 	ci   bool   // a missing sshd fails the test instead of skipping it
+	Options
 }
 
 // Start runs n sshd hosts on 127.0.0.1 and stops and removes them in t.Cleanup.
@@ -76,6 +113,12 @@ type options struct {
 func Start(t testing.TB, n int) *Fleet {
 	t.Helper()
 	return start(t, n, options{sshd: sshdPath, ci: os.Getenv("CI") != ""})
+}
+
+// StartWith is Start with Options.
+func StartWith(t testing.TB, n int, o Options) *Fleet {
+	t.Helper()
+	return start(t, n, options{sshd: sshdPath, ci: os.Getenv("CI") != "", Options: o})
 }
 
 func start(t testing.TB, n int, o options) *Fleet {
@@ -90,6 +133,15 @@ func start(t testing.TB, n int, o options) *Fleet {
 		}
 		t.Skip(msg + "; skipping, set CI=1 to fail instead")
 	}
+	if o.Bastions > 0 {
+		if err := checkNetns(); err != nil {
+			msg := fmt.Sprintf("sshtest: cannot put hosts behind bastions: %v", err)
+			if o.ci {
+				t.Fatal(msg)
+			}
+			t.Skip(msg + "; skipping, set CI=1 to fail instead")
+		}
+	}
 	acct, err := loginAccount()
 	if err != nil {
 		t.Fatalf("sshtest: %v", err)
@@ -103,7 +155,7 @@ func start(t testing.TB, n int, o options) *Fleet {
 	if err != nil {
 		t.Fatalf("sshtest: %v", err)
 	}
-	f := &Fleet{Dir: dir, User: acct.name, t: t, sshd: o.sshd, account: acct, extra: extra}
+	f := &Fleet{Dir: dir, User: acct.name, t: t, sshd: o.sshd, account: acct, extra: extra, opts: o.Options}
 	t.Cleanup(func() { f.stop(t) })
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatalf("sshtest: %v", err)
@@ -111,26 +163,43 @@ func start(t testing.TB, n int, o options) *Fleet {
 	if err := f.writeClientKey(); err != nil {
 		t.Fatalf("sshtest: client key: %v", err)
 	}
+	if err := f.makeCAs(); err != nil {
+		t.Fatalf("sshtest: certificate authorities: %v", err)
+	}
 
 	for i := range n {
-		h, err := f.newHost(i)
+		h, err := f.newHost(fmt.Sprintf("host%02d", i+1))
 		if err != nil {
 			t.Fatalf("sshtest: host %d: %v", i, err)
 		}
 		f.Hosts = append(f.Hosts, h)
 	}
-	errs := make([]error, n)
+	for i := range o.Bastions {
+		h, err := f.newHost(fmt.Sprintf("bastion%d", i+1))
+		if err != nil {
+			t.Fatalf("sshtest: bastion %d: %v", i, err)
+		}
+		h.bastion = true
+		f.Bastions = append(f.Bastions, h)
+	}
+	if o.Bastions > 0 {
+		if f.net, err = newNetwork(f.Bastions, f.Hosts); err != nil {
+			t.Fatalf("sshtest: network namespaces: %v", err)
+		}
+	}
+	all := append(slices.Clone(f.Bastions), f.Hosts...)
+	errs := make([]error, len(all))
 	var wg sync.WaitGroup
-	for i, h := range f.Hosts {
+	for i, h := range all {
 		wg.Go(func() { errs[i] = h.startFresh() })
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
-		t.Fatalf("sshtest: starting %d hosts: %v", n, err)
+		t.Fatalf("sshtest: starting %d hosts: %v", len(all), err)
 	}
 
 	var kh strings.Builder
-	for _, h := range f.Hosts {
+	for _, h := range all {
 		kh.WriteString(knownhosts.Line([]string{knownhosts.Normalize(h.Name)}, h.HostKey))
 		kh.WriteByte('\n')
 	}
@@ -161,7 +230,22 @@ func (f *Fleet) ClientConfig(t testing.TB) *ssh.ClientConfig {
 		User:            f.User,
 		Auth:            []ssh.AuthMethod{ssh.PublicKeys(signer)},
 		HostKeyCallback: hostKeys,
-		Timeout:         readyTimeout,
+		// The plain key known_hosts holds, not a host certificate.
+		HostKeyAlgorithms: []string{ssh.KeyAlgoED25519},
+		Timeout:           readyTimeout,
+	}
+}
+
+// Authorize lets key log in to every host, beside Identity.
+func (f *Fleet) Authorize(t testing.TB, key ssh.PublicKey) {
+	t.Helper()
+	file, err := os.OpenFile(filepath.Join(f.Dir, "authorized_keys"), os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatalf("sshtest: %v", err)
+	}
+	defer file.Close()
+	if _, err := file.Write(ssh.MarshalAuthorizedKey(key)); err != nil {
+		t.Fatalf("sshtest: %v", err)
 	}
 }
 
@@ -192,18 +276,24 @@ func (f *Fleet) writeClientKey() error {
 func (f *Fleet) stop(t testing.TB) {
 	t.Helper()
 	var wg sync.WaitGroup
-	errs := make([]error, len(f.Hosts))
-	for i, h := range f.Hosts {
+	all := append(slices.Clone(f.Bastions), f.Hosts...)
+	errs := make([]error, len(all))
+	for i, h := range all {
 		wg.Go(func() { errs[i] = h.kill() })
 	}
 	wg.Wait()
 	for i, err := range errs {
 		if err != nil {
-			t.Errorf("sshtest: stopping %s: %v", f.Hosts[i].Name, err)
+			t.Errorf("sshtest: stopping %s: %v", all[i].Name, err)
+		}
+	}
+	if f.net != nil {
+		if err := f.net.remove(); err != nil {
+			t.Errorf("sshtest: %v", err)
 		}
 	}
 	if t.Failed() {
-		for _, h := range f.Hosts {
+		for _, h := range all {
 			if tail := h.log.String(); tail != "" {
 				t.Logf("sshtest: %s sshd log (tail):\n%s", h.Name, tail)
 			}

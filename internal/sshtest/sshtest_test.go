@@ -412,3 +412,61 @@ func TestLoginLatency(t *testing.T) {
 	report("x/crypto/ssh (connect, auth, command)", dial)
 	report("x/crypto/ssh (command on open connection)", cmd)
 }
+
+// dialThrough opens an SSH connection to h through c's direct-tcpip channel.
+func dialThrough(t *testing.T, f *Fleet, c *ssh.Client, h *Host) *ssh.Client {
+	t.Helper()
+	conn, err := c.Dial("tcp", h.Name)
+	if err != nil {
+		t.Fatalf("through %s to %s: %v", c.RemoteAddr(), h.Name, err)
+	}
+	sc, chans, reqs, err := ssh.NewClientConn(conn, h.Name, f.ClientConfig(t))
+	if err != nil {
+		t.Fatalf("handshake with %s: %v", h.Name, err)
+	}
+	next := ssh.NewClient(sc, chans, reqs)
+	t.Cleanup(func() { next.Close() })
+	return next
+}
+
+// Hosts behind two bastions are reached through both, over one connection
+// per bastion, and from nowhere else: not from the first bastion's network.
+func TestHostsBehindBastions(t *testing.T) {
+	t.Parallel()
+	f := StartWith(t, 2, Options{Bastions: 2, HostCertificates: true})
+	if len(f.Bastions) != 2 {
+		t.Fatalf("got %d bastions, want 2", len(f.Bastions))
+	}
+	b1, b2 := f.Bastions[0], f.Bastions[1]
+	c1, err := ssh.Dial("tcp", b1.Name, f.ClientConfig(t))
+	if err != nil {
+		t.Fatalf("the first bastion is not reachable from the test: %v", err)
+	}
+	defer c1.Close()
+	c2 := dialThrough(t, f, c1, b2)
+	for i, h := range f.Hosts {
+		if want := fmt.Sprintf("10.99.0.%d:22", 11+i); h.Name != want {
+			t.Errorf("host %d is %s, want %s", i, h.Name, want)
+		}
+		if got, want := run(t, dialThrough(t, f, c2, h), "id -un"), f.User+"\n"; got != want {
+			t.Errorf("%s: got %q, want %q", h.Name, got, want)
+		}
+		if h.Certificate == nil || !slices.Contains(h.Certificate.ValidPrincipals, strings.TrimSuffix(h.Name, ":22")) {
+			t.Errorf("%s: host certificate %v does not name its address", h.Name, h.Certificate)
+		}
+	}
+	// One each, once the readiness probes' connections have ended.
+	for _, h := range []*Host{b1, b2, f.Hosts[0]} {
+		for deadline := time.Now().Add(5 * time.Second); h.Connections() != 1; {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s serves %d connections, want 1", h.Name, h.Connections())
+			}
+			<-time.After(10 * time.Millisecond)
+		}
+	}
+	// Only through the last bastion: the first one's network has no way in.
+	if conn, err := dialIn(b1.ns, f.Hosts[0].Name, time.Now().Add(2*time.Second)); err == nil {
+		conn.Close()
+		t.Errorf("%s reachable from the first bastion's namespace, not only through the last bastion", f.Hosts[0].Name)
+	}
+}

@@ -1,0 +1,131 @@
+package remote
+
+import (
+	"context"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fleetdeploy/fleetdeploy/internal/sshtest"
+)
+
+// delayedConn hands over what the host sends oneWay after it arrived, as a
+// link with that much delay towards the client would: every time the client
+// waits for the host costs oneWay more, and what it does not wait for
+// (data sent unasked, pipelined requests) costs nothing more.
+type delayedConn struct {
+	net.Conn
+	oneWay time.Duration
+	chunks chan chunk
+	rest   []byte
+	err    error
+}
+
+type chunk struct {
+	at   time.Time
+	data []byte
+	err  error
+}
+
+func delay(c net.Conn, oneWay time.Duration) *delayedConn {
+	d := &delayedConn{Conn: c, oneWay: oneWay, chunks: make(chan chunk, 1024)}
+	go func() {
+		for {
+			buf := make([]byte, 32<<10)
+			n, err := c.Read(buf)
+			d.chunks <- chunk{time.Now(), buf[:n], err}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return d
+}
+
+func (d *delayedConn) Read(p []byte) (int, error) {
+	for len(d.rest) == 0 {
+		if d.err != nil {
+			return 0, d.err
+		}
+		c := <-d.chunks
+		if wait := time.Until(c.at.Add(d.oneWay)); wait > 0 {
+			<-time.After(wait)
+		}
+		d.rest, d.err = c.data, c.err
+	}
+	n := copy(p, d.rest)
+	d.rest = d.rest[n:]
+	return n, nil
+}
+
+// dialRoundTrips is Dial's budget on a known host with one key that works,
+// TCP connect included (see docs on issue 18): TCP 1; SSH versions and
+// KEXINITs 1 (x/crypto waits for the host's version line, sent as the
+// connection opens, then sends KEXINIT; the host's comes back); ECDH 1;
+// NEWKEYS and the ssh-userauth service request 1; x/crypto's "none" probe
+// 1; the key's query 1 and its signature 1; the SFTP session channel 1,
+// its subsystem request 1 and version exchange 1. A change that adds one
+// fails this test.
+const dialRoundTrips = 10
+
+// TestDialRoundTrips counts the round trips Dial (and the reads after it)
+// wait for, by delaying what the host sends by 100 ms and counting the
+// delays in the time taken.
+func TestDialRoundTrips(t *testing.T) {
+	t.Parallel()
+	f := sshtest.Start(t, 1)
+	h := f.Hosts[0]
+	const oneWay = 100 * time.Millisecond
+	d := NewDialer(DialerOptions{})
+	t.Cleanup(func() { d.Close() })
+	var mu sync.Mutex
+	var connect time.Duration
+	d.dialTCP = func(ctx context.Context, addr string) (net.Conn, error) {
+		var nd net.Dialer
+		begin := time.Now()
+		c, err := nd.DialContext(ctx, "tcp", addr)
+		mu.Lock()
+		connect = time.Since(begin)
+		mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		return delay(c, oneWay), nil
+	}
+	begin := time.Now()
+	c, err := d.Dial(t.Context(), Config{Name: h.Name, Addr: h.Name, User: f.User, Identity: f.Identity, KnownHosts: f.KnownHosts})
+	took := time.Since(begin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	mu.Lock()
+	got := 1 + int((took-connect)/oneWay) // the TCP handshake is not delayed: count it as one
+	mu.Unlock()
+	t.Logf("Dial: %d round trips (%v with %v added to each)", got, took.Round(time.Millisecond), oneWay)
+	if got > dialRoundTrips {
+		t.Errorf("Dial took %d round trips, budget %d", got, dialRoundTrips)
+	}
+
+	// Reads: Lstat, Open and one pipelined read; the close is not waited for.
+	h.Exec(t, `mkdir -p "$ROOT" && head -c 3000 /dev/zero > "$ROOT/f"`)
+	for _, tc := range []struct {
+		name string
+		op   func() error
+		want int
+	}{
+		{"ReadFile", func() error { _, err := c.ReadFile(t.Context(), h.Root+"/f"); return err }, 3},
+		{"ReadTail", func() error { _, err := c.ReadTail(t.Context(), h.Root+"/f", 100); return err }, 3},
+		{"Remove", func() error { return c.Remove(t.Context(), h.Root+"/f") }, 1},
+	} {
+		begin := time.Now()
+		if err := tc.op(); err != nil {
+			t.Fatal(err)
+		}
+		took := time.Since(begin)
+		if got := int(took / oneWay); got > tc.want {
+			t.Errorf("%s took %d round trips (%v), budget %d", tc.name, got, took.Round(time.Millisecond), tc.want)
+		}
+	}
+}
