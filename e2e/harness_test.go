@@ -212,7 +212,7 @@ func (f *fleet) write(t testing.TB, o inventory) string {
 			}
 		}
 	}
-	fmt.Fprintf(&b, "ssh:\n  user: %s\n  identity: %s\n  known_hosts: %s\n", f.User, yq(f.Identity), yq(f.KnownHosts))
+	fmt.Fprintf(&b, "ssh:\n  user: %s\n  identity: %s\n  known_hosts: %s\n  config: none\n", f.User, yq(f.Identity), yq(f.KnownHosts))
 	b.WriteString(o.extra)
 	b.WriteString("environments:\n  e2e:\n    hosts:\n")
 	hosts := o.hosts

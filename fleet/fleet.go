@@ -16,19 +16,51 @@ import (
 	"github.com/fleetdeploy/fleetdeploy/steps"
 )
 
-// Options bound how hosts are reached.
+// Options say how hosts are reached. Zero durations and counts mean "not
+// given": ssh_config decides, then remote's defaults.
 type Options struct {
 	MaxConnects    int // SSH handshakes in flight at once
 	ConnectTimeout time.Duration
 	Keepalive      time.Duration
 	KeepaliveMax   int
-	Agent          string // ssh-agent socket; "" for none
+	// SSHConfig is the ssh_config file to read instead of ~/.ssh/config and
+	// /etc/ssh/ssh_config; remote.NoSSHConfig for none; "" for the
+	// inventory's choice (Environment.SSHConfig), else the usual files.
+	SSHConfig string
+	// AcceptNewHostKeys records the keys of hosts not in known_hosts yet
+	// (an unknown key is refused otherwise; a changed one always is).
+	AcceptNewHostKeys bool
+	// Notify is told what the user should know (a host key recorded).
+	Notify func(string)
+	// Prompt asks for a key's passphrase (nil: on the terminal).
+	Prompt remote.Prompter
+}
+
+// resolve says how to reach host h: what the inventory says explicitly,
+// then ssh_config, then the defaults.
+func (o Options) resolve(sc *remote.SSHConfig, h inventory.Host) (remote.Config, error) {
+	cfg, err := sc.Resolve(h.Address, remote.Overrides{
+		Name: h.Name, Port: h.Port, User: h.User, Identity: h.Identity, KnownHosts: h.KnownHosts, Jump: h.Jump,
+		AcceptNewHostKeys: o.AcceptNewHostKeys || h.StrictHostKeyChecking == inventory.StrictAcceptNew,
+		ConnectTimeout:    o.ConnectTimeout, KeepaliveInterval: o.Keepalive, KeepaliveMax: o.KeepaliveMax,
+	})
+	if err != nil {
+		return cfg, err
+	}
+	if h.StrictHostKeyChecking == inventory.StrictYes && !o.AcceptNewHostKeys {
+		cfg.HostKeys = remote.StrictHostKeys
+	}
+	if h.IdentitiesOnly != nil {
+		cfg.IdentitiesOnly = *h.IdentitiesOnly
+	}
+	return cfg, nil
 }
 
 // Fleet is an environment's hosts, connected.
 type Fleet struct {
-	Env   *inventory.Environment
-	Conns map[string]remote.Host // by host name
+	Env    *inventory.Environment
+	Conns  map[string]remote.Host // by host name
+	dialer *remote.Dialer
 	rtts  []time.Duration        // each connected host's round trip
 	// openssh: the hosts whose SSH server says it is OpenSSH (see Window).
 	openssh map[string]bool
@@ -64,10 +96,13 @@ func (f *Fleet) NearestRTT() time.Duration {
 	return slices.Min(f.rtts)
 }
 
-// Close ends every connection.
+// Close ends every connection, then the jump hosts'.
 func (f *Fleet) Close() {
 	for _, c := range f.Conns {
 		c.Close()
+	}
+	if f.dialer != nil {
+		f.dialer.Close()
 	}
 }
 
@@ -78,7 +113,16 @@ func (f *Fleet) Close() {
 // handshake bound, so that the first hosts' work overlaps the last hosts'
 // handshakes.
 func Connect(ctx context.Context, env *inventory.Environment, o Options, partial bool, then func(i int, c remote.Host)) (*Fleet, map[string]error, error) {
-	f := &Fleet{Env: env, Conns: map[string]remote.Host{}, openssh: map[string]bool{}}
+	file := o.SSHConfig
+	if file == "" {
+		file = env.SSHConfig
+	}
+	sc, err := remote.LoadSSHConfig(file)
+	if err != nil {
+		return nil, nil, err
+	}
+	f := &Fleet{Env: env, Conns: map[string]remote.Host{}, openssh: map[string]bool{},
+		dialer: remote.NewDialer(remote.DialerOptions{Prompt: o.Prompt, Notify: o.Notify})}
 	var mu sync.Mutex
 	failed := map[string]error{}
 	var errs []error
@@ -87,17 +131,15 @@ func Connect(ctx context.Context, env *inventory.Environment, o Options, partial
 	for i, h := range env.Hosts {
 		wg.Go(func() {
 			var c *remote.Client
-			var err error
-			select {
-			case handshakes <- struct{}{}:
-				c, err = remote.Dial(ctx, remote.Config{
-					Name: h.Name, Addr: h.Addr(), User: h.User, Identity: h.Identity, KnownHosts: h.KnownHosts,
-					Agent: o.Agent, ConnectTimeout: o.ConnectTimeout,
-					KeepaliveInterval: o.Keepalive, KeepaliveMax: o.KeepaliveMax,
-				})
-				<-handshakes
-			case <-ctx.Done():
-				err = ctx.Err()
+			cfg, err := o.resolve(sc, h)
+			if err == nil {
+				select {
+				case handshakes <- struct{}{}:
+					c, err = f.dialer.Dial(ctx, cfg)
+					<-handshakes
+				case <-ctx.Done():
+					err = ctx.Err()
+				}
 			}
 			mu.Lock()
 			if err != nil {

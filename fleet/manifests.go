@@ -13,6 +13,9 @@ import (
 	"github.com/fleetdeploy/fleetdeploy/steps"
 )
 
+// MaxManifest bounds a manifest read from a host: some 5 million files.
+const MaxManifest = 1 << 30
+
 // Cache is this machine's cache folder for fleetdeploy: manifests of builds
 // seen on hosts, by digest, so that a redeploy reads none from the hosts
 // (and the build keeps its file hashes beside them).
@@ -63,7 +66,7 @@ func (c Cache) Manifest(ctx context.Context, h remote.Host, root, live, digest s
 	if data, err := os.ReadFile(p); p != "" && err == nil && build.Digest(data) == digest {
 		return build.ParseManifest(data)
 	}
-	data, err := h.ReadFile(ctx, steps.Layout{Root: root}.Marker(live)+".manifest")
+	data, err := h.ReadFile(ctx, steps.Layout{Root: root}.Marker(live)+".manifest", MaxManifest)
 	if err != nil {
 		return nil, fmt.Errorf("reading the live build's manifest: %w", err)
 	}

@@ -18,7 +18,7 @@ func (h nopHost) Name() string { return h.name }
 func (h nopHost) Run(context.Context, remote.Cmd) ([]byte, error) {
 	return nil, nil
 }
-func (h nopHost) ReadFile(context.Context, string) ([]byte, error) { return nil, fs.ErrNotExist }
+func (h nopHost) ReadFile(context.Context, string, int64) ([]byte, error) { return nil, fs.ErrNotExist }
 func (h nopHost) ReadTail(context.Context, string, int64) ([]byte, error) {
 	return nil, fs.ErrNotExist
 }

@@ -30,28 +30,48 @@ func TestReadsRefuseWhatIsNotARegularFile(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)
 			defer cancel()
 			p := filepath.Join(h.Root, tc.name)
-			if _, err := c.ReadFile(ctx, p); err == nil || !strings.Contains(err.Error(), "not a regular file ("+tc.want+")") {
+			if _, err := c.ReadFile(ctx, p, 0); err == nil || !strings.Contains(err.Error(), "not a regular file ("+tc.want+")") {
 				t.Errorf("ReadFile: got %v, want it refused as %s", err, tc.want)
 			}
 			if _, err := c.ReadTail(ctx, p, 10); err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("ReadTail: got %v, want it refused as %s", err, tc.want)
 			}
-			if b, err := c.ReadFile(ctx, filepath.Join(h.Root, "file")); err != nil || string(b) != "hello\n" {
+			if b, err := c.ReadFile(ctx, filepath.Join(h.Root, "file"), 0); err != nil || string(b) != "hello\n" {
 				t.Errorf("the next read got %q, %v: the session is stuck", b, err)
 			}
 		})
 	}
-	if _, err := c.ReadFile(t.Context(), filepath.Join(h.Root, "big")); err == nil || !strings.Contains(err.Error(), "over the 16 MiB limit") {
+	if _, err := c.ReadFile(t.Context(), filepath.Join(h.Root, "big"), 0); err == nil || !strings.Contains(err.Error(), "over the 16 MiB limit") {
 		t.Errorf("ReadFile of 17 MiB: got %v, want an error about the limit", err)
+	}
+	// A caller that expects more (a manifest of 100,000 files) says so.
+	if b, err := c.ReadFile(t.Context(), filepath.Join(h.Root, "big"), 32<<20); err != nil || len(b) != 17<<20 {
+		t.Errorf("ReadFile of 17 MiB with a 32 MiB limit: %d bytes, %v", len(b), err)
 	}
 	if b, err := c.ReadTail(t.Context(), filepath.Join(h.Root, "big"), 10); err != nil || len(b) != 10 {
 		t.Errorf("ReadTail of a big file: %d bytes, %v", len(b), err)
 	}
-	if b, err := c.ReadFile(t.Context(), filepath.Join(h.Root, "empty")); err != nil || len(b) != 0 {
+	if b, err := c.ReadFile(t.Context(), filepath.Join(h.Root, "empty"), 0); err != nil || len(b) != 0 {
 		t.Errorf("empty file: %q, %v", b, err)
 	}
-	if _, err := c.ReadFile(t.Context(), filepath.Join(h.Root, "none")); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := c.ReadFile(t.Context(), filepath.Join(h.Root, "none"), 0); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("missing file: %v, want fs.ErrNotExist", err)
+	}
+}
+
+// A record appended to a file that does not end with a newline (cut short,
+// or edited by hand) still starts a line of its own.
+func TestAppendKeepsLines(t *testing.T) {
+	t.Parallel()
+	c, h := dialOpenSSH(t)
+	h.Exec(t, `printf 'first' > "$ROOT/history" && : > "$ROOT/empty"`)
+	for name, want := range map[string]string{"history": "first\nsecond\n", "empty": "second\n", "new": "second\n"} {
+		if err := c.AppendFile(t.Context(), filepath.Join(h.Root, name), []byte("second\n")); err != nil {
+			t.Fatal(err)
+		}
+		if got := h.Exec(t, `cat "$ROOT/`+name+`"`); got != want {
+			t.Errorf("%s: %q, want %q", name, got, want)
+		}
 	}
 }
 
@@ -65,7 +85,7 @@ func TestCloseDoesNotWaitForTheHost(t *testing.T) {
 	t.Cleanup(h.Thaw)
 	read := make(chan error, 1)
 	go func() {
-		_, err := c.ReadFile(context.Background(), filepath.Join(h.Root, "x"))
+		_, err := c.ReadFile(context.Background(), filepath.Join(h.Root, "x"), 0)
 		read <- err
 	}()
 	closed := make(chan error, 1)

@@ -16,8 +16,9 @@ type Host interface {
 	// Run runs cmd and returns its standard output (when cmd.Stdout is nil).
 	// A non-zero exit is an *ExitError carrying the tail of standard error.
 	Run(ctx context.Context, cmd Cmd) ([]byte, error)
-	// ReadFile returns a small file's contents; fs.ErrNotExist when absent.
-	ReadFile(ctx context.Context, path string) ([]byte, error)
+	// ReadFile returns a regular file's contents, at most max bytes (a
+	// larger file is an error; 0 means MaxReadFile); fs.ErrNotExist when absent.
+	ReadFile(ctx context.Context, path string, max int64) ([]byte, error)
 	// ReadTail returns the last max bytes of a file (all of it when shorter);
 	// fs.ErrNotExist when absent.
 	ReadTail(ctx context.Context, path string, max int64) ([]byte, error)

@@ -117,7 +117,7 @@ func TestDialRoundTrips(t *testing.T) {
 		op   func() error
 		want int
 	}{
-		{"ReadFile", func() error { _, err := c.ReadFile(t.Context(), h.Root+"/f"); return err }, 3},
+		{"ReadFile", func() error { _, err := c.ReadFile(t.Context(), h.Root+"/f", 0); return err }, 3},
 		{"ReadTail", func() error { _, err := c.ReadTail(t.Context(), h.Root+"/f", 100); return err }, 3},
 		{"Remove", func() error { return c.Remove(t.Context(), h.Root+"/f") }, 1},
 	} {

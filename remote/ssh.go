@@ -21,7 +21,18 @@ import (
 
 // maxReadFile bounds ReadFile: fleetdeploy's own files are small, and a
 // huge one is a broken or hostile host, never a reason to fill memory.
-const maxReadFile = 16 << 20
+const MaxReadFile = 16 << 20
+
+// byteSize says n bytes in the largest unit that divides it.
+func byteSize(n int64) string {
+	switch {
+	case n >= 1<<20 && n%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", n>>20)
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
 
 // Client is a Host reached over SSH, with one SFTP session multiplexed on the
 // same connection.
@@ -292,19 +303,22 @@ func sftpErr(err error) error {
 	return err
 }
 
-// ReadFile reads a small remote file: a regular one only (a FIFO would
-// hang OpenSSH's single-threaded sftp-server, and the whole session with
-// it; a symlink is not followed), of at most 16 MiB: a larger one is an
-// error, never silently cut.
-func (c *Client) ReadFile(ctx context.Context, p string) ([]byte, error) {
+// ReadFile reads a remote file: a regular one only (a FIFO would hang
+// OpenSSH's single-threaded sftp-server, and the whole session with it; a
+// symlink is not followed), of at most max bytes (MaxReadFile when 0): a
+// larger one is an error, never silently cut.
+func (c *Client) ReadFile(ctx context.Context, p string, max int64) ([]byte, error) {
+	if max <= 0 {
+		max = MaxReadFile
+	}
 	return sftpGet(ctx, c, func() ([]byte, error) {
 		f, size, err := c.openRegular(p)
 		if err != nil {
 			return nil, err
 		}
 		defer closeLater(f)
-		if size > maxReadFile {
-			return nil, fmt.Errorf("%s is %d bytes, over the %d MiB limit for a file fleetdeploy reads", p, size, maxReadFile>>20)
+		if size > max {
+			return nil, fmt.Errorf("%s is %d bytes, over the %s limit for this file", p, size, byteSize(max))
 		}
 		// The size from Lstat lets all of the file be asked for at once
 		// (pkg/sftp sends the requests together); a file that grew since
@@ -407,14 +421,25 @@ func (c *Client) WriteFile(ctx context.Context, p string, data []byte, perm fs.F
 
 // AppendFile appends data to path, creating it (0644) when absent. The write
 // goes at the file's current size, with O_APPEND too: OpenSSH's sftp-server
-// honours O_APPEND, other servers (pkg/sftp's) use the offset.
+// honours O_APPEND, other servers (pkg/sftp's) use the offset. A file that
+// does not end with a newline (cut short, or written by hand) gets one
+// first, so that the record appended stays a line of its own.
 func (c *Client) AppendFile(ctx context.Context, p string, data []byte) error {
 	return c.sftpCall(ctx, func() error {
-		f, err := c.sftp.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_APPEND)
+		f, err := c.sftp.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_APPEND)
 		if err != nil {
 			return err
 		}
 		fi, err := f.Stat()
+		if err == nil && !fi.Mode().IsRegular() {
+			err = fmt.Errorf("%s is not a regular file", p)
+		}
+		if err == nil && fi.Size() > 0 {
+			last := make([]byte, 1)
+			if _, err = f.ReadAt(last, fi.Size()-1); err == nil && last[0] != '\n' {
+				data = append([]byte("\n"), data...)
+			}
+		}
 		if err == nil {
 			_, err = f.WriteAt(data, fi.Size())
 		}

@@ -227,6 +227,7 @@ ssh:
   user: sandbox         # any name logs in: the key decides, and commands run as you
   identity: %s
   known_hosts: %s
+  config: none          # your ~/.ssh/config has nothing to say about these hosts
 
 environments:
   %s:

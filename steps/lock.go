@@ -119,7 +119,7 @@ func (li *LockInfo) Describe() string {
 	if li.NotOurs != "" {
 		return fmt.Sprintf("the lock is %s, not fleetdeploy's lock", li.NotOurs)
 	}
-	s := sanitize(li.Holder.Who())
+	s := remote.Sanitize(li.Holder.Who())
 	if age := li.Age(); !li.Now.IsZero() {
 		s += fmt.Sprintf("; last refreshed %s ago", age.Round(time.Second))
 		if li.Holder.Lease > 0 {
@@ -201,7 +201,7 @@ func lostLock(now string) error {
 	if now == "" {
 		return errors.New("this run's lock was removed from the host while it ran (fleetdeploy unlock --force?)")
 	}
-	return fmt.Errorf("this run's lock was taken over while it ran, now held by %s", sanitize(ParseHolder(now).Who()))
+	return fmt.Errorf("this run's lock was taken over while it ran, now held by %s", remote.Sanitize(ParseHolder(now).Who()))
 }
 
 // halt stops the refresher and waits for it.
@@ -386,7 +386,7 @@ func (r ReleaseLock) Run(ctx context.Context, h remote.Host, _ io.Writer) error 
 		if r.Quiet {
 			return nil
 		}
-		return fmt.Errorf("the lock is now held by %s: leaving it", sanitize(ParseHolder(who).Who()))
+		return fmt.Errorf("the lock is now held by %s: leaving it", remote.Sanitize(ParseHolder(who).Who()))
 	}
 	return h.Remove(ctx, l.Lock())
 }

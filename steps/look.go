@@ -18,6 +18,9 @@ import (
 // lines are some 160 KiB.
 const historyTail = 256 << 10
 
+// maxMarker bounds a build's marker (a few hundred bytes as written).
+const maxMarker = 64 << 10
+
 // ownFolders are the folders of a root that fleetdeploy makes and works in:
 // each must be a real folder (or absent), never a symlink, which would make
 // it write, move and remove elsewhere.
@@ -94,7 +97,7 @@ func Look(ctx context.Context, h remote.Host, root string, shared []string) (*St
 	var hasManifest bool
 	if s.Latest != "" {
 		wg.Go(func() {
-			b, err := h.ReadFile(ctx, l.Marker(s.Latest))
+			b, err := h.ReadFile(ctx, l.Marker(s.Latest), maxMarker)
 			fail(err)
 			for _, line := range strings.Split(string(b), "\n") {
 				s.Marker.set(line)

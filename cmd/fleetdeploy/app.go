@@ -33,6 +33,8 @@ type common struct {
 	compress       bool
 	compressSet    bool // --compress given (true or false): no automatic choice
 	lockLease      time.Duration
+	sshConfig      string
+	acceptNewKeys  bool
 
 	out     *printer // standard output: its one owner
 	stderr  io.Writer
@@ -78,7 +80,9 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, now f
 		err = &plan.InterruptedError{Before: true}
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "fleetdeploy: %s\n", indentLines(err.Error()))
+		// Errors quote hosts (a lock's holder, a command's stderr): their
+		// control characters are shown escaped, never sent to the terminal.
+		fmt.Fprintf(stderr, "fleetdeploy: %s\n", indentLines(remote.SanitizeLines(err.Error())))
 	}
 	return exitCode(err)
 }
@@ -110,10 +114,22 @@ func newApp(c *common, r runners) *cli.App {
 			&cli.StringFlag{Name: "cache-dir", Usage: "where manifests of builds seen on hosts, and hashes of local files, are cached (default: the user cache folder)", Destination: &c.cacheDir},
 			&cli.BoolFlag{Name: "compress", Usage: "gzip whole builds too (redeploys' deltas always are); default: only when the hosts are 10 ms or more away; --compress=false never", Destination: &c.compress, DisableDefaultText: true},
 			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "show every step, remote operation and hook output", Destination: &c.verbose},
+			&cli.StringFlag{Name: "ssh-config", Aliases: []string{"F"}, Usage: "ssh_config `FILE` to read instead of ~/.ssh/config and /etc/ssh/ssh_config (none: read none); default: the inventory's ssh.config", Destination: &c.sshConfig},
+			&cli.BoolFlag{Name: "accept-new-host-keys", Usage: "record the key of a host not in known_hosts yet (StrictHostKeyChecking accept-new); a changed key is always refused", Destination: &c.acceptNewKeys},
 			&cli.DurationFlag{Name: "lock-lease", Usage: "how long a run's host locks stay good without a refresh (refreshed every third of it); then another run may take them over (default: lock_lease in the inventory, else 2m)", Destination: &c.lockLease},
 		},
 		Before: func(cc *cli.Context) error {
 			c.compressSet = cc.IsSet("compress")
+			// Not given: ssh_config decides, then the defaults.
+			if !cc.IsSet("connect-timeout") {
+				c.connectTimeout = 0
+			}
+			if !cc.IsSet("keepalive") {
+				c.keepalive = 0
+			}
+			if !cc.IsSet("keepalive-count") {
+				c.keepaliveMax = 0
+			}
 			if cc.IsSet("lock-lease") && c.lockLease < inventory.MinLockLease {
 				return &usageError{fmt.Sprintf("--lock-lease must be at least %s, got %s", inventory.MinLockLease, c.lockLease)}
 			}
@@ -226,18 +242,16 @@ func interspersed(args []string, app *cli.App) []string {
 
 // loadEnv reads the inventory and resolves one environment.
 func (c *common) loadEnv(name string) (*inventory.Environment, error) {
-	env, err := inventory.LoadEnvironment(c.inventory, name)
-	if err != nil {
-		return nil, err
-	}
-	return env, env.FillDefaults()
+	return inventory.LoadEnvironment(c.inventory, name)
 }
 
 // reach is how this run reaches hosts.
 func (c *common) reach() fleet.Options {
 	return fleet.Options{
 		MaxConnects: c.maxConnects, ConnectTimeout: c.connectTimeout,
-		Keepalive: c.keepalive, KeepaliveMax: c.keepaliveMax, Agent: os.Getenv("SSH_AUTH_SOCK"),
+		Keepalive: c.keepalive, KeepaliveMax: c.keepaliveMax,
+		SSHConfig: c.sshConfig, AcceptNewHostKeys: c.acceptNewKeys,
+		Notify: func(msg string) { fmt.Fprintf(c.stderr, "fleetdeploy: %s\n", msg) },
 	}
 }
 

@@ -154,7 +154,8 @@ func (f *testFleet) writeInventory(t *testing.T, o inventoryOpts) string {
 			}
 		}
 	}
-	fmt.Fprintf(&b, "ssh:\n  user: %s\n  identity: %s\n  known_hosts: %s\n", f.user, f.identity, f.knownHosts)
+	// config: none: the tests do not depend on the machine's ssh_config.
+	fmt.Fprintf(&b, "ssh:\n  user: %s\n  identity: %s\n  known_hosts: %s\n  config: none\n", f.user, f.identity, f.knownHosts)
 	b.WriteString(o.extra)
 	b.WriteString("environments:\n  test:\n    hosts:\n")
 	for i, n := range f.names {
@@ -274,6 +275,20 @@ func tree(t *testing.T, root string) string {
 }
 
 // waitFile polls for a file, failing the test when it does not appear in time.
+// waitUntil polls cond until it holds, failing the test after limit.
+func waitUntil(t *testing.T, what string, limit time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %s", what, limit)
+		}
+		<-tick.C
+	}
+}
+
 func waitFile(t *testing.T, path string, limit time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(limit)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/fleetdeploy/fleetdeploy/plan"
+	"github.com/fleetdeploy/fleetdeploy/remote"
 )
 
 // printer owns standard output: the scheduler's events arrive from many
@@ -45,13 +46,14 @@ func (c *common) render(e plan.Event) {
 			c.out.Printf("%s %s    %s\n", c.clock(e.Time), e.Host, plan.Indent(e.Op))
 		}
 	case plan.Output:
-		if note, ok := strings.CutPrefix(e.Text, "NOTE: "); ok {
+		text := remote.Sanitize(e.Text) // what a host prints never reaches the terminal raw
+		if note, ok := strings.CutPrefix(text, "NOTE: "); ok {
 			c.out.Printf("  %s: %s\n", e.Host, note)
 		} else if c.verbose {
-			c.out.Printf("  %s  | %s\n", e.Host, e.Text)
+			c.out.Printf("  %s  | %s\n", e.Host, text)
 		}
 	case plan.StepFailed:
-		c.out.Printf("  %s  %s failed: %v\n", e.Host, e.Step, e.Err)
+		c.out.Printf("  %s  %s failed: %s\n", e.Host, e.Step, remote.SanitizeLines(e.Err.Error()))
 	case plan.Undoing:
 		if c.verbose {
 			c.out.Printf("  %s  undoing %s\n", e.Host, e.Step)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/fleetdeploy/fleetdeploy/fleet"
 	"github.com/fleetdeploy/fleetdeploy/plan"
+	"github.com/fleetdeploy/fleetdeploy/remote"
 	"github.com/fleetdeploy/fleetdeploy/steps"
 	"github.com/urfave/cli/v2"
 )
@@ -76,11 +78,17 @@ func runStatus(ctx context.Context, c *common, o statusOptions) error {
 	fmt.Fprintln(tw, "HOST\tLIVE\tPREVIOUS\tBUILDS\tLOCK\tSTATE")
 	for _, h := range st.Hosts {
 		if h.Unreachable != nil {
-			fmt.Fprintf(tw, "%s\t?\t?\t?\t?\tUNREACHABLE: %s\n", h.Host, strings.ReplaceAll(h.Unreachable.Error(), "\n", " "))
+			err := h.Unreachable
+			var he *plan.HostError
+			if errors.As(err, &he) {
+				err = fmt.Errorf("%s: %w", he.Step, he.Err)
+			}
+			fmt.Fprintf(tw, "%s\t?\t?\t?\t?\tUNREACHABLE: %s\n", h.Host, remote.Sanitize(strings.ReplaceAll(err.Error(), "\n", " ")))
 			continue
 		}
 		state := strings.Join(append(slices.Clone(h.Problems), h.Notes...), "; ")
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", h.Host, orDash(h.Live), orDash(h.Previous), h.Builds, lockText(h.Lock), orWord(state, "ok"))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", h.Host, remote.Sanitize(orDash(h.Live)), remote.Sanitize(orDash(h.Previous)), h.Builds,
+			remote.Sanitize(lockText(h.Lock)), remote.Sanitize(orWord(state, "ok")))
 	}
 	tw.Flush()
 	if c.verbose {
@@ -90,7 +98,7 @@ func runStatus(ctx context.Context, c *common, o statusOptions) error {
 			}
 			fmt.Fprintf(&b, "%s builds: %s\n", t.Host.Name, strings.Join(t.State.Builds, " "))
 			for _, e := range t.State.History {
-				fmt.Fprintf(&b, "  %s %-8s %s by %s\n", e.Time.Format("2006-01-02 15:04:05"), e.Action, e.Release, e.By)
+				fmt.Fprintf(&b, "  %s %-8s %s by %s\n", e.Time.Format("2006-01-02 15:04:05"), remote.Sanitize(e.Action), e.Release, remote.Sanitize(e.By))
 			}
 		}
 	}
