@@ -61,7 +61,7 @@ type Fleet struct {
 	Env    *inventory.Environment
 	Conns  map[string]remote.Host // by host name
 	dialer *remote.Dialer
-	rtts  []time.Duration        // each connected host's round trip
+	rtts   []time.Duration // each connected host's round trip
 	// openssh: the hosts whose SSH server says it is OpenSSH (see Window).
 	openssh map[string]bool
 }

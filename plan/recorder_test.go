@@ -68,7 +68,9 @@ func (r *recorder) Run(ctx context.Context, c remote.Cmd) ([]byte, error) {
 	return nil, r.do(remote.Run(c))
 }
 
-func (r *recorder) ReadFile(context.Context, string, int64) ([]byte, error) { return nil, fs.ErrNotExist }
+func (r *recorder) ReadFile(context.Context, string, int64) ([]byte, error) {
+	return nil, fs.ErrNotExist
+}
 func (r *recorder) ReadTail(context.Context, string, int64) ([]byte, error) {
 	return nil, fs.ErrNotExist
 }

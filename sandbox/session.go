@@ -173,10 +173,11 @@ func (sess *session) subsystem(req *ssh.Request) {
 		_ = req.Reply(false, nil)
 		return
 	}
-	server, err := sftp.NewServer(sftpConn{
+	conn := &sftpConn{
 		Reader: &sftpPaths{r: sess.ch, dir: sess.srv.cfg.Dir},
 		ch:     sess.ch,
-	})
+	}
+	server, err := sftp.NewServer(conn)
 	if err != nil {
 		_ = req.Reply(false, nil)
 		return
@@ -192,8 +193,11 @@ func (sess *session) subsystem(req *ssh.Request) {
 		if err := server.Serve(); err != nil && !errors.Is(err, io.EOF) {
 			status = 1
 		}
-		// sshd reports the exit of sftp-server like any command's.
+		// sshd reports the exit of sftp-server like any command's. (pkg/sftp's
+		// writer may still be sending a response: not at the same time.)
+		conn.mu.Lock()
 		_ = ch.CloseWrite()
+		conn.mu.Unlock()
 		_, _ = ch.SendRequest("exit-status", false, ssh.Marshal(struct{ Status uint32 }{status}))
 		_ = ch.Close()
 	}()
@@ -204,10 +208,16 @@ func (sess *session) subsystem(req *ssh.Request) {
 type sftpConn struct {
 	io.Reader
 	ch ssh.Channel
+	mu sync.Mutex // a write and the end of the stream (CloseWrite) never at once
 }
 
-func (c sftpConn) Write(p []byte) (int, error) { return c.ch.Write(p) }
-func (c sftpConn) Close() error                { return c.ch.Close() }
+func (c *sftpConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ch.Write(p)
+}
+
+func (c *sftpConn) Close() error { return c.ch.Close() }
 
 // signal delivers a "signal" request to the running command's process group.
 func (sess *session) signal(payload []byte) bool {

@@ -47,7 +47,9 @@ func (l *localHost) Run(ctx context.Context, c remote.Cmd) ([]byte, error) {
 	}
 	return out, err
 }
-func (l *localHost) ReadFile(_ context.Context, p string, _ int64) ([]byte, error) { return os.ReadFile(p) }
+func (l *localHost) ReadFile(_ context.Context, p string, _ int64) ([]byte, error) {
+	return os.ReadFile(p)
+}
 func (l *localHost) ReadTail(_ context.Context, p string, max int64) ([]byte, error) {
 	f, err := os.Open(p)
 	if err != nil {

@@ -60,7 +60,9 @@ func TestDeployThroughBastionsBySSHConfigAlias(t *testing.T) {
 	done := make(chan result, 1)
 	go func() { done <- fd(t, t.Context(), "up", "test", "-i", inv) }()
 	for _, h := range f.Hosts {
-		waitUntil(t, h.Name+" in its hook", 30*time.Second, func() bool { return h.Exec(t, `ls "$ROOT/shared"`) != "" && strings.Contains(h.Exec(t, `ls "$ROOT/shared"`), "started") })
+		waitUntil(t, h.Name+" in its hook", 30*time.Second, func() bool {
+			return h.Exec(t, `ls "$ROOT/shared"`) != "" && strings.Contains(h.Exec(t, `ls "$ROOT/shared"`), "started")
+		})
 	}
 	for i, b := range f.Bastions {
 		if n := b.Connections(); n != 1 {
