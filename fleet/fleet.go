@@ -207,7 +207,7 @@ func Survey(ctx context.Context, env *inventory.Environment, o Options, partial 
 // Reach connects to every host of env and reads its state for a deploy or a
 // rollback (steps.Look): any host that cannot be reached or read fails it.
 func Reach(ctx context.Context, env *inventory.Environment, o Options) (*Fleet, []plan.Target, error) {
-	f, targets, errs, err := Survey(ctx, env, o, false, steps.Look)
+	f, targets, errs, err := Survey(ctx, env, o, false, steps.LookToChange)
 	if err != nil {
 		return nil, nil, err
 	}

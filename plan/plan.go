@@ -125,7 +125,7 @@ type Build struct {
 // Deploy plans a deploy of a new build with ID release, by the run who
 // (steps.NewHolder: who runs it, and the lease of its locks).
 func Deploy(env *inventory.Environment, targets []Target, release string, b Build, who steps.Holder, now time.Time) (*Plan, error) {
-	if err := refuse(env, targets, true); err != nil {
+	if err := Refuse(env, targets, true); err != nil {
 		return nil, err
 	}
 	p, ph := newPlan("deploy", env, targets, release)
@@ -174,7 +174,7 @@ func Deploy(env *inventory.Environment, targets []Target, release string, b Buil
 // or else the build live before the fleet's current one, read from the hosts'
 // own records.
 func Rollback(env *inventory.Environment, targets []Target, to string, who steps.Holder, now time.Time) (*Plan, error) {
-	if err := refuse(env, targets, false); err != nil {
+	if err := Refuse(env, targets, false); err != nil {
 		return nil, err
 	}
 	release, err := rollbackTarget(targets, to)
@@ -343,10 +343,11 @@ func rollbackTarget(targets []Target, to string) (string, error) {
 	return prev, JoinHostErrors(errs)
 }
 
-// refuse reports hosts whose state rules out any change: a lock held by
+// Refuse reports hosts whose state rules out any change (deploy: a deploy
+// rather than a rollback): a lock held by
 // another live run (a dead run's is taken over), a root whose layout is
 // broken, a latest that is a real directory, missing shared files.
-func refuse(env *inventory.Environment, targets []Target, deploy bool) error {
+func Refuse(env *inventory.Environment, targets []Target, deploy bool) error {
 	var errs []error
 	for _, t := range targets {
 		st, l := t.State, steps.Layout{Root: t.Host.Root}

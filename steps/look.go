@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path"
 	"strings"
 	"sync"
 
@@ -139,11 +140,30 @@ func Look(ctx context.Context, h remote.Host, root string, shared []string) (*St
 		s.Manifest = s.Marker.Checksum
 	}
 	for i, p := range shared {
-		if noShared[i] && s.RootExists { // no root: nothing to tell
+		if noShared[i] { // a root yet to be made has none
 			s.NoShared = append(s.NoShared, p)
 		}
 	}
 	return s, nil
+}
+
+// Writable checks that the login user can write in root, or, for a root not
+// made yet, in the nearest folder on the way to it that exists (where it
+// will be made): a symlink made and removed there. An error says where and
+// why not.
+func Writable(ctx context.Context, h remote.Host, root string) error {
+	dir := root
+	for {
+		p := path.Join(dir, ".fleetdeploy-probe-"+randomName())
+		err := h.Symlink(ctx, "probe", p)
+		if err == nil {
+			return h.Remove(ctx, p)
+		}
+		if !isNotExist(err) || dir == "/" || dir == "." {
+			return fmt.Errorf("%s is not writable by the login user (%v): fix its owner or permissions", dir, err)
+		}
+		dir = path.Dir(dir)
+	}
 }
 
 // readHistory adds the lines of the live history's tail; cut says the tail
@@ -224,4 +244,23 @@ func randomName() string {
 	var b [6]byte
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// LookToChange is Look for a run that will change the host (up, rollback,
+// and their dry runs), which also checks, in the same round trip, that the
+// root can be written (Writable): a Problem when it cannot, so that every
+// host's is named before anything is written anywhere.
+func LookToChange(ctx context.Context, h remote.Host, root string, shared []string) (*State, error) {
+	var werr error
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		werr = Writable(ctx, h, root)
+	}()
+	s, err := Look(ctx, h, root, shared)
+	<-done
+	if err == nil && werr != nil && ctx.Err() == nil {
+		s.Problems = append(s.Problems, werr.Error())
+	}
+	return s, err
 }

@@ -26,6 +26,8 @@ var (
 	verifySh string
 	//go:embed scripts/sweep.sh
 	sweepSh string
+	//go:embed scripts/probe.sh
+	probeSh string
 )
 
 var (
@@ -34,6 +36,7 @@ var (
 	lockScript      = &remote.Script{Name: "lock", Body: lockSh, Brief: true}
 	cleanupScript   = &remote.Script{Name: "cleanup", Body: libSh + cleanupSh, Brief: true}
 	sweepScript     = &remote.Script{Name: "sweep", Body: libSh + sweepSh, Brief: true}
+	probeScript     = &remote.Script{Name: "probe", Body: probeSh, Brief: true}
 	inspectScript   = &remote.Script{Name: "inspect", Body: libSh + inspectSh, Brief: true}
 	verifyScript    = &remote.Script{Name: "verify", Body: verifySh}
 )

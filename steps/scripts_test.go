@@ -64,7 +64,7 @@ func TestScriptsParse(t *testing.T) {
 	for _, s := range []*struct{ name, body string }{
 		{"prepare", prepareScript.Body}, {"unprepare", unprepareScript.Body}, {"lock", lockScript.Body},
 		{"cleanup", cleanupScript.Body}, {"inspect", inspectScript.Body}, {"verify", verifyScript.Body},
-		{"sweep", sweepScript.Body},
+		{"sweep", sweepScript.Body}, {"probe", probeScript.Body},
 	} {
 		if out, err := exec.Command(dash, "-n", "-c", s.body).CombinedOutput(); err != nil {
 			t.Errorf("%s: %v\n%s", s.name, err, out)

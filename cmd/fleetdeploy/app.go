@@ -55,11 +55,12 @@ type runners struct {
 	rollback func(context.Context, *common, rollbackOptions) error
 	status   func(context.Context, *common, statusOptions) error
 	unlock   func(context.Context, *common, unlockOptions) error
+	check    func(context.Context, *common, checkOptions) error
 	sandbox  func(context.Context, *common, sandboxOptions) error
 }
 
 func realRunners() runners {
-	return runners{up: runUp, rollback: runRollback, status: runStatus, unlock: runUnlock, sandbox: runSandbox}
+	return runners{up: runUp, rollback: runRollback, status: runStatus, unlock: runUnlock, check: runCheck, sandbox: runSandbox}
 }
 
 // run is the whole program behind main: it parses args, runs the command and
@@ -141,6 +142,7 @@ func newApp(c *common, r runners) *cli.App {
 			rollbackCommand(c, r.rollback),
 			statusCommand(c, r.status),
 			unlockCommand(c, r.unlock),
+			checkCommand(c, r.check),
 			sandboxCommand(c, r.sandbox),
 		},
 	}

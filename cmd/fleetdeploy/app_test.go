@@ -34,6 +34,7 @@ func parse(t *testing.T, args ...string) (parsed, error) {
 		},
 		status:  func(_ context.Context, c *common, o statusOptions) error { got = parsed{"status", c, o}; return nil },
 		unlock:  func(_ context.Context, c *common, o unlockOptions) error { got = parsed{"unlock", c, o}; return nil },
+		check:   func(_ context.Context, c *common, o checkOptions) error { got = parsed{"check", c, o}; return nil },
 		sandbox: func(_ context.Context, c *common, o sandboxOptions) error { got = parsed{"sandbox", c, o}; return nil },
 	}
 	app := newApp(&common{out: newPrinter(io.Discard), stderr: io.Discard, now: time.Now}, r)
@@ -59,6 +60,7 @@ func TestCommandLines(t *testing.T) {
 		{[]string{"status", "production", "--verify", "--connect-timeout", "3s"}, "status", statusOptions{env: "production", verify: true}, func(c *common) bool { return c.connectTimeout == 3*time.Second }},
 		{[]string{"unlock", "production", "--keepalive-count=7"}, "unlock", unlockOptions{env: "production"}, func(c *common) bool { return c.keepaliveMax == 7 }},
 		{[]string{"sandbox", "--count", "5", "--dir", "/tmp/x"}, "sandbox", sandboxOptions{dir: "/tmp/x", count: 5}, nil},
+		{[]string{"check", "production", "-F", "none"}, "check", checkOptions{env: "production"}, func(c *common) bool { return c.sshConfig == "none" }},
 		{[]string{"up", "--", "-odd-env"}, "up", upOptions{env: "-odd-env"}, nil},
 		{[]string{"--compress=false", "up", "production"}, "up", upOptions{env: "production"}, func(c *common) bool { return c.compressSet && !c.compress }},
 	} {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"time"
 
 	"github.com/fleetdeploy/fleetdeploy/build"
@@ -55,6 +56,9 @@ func runUp(ctx context.Context, c *common, o upOptions) error {
 	if err != nil {
 		return err
 	}
+	if fi, err := os.Stat(env.Source); err != nil || !fi.IsDir() {
+		return fmt.Errorf("source %s (%s) is not a folder this machine can read: fix source: in %s", env.Source, errText(err, "not a folder"), env.File)
+	}
 	cache := fleet.Cache{Dir: c.cacheDir}
 	var built <-chan buildResult
 	if !o.dryRun {
@@ -87,7 +91,9 @@ func runUp(ctx context.Context, c *common, o upOptions) error {
 		plan.Print(c.out, p)
 		return nil
 	}
-	if err := checkLocks(env, targets); err != nil {
+	// What rules the deploy out is told before the build is waited for and
+	// anything is sent, for every host.
+	if err := plan.Refuse(env, targets, true); err != nil {
 		return err
 	}
 	r := <-built
@@ -198,16 +204,11 @@ func runRollback(ctx context.Context, c *common, o rollbackOptions) error {
 	return nil
 }
 
-// checkLocks fails at once, before the build is awaited, when a host is
-// locked by a live run.
-func checkLocks(env *inventory.Environment, targets []plan.Target) error {
-	var errs []error
-	for _, t := range targets {
-		if err := plan.LockedBy(env, t.State); err != nil {
-			errs = append(errs, &plan.HostError{Host: t.Host.Name, Step: "checking lock", Err: err})
-		}
+func errText(err error, otherwise string) string {
+	if err != nil {
+		return err.Error()
 	}
-	return plan.JoinHostErrors(errs)
+	return otherwise
 }
 
 // notes tells what the plan noticed (stale locks taken over, builds left alone).
