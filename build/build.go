@@ -344,7 +344,37 @@ func (s *scanner) list() ([]item, error) {
 	if !content {
 		return nil, fmt.Errorf("the build is empty: no files in %s after excludes", s.name)
 	}
+	if err := ownerModes(items); err != nil {
+		return nil, err
+	}
 	return items, nil
+}
+
+// ownerModes refuses, all in one error, folders the owner cannot read, write
+// and enter, and files the owner cannot read: on the hosts, fleetdeploy
+// (the owner there) must read every file to check it and write every
+// folder to assemble and remove the build. A read-only build is made by
+// taking group and other write bits away, not the owner's.
+func ownerModes(items []item) error {
+	var bad []string
+	for _, it := range items {
+		switch {
+		case it.Type == 'd' && it.Mode&0o700 != 0o700:
+			bad = append(bad, fmt.Sprintf("%s/ (%04o)", it.Path, it.Mode))
+		case it.Type == 'f' && it.Mode&0o400 == 0:
+			bad = append(bad, fmt.Sprintf("%s (%04o)", it.Path, it.Mode))
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	sort.Strings(bad)
+	more := ""
+	if len(bad) > 20 {
+		bad, more = bad[:20], fmt.Sprintf(" and %d more", len(bad)-20)
+	}
+	return fmt.Errorf("fleetdeploy must read every file and write every folder of a build as its owner on the hosts (to check, assemble and remove it), and these do not let the owner: %s%s; give the owner rw on them (chmod -R u+rwX; in the build commands if they make them), and take group and other bits away instead to keep the build read-only for others",
+		strings.Join(bad, ", "), more)
 }
 
 // entry describes the path rel of the build, listed with info at full.

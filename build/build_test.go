@@ -183,3 +183,32 @@ func zombie(pid int) bool {
 	_, rest, _ := strings.Cut(string(data), ") ")
 	return strings.HasPrefix(rest, "Z")
 }
+
+// Folders the owner cannot write, or files the owner cannot read, are
+// refused up front, all of them in one error: on a host they would leave
+// a build that cannot be checked, assembled or removed.
+func TestOwnerModesRefused(t *testing.T) {
+	src := t.TempDir()
+	for _, d := range []string{"ro", "none", "fine"} {
+		os.MkdirAll(filepath.Join(src, d), 0o755)
+	}
+	os.WriteFile(filepath.Join(src, "fine", "a"), []byte("a"), 0o644)
+	os.WriteFile(filepath.Join(src, "secret"), []byte("s"), 0o200)
+	os.WriteFile(filepath.Join(src, "ro", "f"), []byte("f"), 0o444)
+	os.Chmod(filepath.Join(src, "ro"), 0o555)
+	os.Chmod(filepath.Join(src, "none"), 0o000)
+	defer os.Chmod(filepath.Join(src, "ro"), 0o755)
+	defer os.Chmod(filepath.Join(src, "none"), 0o755)
+	_, err := Make(t.Context(), Options{Source: src, TempDir: t.TempDir()})
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{"none/ (0000)", "ro/ (0555)", "secret (0200)", "chmod -R u+rwX"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q: %v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "ro/f") {
+		t.Errorf("a read-only file is fine: %v", err)
+	}
+}

@@ -162,7 +162,7 @@ func Deploy(env *inventory.Environment, targets []Target, release string, b Buil
 		for _, n := range notes {
 			p.Notes = append(p.Notes, name+": "+n)
 		}
-		if s, ok := steps.Cleanup(l, remove); ok {
+		if s, ok := steps.Cleanup(l, release, remove); ok {
 			ph.finish.add(name, s)
 		}
 		ph.finish.add(name, steps.Unlock(lease))

@@ -288,12 +288,13 @@ func Record(l Layout, e HistoryEntry) Step {
 	}}}
 }
 
-// Cleanup removes old builds and their markers, keeping any still in use.
-func Cleanup(l Layout, ids []string) (Step, bool) {
+// Cleanup removes old builds and their markers, keeping any still in use,
+// and seals the record of live's files again (see scripts/cleanup.sh).
+func Cleanup(l Layout, live string, ids []string) (Step, bool) {
 	if len(ids) == 0 {
 		return Step{}, false
 	}
 	return Step{Name: "removing old builds " + strings.Join(ids, ", "), Ops: []Op{
-		Exec(remote.Cmd{Script: cleanupScript, Params: list(params("root", l.Root), "id", ids)}),
+		Exec(remote.Cmd{Script: cleanupScript, Params: list(params("root", l.Root, "live", live), "id", ids)}),
 	}}, true
 }

@@ -205,7 +205,7 @@ func (s *State) sortEntries(dirs [3][]string) {
 }
 
 // stagingSuffixes are the files prepare keeps beside a staging folder.
-var stagingSuffixes = []string{"", ".skip", ".shared", ".reuse", ".found", ".dirty"}
+var stagingSuffixes = []string{"", ".skip", ".shared", ".reuse", ".found", ".dirty", ".suspect"}
 
 // isStagingName reports whether a name in the staging folder is one prepare makes.
 func isStagingName(n string) bool {

@@ -190,6 +190,7 @@ func Inspect(ctx context.Context, h remote.Host, root string, shared []string) (
 		}
 	}
 	slices.Sort(s.Dirty)
+	s.Dirty = slices.Compact(s.Dirty)
 	return s, nil
 }
 

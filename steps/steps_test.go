@@ -1083,3 +1083,56 @@ func TestLeftoversSweep(t *testing.T) {
 		}
 	}
 }
+
+// A file of the live build edited by hand in place, with the same size and
+// its mtime put back, is found all the same (its ctime moved after the record
+// was sealed, and its content no longer matches the manifest): by status
+// (Inspect) and by the next deploy, which sends it again. A run undone in
+// between (its links removed: ctimes move, contents do not) finds nothing.
+func TestHandEditWithRestoredMtimeFound(t *testing.T) {
+	v1 := map[string]string{"a.php": "aaaa", "b.php": "bbbb", "c/d.php": "dddd"}
+	v2 := map[string]string{"a.php": "aaaa", "b.php": "bbbb", "c/d.php": "DDDD"}
+	id1, id2, id3 := "20261125-101500", "20261125-101501", "20261125-101502"
+	l := Layout{Root: t.TempDir()}
+	h := &localHost{}
+	if err := run(t, h, Prepare(l, marker(id1), fullPayload(t, v1), nil)); err != nil {
+		t.Fatal(err)
+	}
+	os.Symlink("builds/"+id1, l.Latest())
+
+	// A run that links v1's files, then is undone.
+	s := Prepare(l, marker(id2), deltaPayload(t, id1, v1, v2), nil)
+	if err := run(t, h, s); err != nil {
+		t.Fatal(err)
+	}
+	if err := RunOps(t.Context(), h, s.Undo, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := Inspect(t.Context(), h, l.Root, nil); err != nil || len(st.Dirty) != 0 {
+		t.Fatalf("after a run undone: dirty %v, %v", st.Dirty, err)
+	}
+
+	// b.php rewritten in place: same size, mtime put back.
+	p := filepath.Join(l.Build(id1), "b.php")
+	fi, _ := os.Stat(p)
+	os.WriteFile(p, []byte("BBBB"), 0o644)
+	os.Chtimes(p, fi.ModTime(), fi.ModTime())
+	if st, err := Inspect(t.Context(), h, l.Root, nil); err != nil || !slices.Equal(st.Dirty, []string{"b.php"}) {
+		t.Errorf("status: dirty %v, %v; want [b.php]", st.Dirty, err)
+	}
+	var sent []string
+	pl := deltaPayload(t, id1, v1, v2)
+	pl.Redo = func(dirty []string, whole bool) (Payload, error) {
+		sent = dirty
+		return deltaPayload(t, id1, v1, v2, dirty...), nil
+	}
+	if err := run(t, h, Prepare(l, marker(id3), pl, nil)); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(sent, []string{"b.php"}) {
+		t.Errorf("sent again %v, want [b.php]", sent)
+	}
+	if got := readFile(t, filepath.Join(l.Build(id3), "b.php")); got != "bbbb" {
+		t.Errorf("the new build's b.php is %q, want the build's", got)
+	}
+}

@@ -8,11 +8,19 @@
 # when a build could not be removed completely, and that build is no longer
 # in builds/ (never a rollback target).
 #
-# Parameters: root=DIR id=ID (list: the builds to remove)
+# Removing a build unlinks files it shares with the live one, which changes
+# their ctime: the live build's record of file identities is sealed again
+# (its mtime), so that the next deploy does not take them for files changed
+# by hand (see prepare's suspects).
+#
+# Parameters: root=DIR live=ID id=ID (list: the builds to remove)
 
-root=''
+root='' live=''
 for kv do
-	case $kv in root=*) root=${kv#*=} ;; esac
+	case $kv in
+	root=*) root=${kv#*=} ;;
+	live=*) live=${kv#*=} ;;
+	esac
 done
 cd -- "$root" || exit 1
 own_folders .
@@ -70,6 +78,11 @@ for kv do
 		if [ ! -e "$b" ]; then rm -f -- ".fleetdeploy/builds/$id" ".fleetdeploy/builds/$id.manifest" ".fleetdeploy/builds/$id.stat"; fi
 	fi
 done
+case $live in '' | *[!0-9-]*) ;; *)
+	r=".fleetdeploy/builds/$live.stat"
+	if [ -f "$r" ] && [ ! -L "$r" ]; then touch -c -- "$r" || ok=; fi
+	;;
+esac
 if [ "$visible" -lt "$total" ]; then
 	echo "NOTE: the in-use check saw $visible of $total processes (others belong to other users or are hidden): builds used only by those may have been removed"
 fi

@@ -2,7 +2,9 @@
 # fleetdeploy-inspect checks a live build for `status`: it prints the digest
 # of its manifest, and the files changed on the host since the build was
 # made (their size, mtime or inode differ from the identities recorded
-# then), one "key<TAB>value" line each. It writes nothing. Everything else
+# then; or their inode changed since the record was sealed, its mtime, and
+# their content no longer matches the manifest), one "key<TAB>value" line
+# each. It writes nothing. Everything else
 # status shows is read over SFTP (steps.Look).
 #
 # Parameters: root=DIR id=ID
@@ -37,5 +39,11 @@ if [ -f "$k" ] && [ ! -L "$k" ]; then
       for (x in k) { split(x, f, "\t"); d[f[1]] = 1 }
       for (p in d) print "dirty\t" p
     }'
+	if [ -f "$m" ] && [ ! -L "$m" ]; then
+		(cd "builds/$id" && find . -type f -cnewer "../../$k" -printf '%P\n') 2>/dev/null |
+			LC_ALL=C awk -F'\t' 'FNR == NR { s[$0] = 1; next } $1 == "f" && ($5 in s) { print $4 "  " $5 }' - "$m" |
+			(cd "builds/$id" && LC_ALL=C sha256sum -c - 2>/dev/null) |
+			LC_ALL=C awk '/: FAILED/ { sub(/: FAILED.*$/, ""); print "dirty\t" $0 }'
+	fi
 fi
 exit 0

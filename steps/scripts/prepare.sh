@@ -127,6 +127,7 @@ unpack() {
 	rec=0
 	if [ -n "$from" ] && [ "$how" = link ] && [ -f "$old.stat" ] && [ ! -L "$old.stat" ]; then rec=1; fi
 	mkdir -p -- "$st"
+	suspects
 	tarok=1
 	case $z in
 	gzip)
@@ -154,6 +155,31 @@ unpack() {
 	# In link mode a failed tar may only mean that a reused file is gone from
 	# the live build: the check below tells, and the files go into the redo.
 	if [ -z "$tarok" ] && [ "$rec" = 0 ]; then exit "$EXIT_FAILED"; fi
+}
+
+# suspects lists, before anything links them, the files of the live build
+# whose inode changed after its record was sealed (the record's own mtime):
+# a hand edit that kept the size and put the mtime back changes the ctime
+# all the same. fleetdeploy's own links and removals change it too (a run
+# undone, a rollback): merge hashes the reused ones among them to tell.
+suspects() {
+	: >"$st.suspect"
+	if [ -n "$from" ] && [ -f "$old.stat" ] && [ ! -L "$old.stat" ] && [ -d "$root/builds/$from" ]; then
+		(cd -- "$root/builds/$from" && find . -type f -cnewer "$old.stat" -printf '%P\n') >"$st.suspect"
+	fi
+}
+
+# verify_suspects adds to the dirty list the reused files among the suspects
+# (those the client sends anyway are in the skip list) whose content no
+# longer matches the live build's manifest: one sha256sum run, only when
+# there are suspects.
+verify_suspects() {
+	if [ ! -s "$st.suspect" ]; then return 0; fi
+	LC_ALL=C awk -F'\t' -v sus="$st.suspect" -v skip="$st.skip" '
+    BEGIN { while ((getline l < sus) > 0) s[l] = 1; while ((getline l < skip) > 0) delete s[l] }
+    $1 == "f" && ($5 in s) { print $4 "  " $5 }' "$old.manifest" |
+		(cd -- "$root/builds/$from" && LC_ALL=C sha256sum -c - 2>/dev/null) |
+		LC_ALL=C awk '/: FAILED/ { sub(/: FAILED.*$/, ""); print "dirty\t" $0 }' >>"../$id.dirty"
 }
 
 # merge makes the new manifest from the old one and the delta, lists the
@@ -246,6 +272,7 @@ merge() {
         for (q in r) if (!(q in F) && !(q in O)) print "dirty\t" q
       }
     }' "../../builds/$from.manifest" >"../$id.dirty"
+	verify_suspects
 	# A failed tar with nothing changed by hand is a failure of its own.
 	if [ -z "$tarok" ] && [ ! -s "../$id.dirty" ]; then exit "$EXIT_FAILED"; fi
 	mf="../../builds/$id.manifest"
@@ -288,7 +315,7 @@ assemble() {
 		cd -- "$root/builds/$from"
 		xargs -d '\n' -r cp -p --reflink=auto --parents -t "$st" -- <"$st.reuse"
 	fi
-	rm -f -- "$st/.fleetdeploy-upload.b2sum" "$st/.fleetdeploy-manifest.delta" "$st.skip" "$st.shared" "$st.reuse" "$st.found" "$st.dirty"
+	rm -f -- "$st/.fleetdeploy-upload.b2sum" "$st/.fleetdeploy-manifest.delta" "$st.skip" "$st.shared" "$st.reuse" "$st.found" "$st.dirty" "$st.suspect"
 }
 
 # publish writes the marker and moves the build to builds/ID.

@@ -23,7 +23,7 @@ own_folders .
 s=".fleetdeploy/staging/$id"
 ok=1
 discard "$s" "$id.staging" || ok=
-rm -f -- "$s.skip" "$s.reuse" "$s.shared" "$s.found" "$s.dirty" || ok=
+rm -f -- "$s.skip" "$s.reuse" "$s.shared" "$s.found" "$s.dirty" "$s.suspect" || ok=
 tok=
 p=".fleetdeploy/pending/$id"
 if [ -f "$p" ] && [ ! -L "$p" ]; then IFS= read -r tok <"$p" || :; fi
