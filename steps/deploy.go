@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -163,6 +164,8 @@ func (u Upload) Run(ctx context.Context, h remote.Host, out io.Writer) error {
 			dirty = append(dirty, d)
 		}
 	}
+	slices.Sort(dirty) // a file can be found by its record and by its hash
+	dirty = slices.Compact(dirty)
 	if _, uerr := h.Run(ctx, u.undo()); uerr != nil {
 		return errors.Join(err, uerr)
 	}
