@@ -38,8 +38,8 @@ func Open(dir string, n int) (_ *Site, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: %w", err)
 	}
-	if err := os.MkdirAll(abs, 0o755); err != nil {
-		return nil, fmt.Errorf("sandbox: %w", err)
+	if err := ownFolder(abs); err != nil {
+		return nil, err
 	}
 	sb := &Site{
 		Dir:       abs,
@@ -93,6 +93,73 @@ func (sb *Site) Close() error {
 		sb.lock = nil
 	}
 	return errors.Join(errs...)
+}
+
+// ownFolder makes dir (0700) when it is missing, and otherwise checks that
+// it, and what the sandbox will take from it (keys, known_hosts, the app and
+// its hooks), belong to this user and cannot be written by others: in a
+// folder others can write to, another local user could plant a client key
+// and log in to the sandbox hosts as this user.
+func ownFolder(dir string) error {
+	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+		if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+			return fmt.Errorf("sandbox: %w", err)
+		}
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			return fmt.Errorf("sandbox: %w", err)
+		}
+		return nil
+	}
+	if err := trusted(dir, true); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	for _, e := range entries {
+		p := filepath.Join(dir, e.Name())
+		if err := trusted(p, false); err != nil {
+			return err
+		}
+		if !e.IsDir() {
+			continue
+		}
+		// The hosts' keys (hostK/) and the app (with its hooks) are read too.
+		err := filepath.WalkDir(p, func(q string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if strings.HasSuffix(q, string(filepath.Separator)+"www") && e.Name() != SourceDir {
+				return filepath.SkipDir // a host's deploy root: deploys write there
+			}
+			return trusted(q, false)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// trusted checks that p belongs to this user and that no one else may
+// write to it; follow says to judge what a symlink at p points to.
+func trusted(p string, follow bool) error {
+	stat := os.Lstat
+	if follow {
+		stat = os.Stat
+	}
+	fi, err := stat(p)
+	if err != nil {
+		return fmt.Errorf("sandbox: %w", err)
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("sandbox: %s belongs to another user (uid %d): the sandbox takes keys, its app and hooks from its folder; use a folder of your own (another --dir)", p, st.Uid)
+	}
+	if fi.Mode()&fs.ModeSymlink == 0 && fi.Mode().Perm()&0o022 != 0 {
+		return fmt.Errorf("sandbox: %s can be written by other users (mode %04o): another user could plant a key there and log in to the sandbox hosts as you; chmod go-w it, or use another --dir", p, fi.Mode().Perm())
+	}
+	return nil
 }
 
 // lockDir takes an exclusive flock(2) on path, so two sandboxes never share a
