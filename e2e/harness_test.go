@@ -493,6 +493,7 @@ type hostState struct {
 	pending []string
 	next    bool
 	back    bool
+	trash   []string // what a removal could not finish (.fleetdeploy/trash)
 }
 
 func (h hostState) String() string {
@@ -509,6 +510,7 @@ func readState(root string) hostState {
 	h.pending = names(filepath.Join(root, ".fleetdeploy", "pending"))
 	h.next = exists(filepath.Join(root, ".fleetdeploy", "next"))
 	h.back = exists(filepath.Join(root, ".fleetdeploy", "back"))
+	h.trash = names(filepath.Join(root, ".fleetdeploy", "trash"))
 	return h
 }
 
@@ -581,6 +583,9 @@ func (f *fleet) checkClean(s *scenario, hosts ...int) {
 		}
 		if st.next || st.back {
 			s.Errorf("%s: staged links left behind: next=%v back=%v", f.name(i), st.next, st.back)
+		}
+		if len(st.trash) > 0 {
+			s.Errorf("%s: removals left unfinished in the trash: %v", f.name(i), st.trash)
 		}
 	}
 }
