@@ -5,6 +5,7 @@ package fleet
 
 import (
 	"context"
+	"net"
 	"slices"
 	"strings"
 	"sync"
@@ -34,6 +35,8 @@ type Options struct {
 	Notify func(string)
 	// Prompt asks for a key's passphrase (nil: on the terminal).
 	Prompt remote.Prompter
+	// Wrap, when set, wraps every connection (see remote.DialerOptions).
+	Wrap func(net.Conn) net.Conn
 }
 
 // resolve says how to reach host h: what the inventory says explicitly,
@@ -122,7 +125,7 @@ func Connect(ctx context.Context, env *inventory.Environment, o Options, partial
 		return nil, nil, err
 	}
 	f := &Fleet{Env: env, Conns: map[string]remote.Host{}, openssh: map[string]bool{},
-		dialer: remote.NewDialer(remote.DialerOptions{Prompt: o.Prompt, Notify: o.Notify})}
+		dialer: remote.NewDialer(remote.DialerOptions{Prompt: o.Prompt, Notify: o.Notify, Wrap: o.Wrap})}
 	var mu sync.Mutex
 	failed := map[string]error{}
 	var errs []error

@@ -158,6 +158,9 @@ type DialerOptions struct {
 	// Notify, when set, is told what Dial did that the user should know
 	// about: a host key recorded in known_hosts.
 	Notify func(msg string)
+	// Wrap, when set, wraps each connection's transport (to a host, a jump
+	// host or a ProxyCommand), e.g. to measure it (internal/rtt).
+	Wrap func(net.Conn) net.Conn
 }
 
 // Dialer connects to hosts for one run. It sets up once what ssh(1) would
@@ -178,6 +181,7 @@ type Dialer struct {
 
 	// dialTCP opens direct TCP connections: net.Dialer's, or a test's.
 	dialTCP func(ctx context.Context, addr string) (net.Conn, error)
+	wrap    func(net.Conn) net.Conn
 }
 
 // bastion is a jump host's connection, shared; ready is closed once it is
@@ -198,6 +202,7 @@ func NewDialer(o DialerOptions) *Dialer {
 		ctx:      ctx,
 		cancel:   cancel,
 		bastions: map[string]*bastion{},
+		wrap:     o.Wrap,
 	}
 }
 
@@ -371,6 +376,9 @@ func (d *Dialer) connect(ctx context.Context, cfg *Config, via *link, role strin
 			return nil, info, su.error(cfg)
 		}
 		return nil, info, err
+	}
+	if d.wrap != nil {
+		transport = d.wrap(transport)
 	}
 	wc := &watchedConn{Conn: transport}
 	su.setConn(wc)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/user"
 	"strings"
@@ -46,6 +47,8 @@ type common struct {
 	// beforePayloads, for tests, runs before each attempt at making the
 	// hosts' payloads from the build.
 	beforePayloads func()
+	// wrapConn, for tests, wraps every connection (to count round trips).
+	wrapConn func(net.Conn) net.Conn
 }
 
 // runners are the commands' run functions: tests replace them to check
@@ -254,6 +257,7 @@ func (c *common) reach() fleet.Options {
 		Keepalive: c.keepalive, KeepaliveMax: c.keepaliveMax,
 		SSHConfig: c.sshConfig, AcceptNewHostKeys: c.acceptNewKeys,
 		Notify: func(msg string) { fmt.Fprintf(c.stderr, "fleetdeploy: %s\n", msg) },
+		Wrap:   c.wrapConn,
 	}
 }
 

@@ -1,0 +1,59 @@
+package main
+
+import (
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fleetdeploy/fleetdeploy/internal/rtt"
+)
+
+// roundTripBudget is how many round trips of wall time each command may
+// wait for on one host's connection, connecting included (10 of them: TCP
+// 1, SSH key exchange and authentication 6 with x/crypto's probes, SFTP 3).
+// docs/ROUNDTRIPS.md says where each goes. A change that adds one fails.
+var roundTripBudget = map[string]int{
+	"first deploy": 45,
+	"redeploy":     45,
+	"rollback":     35,
+	"status":       20,
+	"plan":         25,
+}
+
+// TestRoundTrips counts the round trips each command waits for on a link
+// whose delay dwarfs the work on either end (internal/rtt), against one
+// real OpenSSH host.
+func TestRoundTrips(t *testing.T) {
+	if testing.Short() {
+		t.Skip("slow: every round trip costs 150 ms here")
+	}
+	f := startOpenSSH(t, 1)
+	f.provision(t)
+	src := writeApp(t, "v1")
+	inv := f.writeInventory(t, inventoryOpts{source: src})
+	link := &rtt.Link{OneWay: 150 * time.Millisecond}
+	count := func(name string, args ...string) {
+		t.Helper()
+		link.Reset()
+		var out, errb strings.Builder
+		code := runWith(t.Context(), append([]string{"fleetdeploy", "--cache-dir", filepath.Join(t.TempDir(), name), "--keepalive", "1h"}, append(args, "-i", inv)...),
+			&out, &errb, time.Now, func(c *common) { c.wrapConn = func(nc net.Conn) net.Conn { return link.Wrap(nc) } })
+		if code != 0 {
+			t.Fatalf("%s: exit %d\n%s%s", name, code, out.String(), errb.String())
+		}
+		n := link.Waits()
+		t.Logf("%-12s %3d round trips (budget %d)", name, n, roundTripBudget[name])
+		if n > roundTripBudget[name] {
+			t.Errorf("%s: %d round trips, over its budget of %d", name, n, roundTripBudget[name])
+		}
+	}
+	count("plan", "plan", "test")
+	count("first deploy", "up", "test")
+	os.WriteFile(filepath.Join(src, "index.php"), []byte("<?php echo 'v2';\n"), 0o644)
+	count("redeploy", "up", "test")
+	count("status", "status", "test")
+	count("rollback", "rollback", "test")
+}
