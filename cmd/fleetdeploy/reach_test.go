@@ -61,7 +61,7 @@ func TestDeployThroughBastionsBySSHConfigAlias(t *testing.T) {
 	go func() { done <- fd(t, t.Context(), "up", "test", "-i", inv) }()
 	for _, h := range f.Hosts {
 		waitUntil(t, h.Name+" in its hook", 30*time.Second, func() bool {
-			return h.Exec(t, `ls "$ROOT/shared"`) != "" && strings.Contains(h.Exec(t, `ls "$ROOT/shared"`), "started")
+			return strings.Contains(h.Exec(t, `ls "$ROOT/shared"`), "started")
 		})
 	}
 	for i, b := range f.Bastions {
