@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"slices"
 	"strings"
 	"sync"
 
@@ -28,8 +29,9 @@ var ownFolders = []string{"builds", "shared", ".fleetdeploy", ".fleetdeploy/stag
 
 // Look reads a host's state for a deploy or a rollback over SFTP alone,
 // starting no process: after the Snapshot (read first), the lock, the live
-// build's marker, the live history (its last 2,000 lines), the shared paths
-// and the type of each of fleetdeploy's own folders, all at once. A host's
+// build's marker, the marks of bad builds, the live history (its last 2,000
+// lines), the shared paths and the type of each of fleetdeploy's own
+// folders, all at once. A host's
 // state is untrusted: names that are not fleetdeploy's are set aside, and a
 // folder of fleetdeploy's that is not a folder is a Problem. It takes the
 // manifest's digest from the marker, the digest the manifest was made with,
@@ -110,6 +112,17 @@ func Look(ctx context.Context, h remote.Host, root string, shared []string) (*St
 		})
 	}
 	wg.Go(func() {
+		names, err := h.ReadDir(ctx, l.join(".fleetdeploy", "builds"))
+		fail(err)
+		for _, n := range names {
+			if id, ok := strings.CutSuffix(n, ".bad"); ok && IsRelease(id) {
+				mu.Lock()
+				s.Bad = append(s.Bad, id)
+				mu.Unlock()
+			}
+		}
+	})
+	wg.Go(func() {
 		b, err := h.ReadTail(ctx, l.History(), historyTail)
 		fail(err)
 		s.readHistory(b, int64(len(b)) == historyTail)
@@ -138,6 +151,7 @@ func Look(ctx context.Context, h remote.Host, root string, shared []string) (*St
 	if hasManifest {
 		s.Manifest = s.Marker.Checksum
 	}
+	slices.Sort(s.Bad)
 	for i, p := range shared {
 		if noShared[i] && s.RootExists { // no root: nothing to tell
 			s.NoShared = append(s.NoShared, p)
