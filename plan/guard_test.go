@@ -441,3 +441,18 @@ func TestGuardedPlanGolden(t *testing.T) {
 	Print(&b, p)
 	golden(t, b.Bytes())
 }
+
+// Two runs a host recorded alike (same second, action and who) are two
+// events, not one.
+func TestHistoryKeepsAlikeRunsApart(t *testing.T) {
+	const A, B = "20260101-000000", "20260102-000000"
+	t0 := time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)
+	st := &steps.State{Latest: B, Builds: []string{A, B}, History: []steps.HistoryEntry{
+		{Time: t0, Action: "up", Release: A, By: "me"},
+		{Time: t0, Action: "up", Release: B, Previous: A, By: "me"},
+	}}
+	h := History([]Target{target("a", st), target("b", st)})
+	if len(h.Events) != 2 || h.Events[0].Release != A || h.Events[1].Release != B || h.Events[1].Disagree() {
+		t.Errorf("events %+v", h.Events)
+	}
+}

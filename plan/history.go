@@ -61,9 +61,12 @@ func History(targets []Target) FleetHistory {
 		}
 	}
 	out := FleetHistory{}
+	// One run's records share its time (to the second), action and who
+	// (with the pid); n tells apart runs a host recorded alike.
 	type key struct {
 		at         int64 // UnixNano
 		action, by string
+		n          int
 	}
 	type variant struct{ release, previous, source string }
 	type group struct {
@@ -78,6 +81,7 @@ func History(targets []Target) FleetHistory {
 		name := t.Host.Name
 		out.Hosts = append(out.Hosts, name)
 		prev := ""
+		seen := map[key]int{}
 		for i, e := range t.State.History {
 			if i == 0 {
 				first[name] = e.Time
@@ -88,6 +92,8 @@ func History(targets []Target) FleetHistory {
 			}
 			prev = e.Release
 			k := key{at: e.Time.UnixNano(), action: e.Kind(), by: e.By}
+			k.n = seen[k]
+			seen[key{at: k.at, action: k.action, by: k.by}]++
 			g, ok := groups[k]
 			if !ok {
 				g = &group{time: e.Time}
