@@ -124,6 +124,10 @@ func (p Probe) Run(ctx context.Context, h remote.Host, out io.Writer) error {
 		if time.Now().Add(p.Interval).After(deadline) {
 			return failed
 		}
+		if try == 1 && out != nil {
+			// Shown without -v: the run may wait here until the timeout.
+			fmt.Fprintf(out, "NOTE: health check failed (%s); trying again every %s until %s have passed\n", failed.short(), p.Interval, p.Timeout)
+		}
 		t := time.NewTimer(p.Interval)
 		select {
 		case <-ctx.Done():
@@ -143,15 +147,20 @@ type ProbeError struct {
 	Lost   bool   // the connection to the host was lost
 }
 
-func (e *ProbeError) Error() string {
-	var s string
-	err := e.Err
+// short is the last attempt's error without the output it printed.
+func (e *ProbeError) short() error {
 	var x *remote.ExitError
-	if errors.As(err, &x) {
+	if errors.As(e.Err, &x) {
 		bare := *x
 		bare.Stderr = "" // in Output already
-		err = &bare
+		return &bare
 	}
+	return e.Err
+}
+
+func (e *ProbeError) Error() string {
+	var s string
+	err := e.short()
 	if e.Lost {
 		s = fmt.Sprintf("host lost during its check: %v", err)
 	} else {

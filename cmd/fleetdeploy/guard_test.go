@@ -32,7 +32,7 @@ func (f *testFleet) guardedInventory(t *testing.T, src, check, dir string) strin
 health_check:
   run: |
 ` + indent(check, "    ") + `
-  timeout: 10s
+  timeout: 3s
   interval: 50ms
 `
 	return f.writeInventory(t, inventoryOpts{source: src, extra: extra})
@@ -98,6 +98,9 @@ func TestHealthCheckFailureRevertsFleet(t *testing.T) {
 		want := "fleetdeploy: deployed " + v2 + "; health check failed on " + f.names[1] + " (failed "
 		if !strings.HasPrefix(first, want) || !strings.Contains(first, "last: exit 1: HTTP 503 from v2)") || !strings.HasSuffix(first, "; fleet back on "+v1) {
 			t.Errorf("first line of stderr %q, want %q... last: exit 1: HTTP 503 from v2); fleet back on %s", first, want, v1)
+		}
+		if !strings.Contains(r.stdout, f.names[1]+": health check failed (exit 1); trying again every 50ms until 3s have passed") {
+			t.Errorf("the wait for a failing check is not announced:\n%s", r.stdout)
 		}
 		if !strings.Contains(r.stdout, "switch back skew") {
 			t.Errorf("no switch back summary:\n%s", r.stdout)
