@@ -46,9 +46,11 @@ func SwitchBack(l Layout, previous string) Step {
 
 // RecordRevert records, after the fleet switched back from bad to the build
 // in e, the revert in the live history (when a build was live before), and
-// marks bad as bad (why says what happened), all at once.
+// marks bad as bad (why says what happened), all at once. bad went live:
+// its never-live mark goes too, should recording it have failed, so that
+// the next run keeps it (for inspection) rather than sweep it away.
 func RecordRevert(l Layout, e HistoryEntry, bad, why string) Step {
-	ops := Together{Write(l.BadMark(bad), sanitize(why)), RemoveIfExists(l.Next()), RemoveIfExists(l.Back())}
+	ops := Together{Write(l.BadMark(bad), sanitize(why)), RemoveIfExists(l.Pending(bad)), RemoveIfExists(l.Next()), RemoveIfExists(l.Back())}
 	if e.Release != "" {
 		ops = append(Together{Append(l.History(), e.line()+"\n")}, ops...)
 	}
