@@ -195,7 +195,7 @@ func TestHistoryOddities(t *testing.T) {
 	b, _ := os.ReadFile(filepath.Join(f.roots[1], ".fleetdeploy", "history"))
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	last := lines[len(lines)-1]
-	if !strings.Contains(last, "\tdeploy\t"+f.live(1)+"\t") || !slices.Contains(lines, "half a line") {
+	if !strings.Contains(last, "\tup\t"+f.live(1)+"\t") || !slices.Contains(lines, "half a line") {
 		s.Errorf("history ends %q", lines[max(0, len(lines)-3):])
 	}
 	mustFD(s, "status", "e2e", "-i", inv)

@@ -24,10 +24,15 @@ import (
 // Versions are checked against ops: between two ops every answer must carry
 // the version the last op made live; during an op either the one before or
 // the one after, and a client that saw the new one never sees the old one again.
+// During an op that is switched back (a health check fails: beginRevertOp),
+// the one before or the failing one, which a client sees at most once in a
+// row: never again once it saw the one before come back; a 503 from the
+// failing build's /health.php is counted apart (what users see then).
 type load struct {
 	mu      sync.Mutex
-	phase   int      // even 2k: idle after op k; odd 2k+1: op k+1 running
-	expects []string // version live after op k (expects[0]: before any op)
+	phase   int            // even 2k: idle after op k; odd 2k+1: op k+1 running
+	expects []string       // version live after op k (expects[0]: before any op)
+	bad     map[int]string // by odd phase: the version a revert op switches back from
 	hosts   []*hostLoad
 	stopped chan struct{}
 	wg      sync.WaitGroup
@@ -43,10 +48,15 @@ type hostLoad struct {
 	unexpected int // a version the fleet should not serve then
 	flips      int // old version after new during one cutover
 	resets     int // session counter not continuing
+	unhealthy  int // 503 from /health.php of a build being switched back from (expected then)
 	versions   map[string]int
-	slowest    time.Duration
-	perOp      []int // requests answered during each op
-	problems   []string
+	// badFirst and badLast: the first and last answer from the build being
+	// switched back from (during the last revert op).
+	badFirst, badLast time.Time
+	badAnswers        int
+	slowest           time.Duration
+	perOp             []int // requests answered during each op
+	problems          []string
 }
 
 const (
@@ -62,7 +72,7 @@ var (
 
 // startLoad starts workers clients per host; version is what the fleet serves now.
 func startLoad(webs []*web, names []string, workers int, version string) *load {
-	l := &load{expects: []string{version}, stopped: make(chan struct{})}
+	l := &load{expects: []string{version}, bad: map[int]string{}, stopped: make(chan struct{})}
 	for i := range webs {
 		l.hosts = append(l.hosts, &hostLoad{name: names[i], versions: map[string]int{}})
 	}
@@ -84,6 +94,20 @@ func (l *load) beginOp(version string) {
 	l.phase++
 	for _, h := range l.hosts {
 		h.perOp = append(h.perOp, 0)
+	}
+}
+
+// beginRevertOp says an op is starting that makes bad live, then switches
+// every host back to the version live now.
+func (l *load) beginRevertOp(bad string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.expects = append(l.expects, l.expects[len(l.expects)-1])
+	l.phase++
+	l.bad[l.phase] = bad
+	for _, h := range l.hosts {
+		h.perOp = append(h.perOp, 0)
+		h.badFirst, h.badLast, h.badAnswers = time.Time{}, time.Time{}, 0
 	}
 }
 
@@ -121,7 +145,8 @@ func (l *load) worker(host int, w *web, transport *http.Transport) {
 	defer tick.Stop()
 	deadline := time.Now().Add(loadMaxDuration)
 	lastVisits := 0
-	seenNewIn := -1 // the op phase in which this client saw the op's new version
+	seenNewIn := -1  // the op phase in which this client saw the op's new version
+	seenBackIn := -1 // the revert op phase in which it saw the old version come back
 	for n := 0; n < loadMaxRequests && time.Now().Before(deadline); n++ {
 		select {
 		case <-l.stopped:
@@ -134,6 +159,7 @@ func (l *load) worker(host int, w *web, transport *http.Transport) {
 		if phase%2 == 1 {
 			after = l.expects[phase/2+1]
 		}
+		bad := l.bad[phase]
 		l.mu.Unlock()
 
 		path := "/"
@@ -159,9 +185,23 @@ func (l *load) worker(host int, w *web, transport *http.Transport) {
 				h.problems = append(h.problems, fmt.Sprintf("%s %s GET %s: ", start.Format("15:04:05.000"), h.name, path)+fmt.Sprintf(format, args...))
 			}
 		}
+		sawBad := func() {
+			if h.badFirst.IsZero() {
+				h.badFirst = start
+			}
+			h.badLast = start
+			h.badAnswers++
+		}
 		switch {
 		case problem == errMixed:
 			note(&h.mixed, "page mixes versions: %s", version)
+		case problem == errUnhealthy && bad != "" && version == bad:
+			h.unhealthy++
+			sawBad()
+			if seenBackIn == phase {
+				note(&h.flips, "served %s (503) again after %s came back", bad, before)
+			}
+			seenNewIn = phase
 		case problem != nil:
 			note(&h.failed, "%v", problem)
 		default:
@@ -170,6 +210,18 @@ func (l *load) worker(host int, w *web, transport *http.Transport) {
 			switch {
 			case phase%2 == 0 && version != before:
 				note(&h.unexpected, "served %s, want %s (no op running)", version, before)
+			case bad != "" && version != before && version != bad:
+				note(&h.unexpected, "served %s while %s went live and was switched back to %s", version, bad, before)
+			case bad != "" && version == bad:
+				sawBad()
+				if seenBackIn == phase {
+					note(&h.flips, "served %s again after %s came back", bad, before)
+				}
+				seenNewIn = phase
+			case bad != "":
+				if seenNewIn == phase {
+					seenBackIn = phase
+				}
 			case phase%2 == 1 && version != before && version != after:
 				note(&h.unexpected, "served %s during the switch from %s to %s", version, before, after)
 			case phase%2 == 1 && version == after:
@@ -191,6 +243,10 @@ func (l *load) worker(host int, w *web, transport *http.Transport) {
 // errMixed marks a page assembled from two versions.
 var errMixed = fmt.Errorf("mixed versions")
 
+// errUnhealthy marks a 503 from /health.php that names its version: a
+// build failing its own health check.
+var errUnhealthy = fmt.Errorf("health check failing")
+
 // fetch gets one page and returns the one version it was built from.
 func fetch(c *http.Client, url, path string) (version string, visits int, err error) {
 	resp, err := c.Get(url)
@@ -201,6 +257,15 @@ func fetch(c *http.Client, url, path string) (version string, visits int, err er
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
 		return "", 0, fmt.Errorf("reading body: %w", err)
+	}
+	if resp.StatusCode == http.StatusServiceUnavailable && path == "/health.php" {
+		var h struct {
+			Status  string `json:"status"`
+			Version string `json:"version"`
+		}
+		if json.Unmarshal(body, &h) == nil && h.Status == "fail" && h.Version != "" {
+			return h.Version, 0, errUnhealthy
+		}
 	}
 	if resp.StatusCode != http.StatusOK {
 		return "", 0, fmt.Errorf("status %d: %.200s", resp.StatusCode, body)
@@ -254,6 +319,7 @@ func (l *load) totals() hostLoad {
 		t.unexpected += h.unexpected
 		t.flips += h.flips
 		t.resets += h.resets
+		t.unhealthy += h.unhealthy
 		if h.slowest > t.slowest {
 			t.slowest = h.slowest
 		}
@@ -280,8 +346,8 @@ func (l *load) requestsNow() []int {
 func (l *load) table() []string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	lines := []string{"| host | requests | 200 with one version | failed or non-2xx | mixed | unexpected version | flip-flops | session resets | slowest | answers per version | answers during each op |",
-		"| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"}
+	lines := []string{"| host | requests | 200 with one version | failed or non-2xx | 503 health of a build switched back | mixed | unexpected version | flip-flops | session resets | slowest | answers per version | answers during each op |",
+		"| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"}
 	for _, h := range l.hosts {
 		var vs []string
 		for v, n := range h.versions {
@@ -292,8 +358,8 @@ func (l *load) table() []string {
 		for _, n := range h.perOp {
 			ops = append(ops, strconv.Itoa(n))
 		}
-		lines = append(lines, fmt.Sprintf("| %s | %d | %d | %d | %d | %d | %d | %d | %s | %s | %s |",
-			h.name, h.requests, h.ok, h.failed, h.mixed, h.unexpected, h.flips, h.resets,
+		lines = append(lines, fmt.Sprintf("| %s | %d | %d | %d | %d | %d | %d | %d | %d | %s | %s | %s |",
+			h.name, h.requests, h.ok, h.failed, h.unhealthy, h.mixed, h.unexpected, h.flips, h.resets,
 			h.slowest.Round(time.Millisecond), strings.Join(vs, " "), strings.Join(ops, " ")))
 	}
 	return lines

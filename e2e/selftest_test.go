@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,7 +17,7 @@ import (
 // fakeApp answers like the example app, with a version (or a fault) the test sets.
 type fakeApp struct {
 	mu     sync.Mutex
-	mode   string // a version, "mixed" or "500"
+	mode   string // a version, "mixed", "500", or "503-" and a version (its /health.php fails)
 	visits map[string]int
 }
 
@@ -33,12 +34,22 @@ func (a *fakeApp) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		sid = strconv.Itoa(len(a.visits) + 1)
 		http.SetCookie(w, &http.Cookie{Name: "sid", Value: sid})
 	}
-	a.visits[sid]++
+	if r.URL.Path != "/health.php" { // as the example app, whose health check starts no session
+		a.visits[sid]++
+	}
 	n := a.visits[sid]
 	a.mu.Unlock()
 	if mode == "500" {
 		http.Error(w, "boom", 500)
 		return
+	}
+	if v, ok := strings.CutPrefix(mode, "503-"); ok {
+		if r.URL.Path == "/health.php" {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, `{"status":"fail","version":%q}`, v)
+			return
+		}
+		mode = v
 	}
 	if r.URL.Path == "/health.php" {
 		v := mode
@@ -95,5 +106,28 @@ func TestLoadCheckerSelfTest(t *testing.T) {
 		if n == 0 {
 			s.Errorf("injected %s not detected", name)
 		}
+	}
+
+	// A deploy switched back after a failed health check: the failing
+	// build, its /health.php's 503 and the way back are expected; the
+	// failing build again after that, or a third version, are not.
+	app.set("v1")
+	l = startLoad([]*web{{Port: p}}, []string{"fake"}, 2, "v1")
+	t.Cleanup(l.stop)
+	l.beginRevertOp("v2")
+	step("the failing build", "v2")
+	step("its health failing", "503-v2")
+	step("switched back", "v1")
+	if c := l.totals(); c.failed+c.mixed+c.unexpected+c.flips+c.resets > 0 || c.unhealthy == 0 {
+		s.Errorf("a clean revert counted faults (or no 503 of the failing build): %+v %v", c.unhealthy, c.problems)
+	}
+	step("the failing build again", "v2")
+	step("a third version", "v3")
+	l.endOp()
+	l.stop()
+	c = l.totals()
+	s.Observe("revert op: counted %d answers 503 from the failing build's health, %d flip-flops, %d unexpected", c.unhealthy, c.flips, c.unexpected)
+	if c.flips == 0 || c.unexpected == 0 {
+		s.Errorf("injected faults during a revert not detected: %d flip-flops, %d unexpected", c.flips, c.unexpected)
 	}
 }

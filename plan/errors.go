@@ -92,3 +92,89 @@ func (e *InterruptedError) Error() string {
 }
 
 func (e *InterruptedError) Unwrap() error { return e.Err }
+
+// GuardError is a deploy that went live and then failed its guard (a host
+// failed its health check or was lost during it, or the run was
+// interrupted): the whole fleet was switched back to the build live before,
+// except the Stuck hosts.
+type GuardError struct {
+	Env     string // for the unlock hint
+	Release string // the build that went live and was switched back from
+	Before  string // the build the fleet went back to ("" when none was live)
+	// Failed holds every failing host's error (HostErrors); nil when the
+	// run was interrupted.
+	Failed      error
+	Interrupted bool
+	Stuck       []string // hosts that did not switch back: still on Release, or unknown
+	Err         error    // what else failed: the switch back, hooks, records, the unlock
+}
+
+// Split reports whether the fleet may now run two builds.
+func (e *GuardError) Split() bool { return len(e.Stuck) > 0 }
+
+// FailedHosts names the hosts whose check failed, sorted.
+func (e *GuardError) FailedHosts() []string {
+	var out []string
+	for _, he := range hostErrors(e.Failed) {
+		out = append(out, he.Host)
+	}
+	return out
+}
+
+// Error reads "deployed X; health check failed on web2 (its last output);
+// fleet back on Y", then one line per failing host when there are several,
+// and what else failed.
+func (e *GuardError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "deployed %s; ", e.Release)
+	hes := hostErrors(e.Failed)
+	switch {
+	case e.Interrupted:
+		b.WriteString("interrupted before its health checks passed")
+	case len(hes) == 1:
+		fmt.Fprintf(&b, "health check failed on %s (%v)", hes[0].Host, hes[0].Err)
+	case len(hes) > 1:
+		fmt.Fprintf(&b, "health check failed on %s", strings.Join(e.FailedHosts(), ", "))
+	default:
+		fmt.Fprintf(&b, "health check failed (%v)", e.Failed)
+	}
+	back := e.Before
+	if back == "" {
+		back = "no build (none was live before)"
+	}
+	fmt.Fprintf(&b, "; fleet back on %s", back)
+	if len(e.Stuck) > 0 {
+		fmt.Fprintf(&b, " except %s: still on %s, or unknown (run `fleetdeploy status`; the next up or rollback converges); "+
+			"those hosts keep this run's lock until it goes stale, or until `fleetdeploy unlock --force %s`", strings.Join(e.Stuck, ", "), e.Release, e.Env)
+	}
+	if len(hes) > 1 {
+		for _, he := range hes {
+			fmt.Fprintf(&b, "\n%v", he)
+		}
+	}
+	if e.Err != nil {
+		fmt.Fprintf(&b, "\nalso failed:\n%v", e.Err)
+	}
+	return b.String()
+}
+
+// hostErrors lists the HostErrors in err (one, or those a JoinHostErrors
+// holds), sorted by host.
+func hostErrors(err error) []*HostError {
+	var list []error
+	var m *multierror.Error
+	if errors.As(err, &m) {
+		list = m.Errors
+	} else if err != nil {
+		list = []error{err}
+	}
+	var out []*HostError
+	for _, e := range list {
+		var he *HostError
+		if errors.As(e, &he) {
+			out = append(out, he)
+		}
+	}
+	slices.SortStableFunc(out, func(a, b *HostError) int { return strings.Compare(a.Host, b.Host) })
+	return out
+}

@@ -62,14 +62,18 @@ type Swap struct {
 
 // Result is what a finished run measured.
 type Result struct {
-	Swaps []Swap // inventory order
+	Swaps  []Swap // inventory order
+	Revert []Swap // the switch back after a failed health check (inventory order)
 }
 
 // Skew is the spread of the swap midpoints across the fleet, and its upper
 // bound (last answer minus first request).
-func (r *Result) Skew() (mid, bound time.Duration) {
+func (r *Result) Skew() (mid, bound time.Duration) { return SwapSkew(r.Swaps) }
+
+// SwapSkew is Skew of any set of swaps (a cutover, or the switch back).
+func SwapSkew(swaps []Swap) (mid, bound time.Duration) {
 	var lo, hi, first, last time.Time
-	for i, s := range r.Swaps {
+	for i, s := range swaps {
 		m := s.Sent.Add(s.Ack.Sub(s.Sent) / 2)
 		if i == 0 || m.Before(lo) {
 			lo = m
@@ -108,7 +112,9 @@ func (r *run) emit(e Event) {
 // Execute runs a plan, phase by phase: locks, prepares every host, waits at
 // the barrier, cuts over all hosts together, then finishes. Any failure
 // before the barrier undoes everything on every host; a failure during the
-// cutover switches back the hosts that switched.
+// cutover switches back the hosts that switched. A Guard phase that fails
+// (or Ctrl-C from the cutover until it passes) runs its OnFailure phases
+// instead of the rest, and Execute returns a *GuardError.
 func Execute(ctx context.Context, p *Plan, hosts map[string]remote.Host, o Options) (*Result, error) {
 	if o.Now == nil {
 		o.Now = time.Now
@@ -121,12 +127,14 @@ func Execute(ctx context.Context, p *Plan, hosts map[string]remote.Host, o Optio
 	}
 	r := &run{p: p, hosts: hosts, o: o, done: map[string][]steps.Step{}}
 	res := &Result{}
+	user := ctx // Ctrl-C: still heard by Guard phases after the barrier
+	var finished []error
 	for i := range p.Phases {
 		ph := &p.Phases[i]
 		switch ph.Policy {
 		case Undone:
 			for _, wave := range ph.Waves {
-				if err := r.parallel(ctx, ph, wave, true); err != nil {
+				if err := r.parallel(ctx, ph, wave, true, r.o.Parallel); err != nil {
 					return nil, r.abort(ctx, err)
 				}
 			}
@@ -145,31 +153,34 @@ func Execute(ctx context.Context, p *Plan, hosts map[string]remote.Host, o Optio
 				return res, err
 			}
 		case Reported:
-			var errs []error
 			for _, wave := range ph.Waves {
-				if err := r.parallel(ctx, ph, wave, false); err != nil {
-					errs = append(errs, err)
+				if err := r.parallel(ctx, ph, wave, false, r.o.Parallel); err != nil {
+					finished = append(finished, err)
 				}
 			}
-			if len(errs) > 0 {
-				return res, &FinishError{Err: errors.Join(errs...)}
+		case Guard:
+			if err := r.guard(user, ph); err != nil {
+				return res, r.revert(ctx, ph, err, finished, res)
 			}
 		}
+	}
+	if len(finished) > 0 {
+		return res, &FinishError{Err: errors.Join(finished...)}
 	}
 	return res, nil
 }
 
 // parallel runs the steps of a phase of some hosts (a wave), hosts
-// concurrently. With failFast, the first failure cancels the other hosts
-// (their cancellation is not reported as an error of theirs); otherwise every
-// step runs on every host and every failure is reported.
-func (r *run) parallel(ctx context.Context, ph *Phase, hosts []string, failFast bool) error {
+// concurrently, at most limit at once (0: all). With failFast, the first
+// failure cancels the other hosts (their cancellation is not reported as an
+// error of theirs); otherwise every step runs on every host and every
+// failure is reported.
+func (r *run) parallel(ctx context.Context, ph *Phase, hosts []string, failFast bool, limit int) error {
 	gctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	errFailed := errors.New("another host failed")
 	var g errgroup.Group
-	if r.o.Parallel > 0 {
-		g.SetLimit(r.o.Parallel)
+	if limit > 0 {
+		g.SetLimit(limit)
 	}
 	var mu sync.Mutex
 	var errs []error
@@ -201,6 +212,9 @@ func (r *run) parallel(ctx context.Context, ph *Phase, hosts []string, failFast 
 	}
 	return JoinHostErrors(errs)
 }
+
+// errFailed stops the other hosts of a phase when one failed.
+var errFailed = errors.New("another host failed")
 
 // hostSteps runs steps on one host in order. A step is recorded for undo
 // before it runs: its undo is safe on a step that did not finish.
@@ -295,40 +309,9 @@ func (r *run) undoAll(hosts []string) error {
 // cutover releases every host's steps of a Switch phase at once and, if any
 // fails, switches the others back.
 func (r *run) cutover(ctx context.Context, ph *Phase) ([]Swap, error) {
-	ctx, cancel := context.WithTimeout(ctx, r.o.CutoverTimeout)
-	defer cancel()
-	var hosts []string
-	for _, wave := range ph.Waves {
-		hosts = append(hosts, wave...)
-	}
-	swaps := make([]Swap, len(hosts))
-	start := make(chan struct{})
-	var wg sync.WaitGroup
-	for i, host := range hosts {
-		swaps[i].Host = host
-		wg.Go(func() {
-			var ops []steps.Op
-			for _, s := range ph.Steps[host] {
-				ops = append(ops, s.Ops...)
-			}
-			<-start
-			s := &swaps[i]
-			s.Sent = r.o.Now()
-			s.Err = steps.RunOps(ctx, r.hosts[host], ops, nil, nil)
-			s.Ack = r.o.Now()
-			s.Unknown = s.Err != nil && (errors.Is(s.Err, remote.ErrConnLost) || ctx.Err() != nil)
-		})
-	}
-	close(start)
-	wg.Wait()
+	swaps := r.release(ctx, ph, ph.Hosts())
 	var failed []error
 	for _, s := range swaps {
-		for _, st := range ph.Steps[s.Host] {
-			for _, op := range st.Ops {
-				r.emit(Event{Kind: OpStarted, Phase: ph.Name, Host: s.Host, Step: st.Name, Op: steps.Describe(op)})
-			}
-			r.emit(Event{Kind: Swapped, Phase: ph.Name, Host: s.Host, Step: st.Name, Err: s.Err})
-		}
 		if s.Err != nil {
 			failed = append(failed, &HostError{Host: s.Host, Step: stepNames(ph.Steps[s.Host]), Err: s.Err})
 		}
@@ -380,6 +363,119 @@ func (r *run) cutover(ctx context.Context, ph *Phase) ([]Swap, error) {
 	}
 	cerr.Err = JoinHostErrors(failed)
 	return swaps, cerr
+}
+
+// release runs the steps of a Switch phase on hosts, all released at once
+// and timed, bounded by the cutover timeout, and reports each host's swap.
+func (r *run) release(ctx context.Context, ph *Phase, hosts []string) []Swap {
+	ctx, cancel := context.WithTimeout(ctx, r.o.CutoverTimeout)
+	defer cancel()
+	swaps := make([]Swap, len(hosts))
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i, host := range hosts {
+		swaps[i].Host = host
+		wg.Go(func() {
+			var ops []steps.Op
+			for _, s := range ph.Steps[host] {
+				ops = append(ops, s.Ops...)
+			}
+			<-start
+			s := &swaps[i]
+			s.Sent = r.o.Now()
+			s.Err = steps.RunOps(ctx, r.hosts[host], ops, nil, nil)
+			s.Ack = r.o.Now()
+			s.Unknown = s.Err != nil && (errors.Is(s.Err, remote.ErrConnLost) || ctx.Err() != nil)
+		})
+	}
+	close(start)
+	wg.Wait()
+	for _, s := range swaps {
+		for _, st := range ph.Steps[s.Host] {
+			for _, op := range st.Ops {
+				r.emit(Event{Kind: OpStarted, Phase: ph.Name, Host: s.Host, Step: st.Name, Op: steps.Describe(op)})
+			}
+			r.emit(Event{Kind: Swapped, Phase: ph.Name, Host: s.Host, Step: st.Name, Err: s.Err})
+		}
+	}
+	return swaps
+}
+
+// guard runs a Guard phase: every host's steps at once (not bounded by
+// --parallel: these are checks of a live fleet) until all pass. The first
+// failure stops the other hosts, and so does Ctrl-C: user is the run's own
+// context, not the one the barrier made deaf to it. It returns the hosts'
+// failures, or user's error when interrupted.
+func (r *run) guard(user context.Context, ph *Phase) error {
+	gctx, cancel := context.WithCancelCause(user)
+	defer cancel(nil)
+	var mu sync.Mutex
+	var errs []error
+	var wg sync.WaitGroup
+	for _, host := range ph.Hosts() {
+		list, ok := ph.Steps[host]
+		if !ok {
+			continue
+		}
+		wg.Go(func() {
+			err := r.hostSteps(gctx, ph.Name, host, list, true)
+			if err == nil || (gctx.Err() != nil && errors.Is(err, context.Canceled)) {
+				return // passed, or stopped by another host's failure or by Ctrl-C
+			}
+			mu.Lock()
+			errs = append(errs, err)
+			mu.Unlock()
+			cancel(errFailed)
+		})
+	}
+	wg.Wait()
+	if len(errs) > 0 {
+		return JoinHostErrors(errs)
+	}
+	return user.Err()
+}
+
+// revert runs a failed Guard phase's OnFailure phases: the switch back of
+// every host, timed like the cutover and never undone, then, on the hosts
+// that switched back, what follows it. finished are the failures of the
+// Reported phases before the guard, reported with the revert's own.
+func (r *run) revert(ctx context.Context, ph *Phase, cause error, finished []error, res *Result) error {
+	gerr := &GuardError{Env: r.p.Env, Release: r.p.Release, Before: r.p.Before}
+	if errors.Is(cause, context.Canceled) {
+		gerr.Interrupted = true
+	} else {
+		gerr.Failed = cause
+	}
+	errs := slices.Clone(finished)
+	stuck := map[string]bool{}
+	for i := range ph.OnFailure {
+		rp := &ph.OnFailure[i]
+		if rp.Policy == Switch {
+			swaps := r.release(ctx, rp, rp.Hosts())
+			res.Revert = append(res.Revert, swaps...)
+			for _, s := range swaps {
+				if s.Err != nil {
+					stuck[s.Host] = true
+					errs = append(errs, &HostError{Host: s.Host, Step: stepNames(rp.Steps[s.Host]), Err: s.Err})
+				}
+			}
+			continue
+		}
+		for _, wave := range rp.Waves {
+			wave = slices.DeleteFunc(slices.Clone(wave), func(h string) bool { return stuck[h] })
+			if err := r.parallel(ctx, rp, wave, false, r.o.Parallel); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	for h := range stuck {
+		gerr.Stuck = append(gerr.Stuck, h)
+	}
+	slices.Sort(gerr.Stuck)
+	if len(errs) > 0 {
+		gerr.Err = errors.Join(errs...)
+	}
+	return gerr
 }
 
 // stepNames names a host's steps of a phase, for an error.

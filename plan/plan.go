@@ -22,6 +22,7 @@ type Plan struct {
 	Env     string
 	App     string
 	Release string   // the build that goes live
+	Before  string   // the fleet's build before the run ("" when none): where a revert goes back to
 	Hosts   []string // inventory order
 
 	// Phases run in order; the barrier is a phase of its own.
@@ -46,6 +47,11 @@ const (
 	// Reported phases come after the cutover: every step runs on every host,
 	// and failures are reported; nothing switches back.
 	Reported
+	// Guard phases come after the cutover (health checks): every host's
+	// steps start at once, and the first failure, a host lost, or Ctrl-C
+	// stops the others; then the phase's OnFailure phases run instead of the
+	// rest of the plan: the whole fleet switches back.
+	Guard
 )
 
 // Phase holds each host's steps for one phase.
@@ -56,6 +62,11 @@ type Phase struct {
 	// before has finished, the hosts of a wave concurrently.
 	Waves [][]string
 	Steps map[string][]steps.Step
+	// OnFailure, for a Guard phase, are the phases run when it fails,
+	// instead of the rest of the plan: a Switch (timed, all hosts at once,
+	// never switched back in turn), then Reported phases, which skip the
+	// hosts that did not switch.
+	OnFailure []Phase
 }
 
 func newPhase(name string, policy Policy, waves ...[]string) *Phase {
@@ -74,9 +85,10 @@ func (p *Plan) Phase(name string) *Phase {
 	return nil
 }
 
-// Walk visits the plan in the order Execute runs it: each phase (with host
-// ""), then the hosts of its waves in order, with their steps. Print is a
-// walk; Execute runs the same phases and waves.
+// Walk visits the plan in the order Execute runs it when all goes well: each
+// phase (with host ""), then the hosts of its waves in order, with their
+// steps. A Guard phase's OnFailure phases are not visited (Print shows
+// them); Execute runs the same phases and waves.
 func (p *Plan) Walk(visit func(ph *Phase, host string, list []steps.Step)) {
 	for i := range p.Phases {
 		ph := &p.Phases[i]
@@ -120,16 +132,29 @@ type Target struct {
 type Build struct {
 	Checksum string
 	Payloads map[string]steps.Payload // by host name
+	// Source is where the build came from (a git commit and whether the
+	// checkout was dirty, or an artifact's checksum), for the markers and
+	// the live history; "" when unknown.
+	Source string
 }
 
 // Deploy plans a deploy of a new build with ID release, by the run who
-// (steps.NewHolder: who runs it, and the lease of its locks).
+// (steps.NewHolder: who runs it, and the lease of its locks). With a health
+// check, the deploy is guarded: after the cutover and the after_cutover
+// hooks every host is checked, and a failure switches the whole fleet back
+// (see guard); the way back stays staged, and the finishing steps wait,
+// until the checks pass.
 func Deploy(env *inventory.Environment, targets []Target, release string, b Build, who steps.Holder, now time.Time) (*Plan, error) {
 	if err := Refuse(env, targets, true); err != nil {
 		return nil, err
 	}
 	p, ph := newPlan("deploy", env, targets, release)
 	by, holder := who.By, who.For("up", release, now)
+	guarded := slices.ContainsFunc(targets, func(t Target) bool { return env.HealthCheckFor(t.Host.Name) != nil })
+	var g *guard
+	if guarded {
+		g = newGuard(p)
+	}
 	for _, t := range targets {
 		name, l, st := t.Host.Name, steps.Layout{Root: t.Host.Root}, t.State
 		lease := steps.NewLease(l, holder)
@@ -139,12 +164,12 @@ func Deploy(env *inventory.Environment, targets []Target, release string, b Buil
 		}
 
 		if st.Latest != "" && !st.WentLive(st.Latest) {
-			ph.prepare.add(name, steps.Record(l, steps.HistoryEntry{Time: now, Action: "observed", Release: st.Latest, By: by}))
+			ph.prepare.add(name, steps.Record(l, steps.HistoryEntry{Time: now, Action: steps.ActionObserved, Release: st.Latest, By: by}))
 		}
 		if s, ok := steps.Leftovers(l, st); ok {
 			ph.prepare.add(name, s)
 		}
-		marker := steps.Marker{Release: release, Checksum: b.Checksum, Previous: st.Latest, Created: now.UTC().Format(time.RFC3339), By: by}
+		marker := steps.Marker{Release: release, Checksum: b.Checksum, Previous: st.Latest, Created: now.UTC().Format(time.RFC3339), By: by, Source: b.Source}
 		ph.prepare.add(name, steps.Prepare(l, marker, b.Payloads[name], env.Shared))
 		hookEnv := steps.HookEnv(t.Host.Root, release, st.Latest)
 		for _, hk := range env.HooksFor(inventory.BeforeCutover, name) {
@@ -154,9 +179,20 @@ func Deploy(env *inventory.Environment, targets []Target, release string, b Buil
 
 		ph.cutover.add(name, steps.Swap(l, st.Latest != ""))
 
-		ph.finish.add(name, steps.Record(l, steps.HistoryEntry{Time: now, Action: "deploy", Release: release, By: by}))
+		up := steps.HistoryEntry{Time: now, Action: steps.ActionUp, Release: release, By: by, Previous: st.Latest, Source: b.Source}
+		live := ph.finish
+		if g != nil {
+			live = g.live
+			live.add(name, steps.RecordLive(l, up))
+		} else {
+			live.add(name, steps.Record(l, up))
+		}
 		for _, hk := range env.HooksFor(inventory.AfterCutover, name) {
-			ph.finish.add(name, steps.Hook(l, string(inventory.AfterCutover), release, hk, hookEnv))
+			live.add(name, steps.Hook(l, string(inventory.AfterCutover), release, hk, hookEnv))
+		}
+		if g != nil {
+			g.add(env, t, release, by, now, lease)
+			ph.finish.add(name, steps.Unstage(l))
 		}
 		remove, notes := cleanup(st, release, env.Keep)
 		for _, n := range notes {
@@ -167,7 +203,11 @@ func Deploy(env *inventory.Environment, targets []Target, release string, b Buil
 		}
 		ph.finish.add(name, steps.Unlock(lease))
 	}
-	return ph.done(p), nil
+	p = ph.done(p)
+	if g != nil {
+		g.insert(p)
+	}
+	return p, nil
 }
 
 // Rollback plans a coordinated switch of every host to one earlier build: to,
@@ -184,6 +224,12 @@ func Rollback(env *inventory.Environment, targets []Target, to string, who steps
 	p, ph := newPlan("rollback", env, targets, release)
 	by, holder := who.By, who.For("rollback", release, now)
 	for _, t := range targets {
+		if t.State.IsBad(release) {
+			p.Notes = append(p.Notes, fmt.Sprintf("%s is marked bad on %s (it failed its health check): taking it, as --to names it", release, t.Host.Name))
+			break
+		}
+	}
+	for _, t := range targets {
 		name, l, st := t.Host.Name, steps.Layout{Root: t.Host.Root}, t.State
 		lease := steps.NewLease(l, holder)
 		ph.lock.add(name, steps.Lock(lease, st.Fingerprint(), staleLock(st)))
@@ -191,14 +237,16 @@ func Rollback(env *inventory.Environment, targets []Target, to string, who steps
 			p.Notes = append(p.Notes, fmt.Sprintf("%s: stale lock of %s: taking it over", name, st.Lock.Describe()))
 		}
 		if st.Latest != "" && !st.WentLive(st.Latest) {
-			ph.prepare.add(name, steps.Record(l, steps.HistoryEntry{Time: now, Action: "observed", Release: st.Latest, By: by}))
+			ph.prepare.add(name, steps.Record(l, steps.HistoryEntry{Time: now, Action: steps.ActionObserved, Release: st.Latest, By: by}))
 		}
 		ph.prepare.add(name, steps.Stage(l, release, st.Latest, lease))
 		ph.cutover.add(name, steps.Swap(l, st.Latest != ""))
-		ph.finish.add(name, steps.Record(l, steps.HistoryEntry{Time: now, Action: "rollback", Release: release, By: by}))
+		ph.finish.add(name, steps.Record(l, steps.HistoryEntry{Time: now, Action: steps.ActionRollback, Release: release, By: by, Previous: st.Latest}))
 		hookEnv := steps.HookEnv(t.Host.Root, release, st.Latest)
-		for _, hk := range env.HooksFor(inventory.AfterCutover, name) {
-			ph.finish.add(name, steps.Hook(l, string(inventory.AfterCutover), release, hk, hookEnv))
+		for _, phase := range []inventory.HookPhase{inventory.AfterCutover, inventory.AfterRollback} {
+			for _, hk := range env.HooksFor(phase, name) {
+				ph.finish.add(name, steps.Hook(l, string(phase), release, hk, hookEnv))
+			}
 		}
 		ph.finish.add(name, steps.Unlock(lease))
 	}
@@ -217,6 +265,7 @@ func (ph phases) done(p *Plan) *Plan {
 
 func newPlan(action string, env *inventory.Environment, targets []Target, release string) (*Plan, phases) {
 	p := &Plan{Action: action, Env: env.Name, App: env.App, Release: release}
+	p.Before, _ = FleetBuild(targets)
 	byKey := slices.Clone(targets)
 	slices.SortFunc(byKey, func(a, b Target) int { return cmp.Compare(a.Host.Key(), b.Host.Key()) })
 	for _, t := range targets {
@@ -309,12 +358,15 @@ func cleanup(st *steps.State, release string, keep int) (remove []string, notes 
 	return remove, notes
 }
 
-// rollbackTarget is the one build the whole fleet goes back to.
+// rollbackTarget is the one build the whole fleet goes back to: to when
+// given (a build marked bad too: it is named), else the build live before
+// the fleet's current one, unless it is marked bad. When it cannot pick one,
+// its error lists the IDs --to could take.
 func rollbackTarget(targets []Target, to string) (string, error) {
 	var errs []error
 	if to != "" {
 		if !steps.IsRelease(to) {
-			return "", fmt.Errorf("--to %q is not a build ID (like 20150129-142832)", to)
+			return "", fmt.Errorf("--to %q is not a build ID (like 20150129-142832); %s", to, toChoices(targets))
 		}
 		for _, t := range targets {
 			switch {
@@ -324,7 +376,10 @@ func rollbackTarget(targets []Target, to string) (string, error) {
 				errs = append(errs, hostErr(t, fmt.Errorf("build %s never went live: it cannot be a rollback target", to)))
 			}
 		}
-		return to, JoinHostErrors(errs)
+		if len(errs) > 0 {
+			return "", fmt.Errorf("%w\n%s", JoinHostErrors(errs), toChoices(targets))
+		}
+		return to, nil
 	}
 	// From the fleet's current build, as one of its hosts recorded it.
 	current, from := FleetBuild(targets)
@@ -333,14 +388,85 @@ func rollbackTarget(targets []Target, to string) (string, error) {
 	}
 	prev := from.State.Marker.Previous
 	if prev == "" || from.State.Marker.Release != current {
-		return "", fmt.Errorf("%s: no record of the build live before %s: roll back with --to ID", from.Host.Name, current)
+		return "", fmt.Errorf("%s: no record of the build live before %s: roll back with --to ID; %s", from.Host.Name, current, toChoices(targets))
+	}
+	for _, t := range targets {
+		if t.State.IsBad(prev) {
+			return "", fmt.Errorf("%s, the build live before %s, is marked bad on %s (it failed its health check): rollback never picks it; roll back with --to ID; %s",
+				prev, current, t.Host.Name, toChoices(targets))
+		}
 	}
 	for _, t := range targets {
 		if !t.State.HasBuild(prev) {
 			errs = append(errs, hostErr(t, fmt.Errorf("has no build %s (the one live before %s): roll back with --to ID to a build every host has", prev, current)))
 		}
 	}
-	return prev, JoinHostErrors(errs)
+	if len(errs) > 0 {
+		return "", fmt.Errorf("%w\n%s", JoinHostErrors(errs), toChoices(targets))
+	}
+	return prev, nil
+}
+
+// RollbackTargets lists the builds `rollback --to` could take: on every
+// host, gone live, not the fleet's current one; newest live first (by the
+// hosts' own history), bad ones apart.
+func RollbackTargets(targets []Target) (good, bad []string) {
+	if len(targets) == 0 {
+		return nil, nil
+	}
+	current, _ := FleetBuild(targets)
+	last := map[string]time.Time{}
+	for _, t := range targets {
+		for _, e := range t.State.History {
+			if e.Time.After(last[e.Release]) {
+				last[e.Release] = e.Time
+			}
+		}
+	}
+	var ids []string
+	for _, id := range targets[0].State.Builds {
+		ok := id != current
+		isBad := false
+		for _, t := range targets {
+			st := t.State
+			if !st.HasBuild(id) || (slices.Contains(st.Pending, id) && !st.WentLive(id)) {
+				ok = false
+			}
+			isBad = isBad || st.IsBad(id)
+		}
+		if !ok {
+			continue
+		}
+		if isBad {
+			bad = append(bad, id)
+		} else {
+			ids = append(ids, id)
+		}
+	}
+	newest := func(a, b string) int {
+		if c := last[b].Compare(last[a]); c != 0 {
+			return c
+		}
+		return strings.Compare(b, a)
+	}
+	slices.SortFunc(ids, newest)
+	slices.SortFunc(bad, newest)
+	return ids, bad
+}
+
+// toChoices says which IDs --to could take.
+func toChoices(targets []Target) string {
+	good, bad := RollbackTargets(targets)
+	var s string
+	if len(good) == 0 {
+		s = "no other build is on every host"
+	} else {
+		s = "--to can take " + strings.Join(good, ", ") + " (newest live first)"
+	}
+	if len(bad) > 0 {
+		s += "; marked bad (failed a health check), taken only when named: " + strings.Join(bad, ", ")
+	}
+	return s
 }
 
 // Refuse reports hosts whose state rules out any change (deploy: a deploy

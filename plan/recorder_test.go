@@ -27,6 +27,9 @@ type recorder struct {
 	links  map[string]string // path -> target
 	dirs   map[string][]string
 	before func(c remote.Call) error
+	// running, when set, runs in each command with its context (to hang
+	// until cancelled) and may fail it.
+	running func(ctx context.Context, c remote.Cmd) error
 }
 
 func newRecorder(name string) *recorder {
@@ -64,6 +67,17 @@ func (r *recorder) Name() string { return r.name }
 func (r *recorder) Run(ctx context.Context, c remote.Cmd) ([]byte, error) {
 	if c.Stdin != nil {
 		io.Copy(io.Discard, c.Stdin)
+	}
+	r.mu.Lock()
+	running := r.running
+	r.mu.Unlock()
+	if running != nil {
+		if err := running(ctx, c); err != nil {
+			r.mu.Lock()
+			r.calls = append(r.calls, "FAILED "+remote.Run(c).String())
+			r.mu.Unlock()
+			return nil, err
+		}
 	}
 	return nil, r.do(remote.Run(c))
 }

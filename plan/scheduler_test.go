@@ -286,7 +286,7 @@ func TestInterruptInEachPhase(t *testing.T) {
 		{"echo", true},
 		{"sftp symlink '/srv/b/.fleetdeploy/next'", true},
 		{"posix-rename '/srv/b/.fleetdeploy/next'", false},
-		{"\tdeploy\t", false},
+		{"\tup\t", false},
 		{"reload", false},
 	} {
 		t.Run(tc.at, func(t *testing.T) {

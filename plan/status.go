@@ -45,6 +45,7 @@ type HostStatus struct {
 	Unreachable error  // connecting or reading failed; nothing else is known
 	Live        string // the live build, or what latest is instead
 	Previous    string // "" when unknown
+	Source      string // where the live build came from (its marker's source: a git commit, a checksum); "" when unknown
 	Builds      int
 	Lock        *steps.LockInfo // nil when unlocked
 	Notes       []string        // what is worth knowing
@@ -99,6 +100,10 @@ func Assess(targets []Target, failed map[string]error, verify bool, verified map
 		}
 		st := t.State
 		hs.Live, hs.Previous, hs.Builds, hs.Lock = st.Latest, st.Marker.Previous, len(st.Builds), st.Lock
+		hs.Source = liveSource(st)
+		if st.Latest != "" && st.IsBad(st.Latest) {
+			hs.Notes = append(hs.Notes, "the live build is marked bad (it failed a health check)")
+		}
 		problem := func(format string, a ...any) { hs.Problems = append(hs.Problems, fmt.Sprintf(format, a...)) }
 		hs.Problems = append(hs.Problems, st.Problems...)
 		switch {

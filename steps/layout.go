@@ -46,6 +46,10 @@ func (l Layout) Pending(id string) string { return l.join(".fleetdeploy", "pendi
 // Marker holds a build's release ID, checksum and the build live before it.
 func (l Layout) Marker(id string) string { return l.join(".fleetdeploy", "builds", id) }
 
+// BadMark marks a build bad: it failed its health check and the fleet was
+// switched back. Beside the marker, it goes when the build goes.
+func (l Layout) BadMark(id string) string { return l.join(".fleetdeploy", "builds", id+".bad") }
+
 // History is the append-only record of every build that went live.
 func (l Layout) History() string { return l.join(".fleetdeploy", "history") }
 

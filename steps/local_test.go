@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/fleetdeploy/fleetdeploy/remote"
 )
@@ -26,9 +27,20 @@ func (l *localHost) Run(ctx context.Context, c remote.Cmd) ([]byte, error) {
 	l.cmds = append(l.cmds, c.String())
 	cmd := exec.CommandContext(ctx, "sh", "-c", c.Render())
 	cmd.Stdin = c.Stdin
+	cmd.WaitDelay = time.Second
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	var out []byte
+	var err error
+	if c.Stdout != nil { // the caller takes the output (a health check)
+		cmd.Stdout = c.Stdout
+		if c.Stderr != nil {
+			cmd.Stderr = io.MultiWriter(&stderr, c.Stderr)
+		}
+		err = cmd.Run()
+	} else {
+		out, err = cmd.Output()
+	}
 	msg := stderr.String()
 	if c.Pace != nil {
 		var kept []string

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path"
+	"slices"
 	"strings"
 	"sync"
 
@@ -29,8 +30,9 @@ var ownFolders = []string{"builds", "shared", ".fleetdeploy", ".fleetdeploy/stag
 
 // Look reads a host's state for a deploy or a rollback over SFTP alone,
 // starting no process: after the Snapshot (read first), the lock, the live
-// build's marker, the live history (its last 2,000 lines), the shared paths
-// and the type of each of fleetdeploy's own folders, all at once. A host's
+// build's marker, the marks of bad builds, the live history (its last 2,000
+// lines), the shared paths and the type of each of fleetdeploy's own
+// folders, all at once. A host's
 // state is untrusted: names that are not fleetdeploy's are set aside, and a
 // folder of fleetdeploy's that is not a folder is a Problem. It takes the
 // manifest's digest from the marker, the digest the manifest was made with,
@@ -111,6 +113,17 @@ func Look(ctx context.Context, h remote.Host, root string, shared []string) (*St
 		})
 	}
 	wg.Go(func() {
+		names, err := h.ReadDir(ctx, l.join(".fleetdeploy", "builds"))
+		fail(err)
+		for _, n := range names {
+			if id, ok := strings.CutSuffix(n, ".bad"); ok && IsRelease(id) {
+				mu.Lock()
+				s.Bad = append(s.Bad, id)
+				mu.Unlock()
+			}
+		}
+	})
+	wg.Go(func() {
 		b, err := h.ReadTail(ctx, l.History(), historyTail)
 		fail(err)
 		s.readHistory(b, int64(len(b)) == historyTail)
@@ -139,6 +152,7 @@ func Look(ctx context.Context, h remote.Host, root string, shared []string) (*St
 	if hasManifest {
 		s.Manifest = s.Marker.Checksum
 	}
+	slices.Sort(s.Bad)
 	for i, p := range shared {
 		if noShared[i] { // a root yet to be made has none
 			s.NoShared = append(s.NoShared, p)
@@ -160,7 +174,7 @@ func Writable(ctx context.Context, h remote.Host, root string) error {
 			return h.Remove(ctx, p)
 		}
 		if !isNotExist(err) || dir == "/" || dir == "." {
-			return fmt.Errorf("%s is not writable by the login user (%v): fix its owner or permissions", dir, err)
+			return fmt.Errorf("%s is not writable by the login user (%v): fix its owner or permissions", dir, whyNot(ctx, h, p, err))
 		}
 		dir = path.Dir(dir)
 	}
@@ -244,6 +258,21 @@ func randomName() string {
 	var b [6]byte
 	rand.Read(b[:])
 	return hex.EncodeToString(b[:])
+}
+
+// whyNot asks ln(1) why a symlink could not be made at p: SFTP's status
+// codes drop errno ("Failure"), ln names the cause (a read-only file
+// system, a full disk). It costs a command, on failure only.
+func whyNot(ctx context.Context, h remote.Host, p string, sftpErr error) error {
+	_, err := h.Run(ctx, remote.Cmd{Args: []string{"ln", "-s", "--", "probe", p}})
+	var ee *remote.ExitError
+	if errors.As(err, &ee) && ee.Stderr != "" {
+		return errors.New(ee.Stderr)
+	}
+	if err == nil {
+		h.Remove(context.WithoutCancel(ctx), p)
+	}
+	return sftpErr
 }
 
 // LookToChange is Look for a run that will change the host (up, rollback,

@@ -16,9 +16,9 @@ type Tool struct {
 	Detail string
 }
 
-// Probe is what a host offers a deploy, found by one command that changes
+// HostOffer is what a host offers a deploy, found by one command that changes
 // nothing lasting (see scripts/probe.sh).
-type Probe struct {
+type HostOffer struct {
 	Tools     []Tool
 	FreeKiB   int64  // free space where the root is or will be made; -1 unknown
 	Dir       string // that folder: the root, or its nearest parent that exists
@@ -30,21 +30,21 @@ type Probe struct {
 
 // ClockOffset is how far the host's clock is ahead of this machine's (to
 // the second: the host says seconds).
-func (p *Probe) ClockOffset() time.Duration {
+func (p *HostOffer) ClockOffset() time.Duration {
 	if p.HostTime.IsZero() {
 		return 0
 	}
 	return p.HostTime.Sub(p.LocalTime.Truncate(time.Second))
 }
 
-// ProbeHost runs the probe on a host for a root.
-func ProbeHost(ctx context.Context, h remote.Host, root string) (*Probe, error) {
+// Preflight runs the probe on a host for a root.
+func Preflight(ctx context.Context, h remote.Host, root string) (*HostOffer, error) {
 	start := time.Now()
 	out, err := h.Run(ctx, remote.Cmd{Script: probeScript, Params: params("root", root)})
 	if err != nil {
 		return nil, err
 	}
-	p := &Probe{FreeKiB: -1, LocalTime: start.Add(time.Since(start) / 2)}
+	p := &HostOffer{FreeKiB: -1, LocalTime: start.Add(time.Since(start) / 2)}
 	for _, line := range strings.Split(string(out), "\n") {
 		f := strings.Split(line, "\t")
 		switch {

@@ -24,8 +24,12 @@ type State struct {
 	Pending    []string  // builds complete but never live
 	Lock       *LockInfo // nil when unlocked
 	History    []HistoryEntry
-	Marker     Marker   // the current build's marker
-	NoShared   []string // shared paths absent from shared/
+	Marker     Marker // the current build's marker
+	// Bad lists builds marked bad: they went live, failed their health
+	// check and were switched back (kept for inspection, never picked by
+	// rollback unless named).
+	Bad      []string
+	NoShared []string // shared paths absent from shared/
 	// Manifest is the digest of the live build's manifest ("" when it has none).
 	Manifest string
 	// Dirty lists files of the live build changed on the host since it was made.
@@ -38,15 +42,38 @@ type State struct {
 }
 
 // HistoryEntry is one line of the live history: a build that went live.
+//
+// A line is TIME, ACTION, RELEASE, BY, PREVIOUS and SOURCE, separated by tabs.
+// Versions before health checks wrote the first four only (and "deploy" for
+// "up"); such lines read with Previous and Source empty.
 type HistoryEntry struct {
-	Time    time.Time
-	Action  string // "deploy", "rollback" or "observed"
-	Release string
-	By      string
+	Time     time.Time
+	Action   string // "up", "rollback", "revert" or "observed" ("deploy" in older lines: an up)
+	Release  string
+	By       string // user@machine pid N
+	Previous string // the build live before ("" when none, or unknown in older lines)
+	Source   string // where the build came from (a git commit, an artifact's checksum); "" when unknown
+}
+
+// History actions.
+const (
+	ActionUp       = "up"
+	ActionRollback = "rollback"
+	ActionRevert   = "revert"   // the automatic switch back after a failed health check
+	ActionObserved = "observed" // a live build found without a record of it
+)
+
+// Kind is the entry's action as today's versions write it: "deploy", of
+// older lines, is an up.
+func (e HistoryEntry) Kind() string {
+	if e.Action == "deploy" {
+		return ActionUp
+	}
+	return e.Action
 }
 
 func (e HistoryEntry) line() string {
-	return strings.Join([]string{e.Time.UTC().Format(time.RFC3339), e.Action, e.Release, sanitize(e.By)}, "\t")
+	return strings.Join([]string{e.Time.UTC().Format(time.RFC3339), e.Action, e.Release, sanitize(e.By), e.Previous, sanitize(e.Source)}, "\t")
 }
 
 // Marker is what a host knows of one build.
@@ -56,11 +83,16 @@ type Marker struct {
 	Previous string // the build live when this one was prepared
 	Created  string
 	By       string
+	Source   string // where the build came from (plan.Build.Source); "" when unknown
 }
 
 func (m Marker) text() string {
-	return fmt.Sprintf("release=%s\nchecksum=%s\nprevious=%s\ncreated=%s\nby=%s\n",
+	s := fmt.Sprintf("release=%s\nchecksum=%s\nprevious=%s\ncreated=%s\nby=%s\n",
 		m.Release, m.Checksum, m.Previous, m.Created, sanitize(m.By))
+	if m.Source != "" {
+		s += "source=" + sanitize(m.Source) + "\n"
+	}
+	return s
 }
 
 // token names the run that made the build, on one line.
@@ -74,6 +106,9 @@ func sanitize(s string) string {
 		return r
 	}, s)
 }
+
+// IsBad reports whether build id is marked bad.
+func (s *State) IsBad(id string) bool { return slices.Contains(s.Bad, id) }
 
 // HasBuild reports whether builds/<id> exists.
 func (s *State) HasBuild(id string) bool { return slices.Contains(s.Builds, id) }
@@ -194,15 +229,25 @@ func Inspect(ctx context.Context, h remote.Host, root string, shared []string) (
 	return s, nil
 }
 
-// addHistory adds one line of the live history, split at tabs, when it is one.
+// addHistory adds one line of the live history, split at tabs, when it is
+// one: 4 fields (older versions) or more (fields a later version may add are
+// ignored).
 func (s *State) addHistory(f []string) {
-	if len(f) != 4 {
+	if len(f) < 4 {
 		return
 	}
 	t, err := time.Parse(time.RFC3339, f[0])
-	if err == nil && IsRelease(f[2]) {
-		s.History = append(s.History, HistoryEntry{Time: t, Action: f[1], Release: f[2], By: f[3]})
+	if err != nil || !IsRelease(f[2]) {
+		return
 	}
+	e := HistoryEntry{Time: t, Action: f[1], Release: f[2], By: f[3]}
+	if len(f) > 4 && IsRelease(f[4]) {
+		e.Previous = f[4]
+	}
+	if len(f) > 5 {
+		e.Source = f[5]
+	}
+	s.History = append(s.History, e)
 }
 
 // set reads one key=value line of a marker.
@@ -219,6 +264,8 @@ func (m *Marker) set(line string) {
 		m.Created = v
 	case "by":
 		m.By = v
+	case "source":
+		m.Source = v
 	}
 }
 

@@ -111,6 +111,11 @@ func Append(path string, data string) Op {
 	return Send{Call: remote.Call{Method: remote.MethodAppend, Path: path, Arg: data}}
 }
 
+// Write replaces a file by one holding data.
+func Write(path string, data string) Op {
+	return Send{Call: remote.Call{Method: remote.MethodWrite, Path: path, Arg: data}}
+}
+
 func isNotExist(err error) bool {
 	return err != nil && (errors.Is(err, fs.ErrNotExist) || strings.Contains(err.Error(), "not exist"))
 }

@@ -60,10 +60,11 @@ type runners struct {
 	unlock   func(context.Context, *common, unlockOptions) error
 	check    func(context.Context, *common, checkOptions) error
 	sandbox  func(context.Context, *common, sandboxOptions) error
+	history  func(context.Context, *common, historyOptions) error
 }
 
 func realRunners() runners {
-	return runners{up: runUp, rollback: runRollback, status: runStatus, unlock: runUnlock, check: runCheck, sandbox: runSandbox}
+	return runners{up: runUp, rollback: runRollback, status: runStatus, unlock: runUnlock, check: runCheck, sandbox: runSandbox, history: runHistory}
 }
 
 // run is the whole program behind main: it parses args, runs the command and
@@ -78,17 +79,23 @@ func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, now f
 		s(c)
 	}
 	app := newApp(c, realRunners())
-	err := app.RunContext(ctx, interspersed(args, app))
-	var intr *plan.InterruptedError
-	if errors.Is(err, context.Canceled) && !errors.As(err, &intr) {
-		err = &plan.InterruptedError{Before: true}
-	}
+	err := finalError(app.RunContext(ctx, interspersed(args, app)))
 	if err != nil {
 		// Errors quote hosts (a lock's holder, a command's stderr): their
 		// control characters are shown escaped, never sent to the terminal.
 		fmt.Fprintf(stderr, "fleetdeploy: %s\n", indentLines(remote.SanitizeLines(err.Error())))
 	}
 	return exitCode(err)
+}
+
+// finalError is a command's error as the exit code and the message tell it:
+// a bare cancellation is an interruption before any host changed.
+func finalError(err error) error {
+	var intr *plan.InterruptedError
+	if errors.Is(err, context.Canceled) && !errors.As(err, &intr) {
+		return &plan.InterruptedError{Before: true}
+	}
+	return err
 }
 
 func indentLines(s string) string { return strings.ReplaceAll(s, "\n", "\n  ") }
@@ -144,6 +151,7 @@ func newApp(c *common, r runners) *cli.App {
 			planCommand(c, r.up),
 			rollbackCommand(c, r.rollback),
 			statusCommand(c, r.status),
+			historyCommand(c, r.history),
 			unlockCommand(c, r.unlock),
 			checkCommand(c, r.check),
 			sandboxCommand(c, r.sandbox),
@@ -209,12 +217,24 @@ func interspersed(args []string, app *cli.App) []string {
 	for n, takes := range global {
 		values[n] = takes
 	}
+	// Once the command is known, its own flags say: history's -n takes a
+	// value, up's -n (--dry-run) does not.
+	local := map[string]map[string]bool{}
 	for _, cmd := range app.Commands {
-		for n, takes := range flagSpellings(cmd.Flags) {
+		local[cmd.Name] = flagSpellings(cmd.Flags)
+		for n, takes := range local[cmd.Name] {
 			values[n] = values[n] || takes
 		}
 	}
-	var globals, command, local, positional, rest []string
+	takesValue := func(command []string, a string) bool {
+		if command != nil {
+			if takes, ok := local[command[0]][a]; ok {
+				return takes
+			}
+		}
+		return values[a]
+	}
+	var globals, command, own, positional, rest []string
 	name := func(a string) string { n, _, _ := strings.Cut(a, "="); return n }
 	for i := 1; i < len(args); i++ {
 		a := args[i]
@@ -223,12 +243,12 @@ func interspersed(args []string, app *cli.App) []string {
 			rest = append([]string{"--"}, args[i+1:]...)
 			i = len(args)
 		case strings.HasPrefix(a, "-") && a != "-":
-			dst := &local
+			dst := &own
 			if _, ok := global[name(a)]; command == nil || ok {
 				dst = &globals
 			}
 			*dst = append(*dst, a)
-			if values[a] && i+1 < len(args) { // "--x=v" carries its own
+			if takesValue(command, a) && i+1 < len(args) { // "--x=v" carries its own
 				*dst = append(*dst, args[i+1])
 				i++
 			}
@@ -240,7 +260,7 @@ func interspersed(args []string, app *cli.App) []string {
 	}
 	out := append([]string{args[0]}, globals...)
 	out = append(out, command...)
-	out = append(out, local...)
+	out = append(out, own...)
 	out = append(out, positional...)
 	return append(out, rest...)
 }

@@ -36,6 +36,7 @@ func parse(t *testing.T, args ...string) (parsed, error) {
 		unlock:  func(_ context.Context, c *common, o unlockOptions) error { got = parsed{"unlock", c, o}; return nil },
 		check:   func(_ context.Context, c *common, o checkOptions) error { got = parsed{"check", c, o}; return nil },
 		sandbox: func(_ context.Context, c *common, o sandboxOptions) error { got = parsed{"sandbox", c, o}; return nil },
+		history: func(_ context.Context, c *common, o historyOptions) error { got = parsed{"history", c, o}; return nil },
 	}
 	app := newApp(&common{out: newPrinter(io.Discard), stderr: io.Discard, now: time.Now}, r)
 	argv := append([]string{"fleetdeploy"}, args...)
@@ -63,6 +64,10 @@ func TestCommandLines(t *testing.T) {
 		{[]string{"check", "production", "-F", "none"}, "check", checkOptions{env: "production"}, func(c *common) bool { return c.sshConfig == "none" }},
 		{[]string{"up", "--", "-odd-env"}, "up", upOptions{env: "-odd-env"}, nil},
 		{[]string{"--compress=false", "up", "production"}, "up", upOptions{env: "production"}, func(c *common) bool { return c.compressSet && !c.compress }},
+		{[]string{"history", "production"}, "history", historyOptions{env: "production", last: 20}, nil},
+		{[]string{"history", "-n", "5", "production"}, "history", historyOptions{env: "production", last: 5}, nil},
+		{[]string{"history", "production", "-n", "5", "-v"}, "history", historyOptions{env: "production", last: 5}, func(c *common) bool { return c.verbose }},
+		{[]string{"up", "-n", "production"}, "up", upOptions{env: "production", dryRun: true}, nil},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			got, err := parse(t, tc.args...)
@@ -83,7 +88,7 @@ func TestCommandLines(t *testing.T) {
 func TestUsageErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"up"}, {"up", "a", "b"}, {"up", "production", "--no-such-flag"}, {"--parallel", "x", "up", "production"},
-		{"sandbox", "--count", "0"}, {"sandbox", "extra"},
+		{"sandbox", "--count", "0"}, {"sandbox", "extra"}, {"history", "production", "-n", "0"},
 	} {
 		got, err := parse(t, args...)
 		if got.command != "" && got.command != "sandbox" {
@@ -135,6 +140,9 @@ func TestExitCodes(t *testing.T) {
 		{&plan.CutoverError{Err: errors.New("x"), Unknown: []string{"b"}}, exitSplit},
 		{&plan.CutoverError{Err: errors.New("x"), Reverted: []string{"a"}}, exitFailed},
 		{wrap(&plan.FinishError{Err: errors.New("hook")}), exitAfterHook},
+		{&plan.GuardError{Failed: &plan.HostError{Host: "b", Step: "checking health", Err: errors.New("503")}}, exitReverted},
+		{wrap(&plan.GuardError{Interrupted: true}), exitReverted},
+		{&plan.GuardError{Interrupted: true, Stuck: []string{"b"}}, exitSplit},
 		{&plan.InterruptedError{}, exitInterrupted},
 		{context.Canceled, exitInterrupted},
 		{&codeError{code: 4, msg: "nested"}, 4},

@@ -55,7 +55,7 @@ func runCheck(ctx context.Context, c *common, o checkOptions) error {
 		return err
 	}
 	defer f.Close()
-	probes := map[string]*steps.Probe{}
+	probes := map[string]*steps.HostOffer{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, t := range targets {
@@ -63,7 +63,7 @@ func runCheck(ctx context.Context, c *common, o checkOptions) error {
 			continue
 		}
 		wg.Go(func() {
-			p, err := steps.ProbeHost(ctx, f.Conns[t.Host.Name], t.Host.Root)
+			p, err := steps.Preflight(ctx, f.Conns[t.Host.Name], t.Host.Root)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {

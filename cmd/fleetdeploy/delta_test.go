@@ -233,10 +233,11 @@ func TestStatusFindsFilesChangedOnHost(t *testing.T) {
 		inv := f.writeInventory(t, inventoryOpts{source: writeApp(t, "v1")})
 		mustCLI(t, "up", "test", "-i", inv)
 		mustCLI(t, "status", "test", "-i", inv, "--verify")
-		// A hand edit that keeps size and mtime is found only by --verify.
+		// A hand edit that keeps size and mtime is found too: its ctime moved
+		// after the record was sealed, and its content differs.
 		f.exec(t, 1, `f="$ROOT/latest/index.php"; t=$(stat -c %y "$f"); o=$(grep -bo v1 "$f" | cut -d: -f1); printf v9 | dd of="$f" bs=1 seek="$o" conv=notrunc 2>/dev/null; touch -d "$t" "$f"`)
-		if r := fd(t, t.Context(), "status", "test", "-i", inv); r.code != 0 {
-			t.Errorf("status without --verify: %s", r)
+		if r := fd(t, t.Context(), "status", "test", "-i", inv); r.code != 4 || !strings.Contains(r.stdout, "1 files changed on the host since the deploy (index.php)") {
+			t.Errorf("status without --verify: want drift on %s: %s", f.names[1], r)
 		}
 		r := fd(t, t.Context(), "status", "test", "-i", inv, "--verify")
 		if r.code != 4 || !strings.Contains(r.stdout, "1 files differ from the build's manifest (index.php: FAILED)") {

@@ -18,6 +18,7 @@ const (
 	exitDrift       = 4   // status found drift or an unreachable host
 	exitSplit       = 5   // cutover incomplete: the fleet may be split
 	exitAfterHook   = 6   // deployed, but a finishing step (after_cutover hook, cleanup) failed
+	exitReverted    = 7   // deployed, a health check failed (or Ctrl-C during the checks): fleet switched back
 	exitInterrupted = 130 // interrupted before the barrier
 )
 
@@ -40,6 +41,12 @@ type codeError struct {
 
 func (e *codeError) Error() string { return e.msg }
 
+// results name the exit codes for the local hooks (FLEETDEPLOY_RESULT).
+var results = map[int]string{
+	exitOK: "ok", exitFailed: "failed", exitUsage: "usage", exitLocked: "locked", exitDrift: "drift",
+	exitSplit: "split", exitAfterHook: "finish-failed", exitReverted: "reverted", exitInterrupted: "interrupted",
+}
+
 // exitCode is the one place errors become exit codes.
 func exitCode(err error) int {
 	var (
@@ -47,6 +54,7 @@ func exitCode(err error) int {
 		usage  *usageError
 		locked *steps.LockedError
 		cut    *plan.CutoverError
+		guard  *plan.GuardError
 		fin    *plan.FinishError
 		intr   *plan.InterruptedError
 		drift  *driftError
@@ -59,6 +67,11 @@ func exitCode(err error) int {
 		return nested.code
 	case errors.As(err, &inv), errors.As(err, &usage):
 		return exitUsage
+	case errors.As(err, &guard):
+		if guard.Split() {
+			return exitSplit
+		}
+		return exitReverted
 	case errors.As(err, &cut):
 		if cut.Split() {
 			return exitSplit

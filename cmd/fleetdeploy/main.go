@@ -32,7 +32,8 @@ func main() {
 }
 
 // stopSignals are the signals that stop a run the way Ctrl-C does: undo
-// before the barrier, finish after it. SIGHUP (the terminal or the SSH
+// before the barrier, finish after it (or, until a deploy's health checks
+// passed, switch the fleet back). SIGHUP (the terminal or the SSH
 // session to the machine running fleetdeploy went away) is one of them, but
 // SIGINT and SIGHUP are left alone when they were ignored at start (`nohup`, a
 // background job of a script): catching them would undo that choice.

@@ -61,20 +61,30 @@ func (c *common) render(e plan.Event) {
 	}
 }
 
-// summary prints the cutover of each host and the fleet's skew.
+// summary prints the cutover of each host and the fleet's skew, and the
+// switch back when a health check failed.
 func (c *common) summary(res *plan.Result) {
-	if res == nil || len(res.Swaps) == 0 {
+	if res == nil {
 		return
 	}
-	first := res.Swaps[0].Sent
-	for _, s := range res.Swaps {
+	c.swapTable("cutover", res.Swaps)
+	c.swapTable("switch back", res.Revert)
+}
+
+// swapTable prints one set of swaps (a cutover, or the switch back).
+func (c *common) swapTable(what string, swaps []plan.Swap) {
+	if len(swaps) == 0 {
+		return
+	}
+	first := swaps[0].Sent
+	for _, s := range swaps {
 		if s.Sent.Before(first) {
 			first = s.Sent
 		}
 	}
 	var b strings.Builder
-	fmt.Fprintf(&b, "cutover:\n")
-	for _, s := range res.Swaps {
+	fmt.Fprintf(&b, "%s:\n", what)
+	for _, s := range swaps {
 		mid := s.Sent.Add(s.Ack.Sub(s.Sent) / 2)
 		state := "switched"
 		switch {
@@ -85,8 +95,8 @@ func (c *common) summary(res *plan.Result) {
 		}
 		fmt.Fprintf(&b, "  %-24s %s at +%.2f ms (round trip %.2f ms)\n", s.Host, state, ms(mid.Sub(first)), ms(s.Ack.Sub(s.Sent)))
 	}
-	mid, bound := res.Skew()
-	fmt.Fprintf(&b, "cutover skew %.2f ms (at most %.2f ms: last answer minus first request)\n", ms(mid), ms(bound))
+	mid, bound := plan.SwapSkew(swaps)
+	fmt.Fprintf(&b, "%s skew %.2f ms (at most %.2f ms: last answer minus first request)\n", what, ms(mid), ms(bound))
 	c.out.Printf("%s", b.String())
 }
 

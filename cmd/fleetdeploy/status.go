@@ -75,7 +75,7 @@ func runStatus(ctx context.Context, c *common, o statusOptions) error {
 	st := plan.Assess(targets, failed, o.verify, verified)
 	var b strings.Builder
 	tw := tabwriter.NewWriter(&b, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOST\tLIVE\tPREVIOUS\tBUILDS\tLOCK\tSTATE")
+	fmt.Fprintln(tw, "HOST\tLIVE\tSOURCE\tPREVIOUS\tBUILDS\tLOCK\tSTATE")
 	for _, h := range st.Hosts {
 		if h.Unreachable != nil {
 			err := h.Unreachable
@@ -83,11 +83,11 @@ func runStatus(ctx context.Context, c *common, o statusOptions) error {
 			if errors.As(err, &he) {
 				err = fmt.Errorf("%s: %w", he.Step, he.Err)
 			}
-			fmt.Fprintf(tw, "%s\t?\t?\t?\t?\tUNREACHABLE: %s\n", h.Host, remote.Sanitize(strings.ReplaceAll(err.Error(), "\n", " ")))
+			fmt.Fprintf(tw, "%s\t?\t?\t?\t?\t?\tUNREACHABLE: %s\n", h.Host, remote.Sanitize(strings.ReplaceAll(err.Error(), "\n", " ")))
 			continue
 		}
 		state := strings.Join(append(slices.Clone(h.Problems), h.Notes...), "; ")
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\n", h.Host, remote.Sanitize(orDash(h.Live)), remote.Sanitize(orDash(h.Previous)), h.Builds,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", h.Host, remote.Sanitize(orDash(h.Live)), remote.Sanitize(orDash(h.Source)), remote.Sanitize(orDash(h.Previous)), h.Builds,
 			remote.Sanitize(lockText(h.Lock)), remote.Sanitize(orWord(state, "ok")))
 	}
 	tw.Flush()
@@ -98,7 +98,7 @@ func runStatus(ctx context.Context, c *common, o statusOptions) error {
 			}
 			fmt.Fprintf(&b, "%s builds: %s\n", t.Host.Name, strings.Join(t.State.Builds, " "))
 			for _, e := range t.State.History {
-				fmt.Fprintf(&b, "  %s %-8s %s by %s\n", e.Time.Format("2006-01-02 15:04:05"), remote.Sanitize(e.Action), e.Release, remote.Sanitize(e.By))
+				fmt.Fprintf(&b, "  %s %-8s %s by %s\n", e.Time.Format("2006-01-02 15:04:05"), remote.Sanitize(e.Kind()), e.Release, remote.Sanitize(e.By))
 			}
 		}
 	}

@@ -49,8 +49,9 @@ func planCommand(c *common, run func(context.Context, *common, upOptions) error)
 }
 
 // runUp deploys a new build to every host of the environment, or prints the
-// plan. The build is made while the hosts are being reached.
-func runUp(ctx context.Context, c *common, o upOptions) error {
+// plan. The build is made while the hosts are being reached. Once the
+// environment is known, a real run ends with its local hooks.
+func runUp(ctx context.Context, c *common, o upOptions) (err error) {
 	start := c.now()
 	env, err := c.loadEnv(o.env)
 	if err != nil {
@@ -58,6 +59,10 @@ func runUp(ctx context.Context, c *common, o upOptions) error {
 	}
 	if fi, err := os.Stat(env.Source); err != nil || !fi.IsDir() {
 		return fmt.Errorf("source %s (%s) is not a folder this machine can read: fix source: in %s", env.Source, errText(err, "not a folder"), env.File)
+	}
+	var release string
+	if !o.dryRun {
+		defer func() { c.localHooks(ctx, env, "up", release, err) }()
 	}
 	cache := fleet.Cache{Dir: c.cacheDir}
 	var built <-chan buildResult
@@ -78,7 +83,7 @@ func runUp(ctx context.Context, c *common, o upOptions) error {
 		return err
 	}
 	defer f.Close()
-	release := plan.ChooseRelease(c.now(), targets)
+	release = plan.ChooseRelease(c.now(), targets)
 	by := c.holder(env)
 	if o.dryRun {
 		p, err := plan.Deploy(env, targets, release, plan.Build{Checksum: "(computed by the build)"}, by, c.now())
@@ -173,12 +178,17 @@ func rollbackCommand(c *common, run func(context.Context, *common, rollbackOptio
 	}
 }
 
-// runRollback switches every host to one earlier build.
-func runRollback(ctx context.Context, c *common, o rollbackOptions) error {
+// runRollback switches every host to one earlier build; a real run ends
+// with the local hooks.
+func runRollback(ctx context.Context, c *common, o rollbackOptions) (err error) {
 	start := c.now()
 	env, err := c.loadEnv(o.env)
 	if err != nil {
 		return err
+	}
+	var release string
+	if !o.dryRun {
+		defer func() { c.localHooks(ctx, env, "rollback", release, err) }()
 	}
 	f, targets, err := fleet.Reach(ctx, env, c.reach())
 	if err != nil {
@@ -189,6 +199,7 @@ func runRollback(ctx context.Context, c *common, o rollbackOptions) error {
 	if err != nil {
 		return err
 	}
+	release = p.Release
 	if o.dryRun {
 		plan.Print(c.out, p)
 		return nil

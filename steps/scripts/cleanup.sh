@@ -70,12 +70,12 @@ for kv do
 		continue
 	fi
 	if discard "$b" "$id"; then
-		rm -f -- ".fleetdeploy/builds/$id" ".fleetdeploy/builds/$id.manifest" ".fleetdeploy/builds/$id.stat" || ok=
+		rm -f -- ".fleetdeploy/builds/$id" ".fleetdeploy/builds/$id.manifest" ".fleetdeploy/builds/$id.stat" ".fleetdeploy/builds/$id.bad" || ok=
 	else
 		ok=
 		# Moved out of builds/ but not all gone: its marker goes, so that it
 		# can never be taken for a build; the next run empties the trash.
-		if [ ! -e "$b" ]; then rm -f -- ".fleetdeploy/builds/$id" ".fleetdeploy/builds/$id.manifest" ".fleetdeploy/builds/$id.stat"; fi
+		if [ ! -e "$b" ]; then rm -f -- ".fleetdeploy/builds/$id" ".fleetdeploy/builds/$id.manifest" ".fleetdeploy/builds/$id.stat" ".fleetdeploy/builds/$id.bad"; fi
 	fi
 done
 case $live in '' | *[!0-9-]*) ;; *)

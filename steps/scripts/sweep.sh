@@ -35,7 +35,7 @@ for kv do
 	build=*)
 		case $v in *[!0-9-]*) continue ;; esac
 		discard "builds/$v" "$v" || ok=
-		rm -f -- ".fleetdeploy/builds/$v" ".fleetdeploy/builds/$v.manifest" ".fleetdeploy/builds/$v.stat" || ok=
+		rm -f -- ".fleetdeploy/builds/$v" ".fleetdeploy/builds/$v.manifest" ".fleetdeploy/builds/$v.stat" ".fleetdeploy/builds/$v.bad" || ok=
 		if [ -n "$ok" ]; then rm -f -- ".fleetdeploy/pending/$v" || ok=; fi
 		;;
 	mark=*)
