@@ -56,11 +56,19 @@ type Marker struct {
 	Previous string // the build live when this one was prepared
 	Created  string
 	By       string
+	// Source is what the build was made from (build.Source.String(): a git
+	// commit, dirty or not, or an artifact's sha256); "" in markers written
+	// before it was recorded, and then left out of the text.
+	Source string
 }
 
 func (m Marker) text() string {
-	return fmt.Sprintf("release=%s\nchecksum=%s\nprevious=%s\ncreated=%s\nby=%s\n",
+	s := fmt.Sprintf("release=%s\nchecksum=%s\nprevious=%s\ncreated=%s\nby=%s\n",
 		m.Release, m.Checksum, m.Previous, m.Created, sanitize(m.By))
+	if m.Source != "" {
+		s += "source=" + sanitize(m.Source) + "\n"
+	}
+	return s
 }
 
 // token names the run that made the build, on one line.
@@ -218,6 +226,8 @@ func (m *Marker) set(line string) {
 		m.Created = v
 	case "by":
 		m.By = v
+	case "source":
+		m.Source = v
 	}
 }
 
