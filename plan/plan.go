@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fleetdeploy/fleetdeploy/build"
 	"github.com/fleetdeploy/fleetdeploy/inventory"
 	"github.com/fleetdeploy/fleetdeploy/steps"
 )
@@ -116,15 +117,25 @@ type Target struct {
 }
 
 // Build is the artifact a deploy ships, known only after the local build: a
-// dry run plans with Checksum "(computed by the build)" and no payloads.
+// dry run that could not make it plans with Checksum "(computed by the
+// build)", no manifest and no payloads.
 type Build struct {
 	Checksum string
+	// Source is what the build was made from (build.Source.String()),
+	// recorded in its marker on every host.
+	Source string
+	// Manifest, when known, is checked against the shared paths: none may
+	// lead through a symlink of the build.
+	Manifest *build.Manifest
 	Payloads map[string]steps.Payload // by host name
 }
 
 // Deploy plans a deploy of a new build with ID release, by the run who
 // (steps.NewHolder: who runs it, and the lease of its locks).
 func Deploy(env *inventory.Environment, targets []Target, release string, b Build, who steps.Holder, now time.Time) (*Plan, error) {
+	if err := sharedThroughLinks(env, b.Manifest); err != nil {
+		return nil, err
+	}
 	if err := refuse(env, targets, true); err != nil {
 		return nil, err
 	}
@@ -144,7 +155,7 @@ func Deploy(env *inventory.Environment, targets []Target, release string, b Buil
 		if s, ok := steps.Leftovers(l, st); ok {
 			ph.prepare.add(name, s)
 		}
-		marker := steps.Marker{Release: release, Checksum: b.Checksum, Previous: st.Latest, Created: now.UTC().Format(time.RFC3339), By: by}
+		marker := steps.Marker{Release: release, Checksum: b.Checksum, Previous: st.Latest, Created: now.UTC().Format(time.RFC3339), By: by, Source: b.Source}
 		ph.prepare.add(name, steps.Prepare(l, marker, b.Payloads[name], env.Shared))
 		hookEnv := steps.HookEnv(t.Host.Root, release, st.Latest)
 		for _, hk := range env.HooksFor(inventory.BeforeCutover, name) {
@@ -381,6 +392,29 @@ func refuse(env *inventory.Environment, targets []Target, deploy bool) error {
 		}
 	}
 	return JoinHostErrors(errs)
+}
+
+// sharedThroughLinks refuses shared paths that lead through a symlink of
+// the build (m; nil: not known yet): a host would link or make the shared
+// path wherever that symlink leads, and the host's own check would stop the
+// run only once every host was sent the build. A shared path that is itself
+// a symlink of the build is fine: it is replaced, never followed.
+func sharedThroughLinks(env *inventory.Environment, m *build.Manifest) error {
+	if m == nil {
+		return nil
+	}
+	var bad []string
+	for _, sp := range env.Shared {
+		if link, ok := m.ThroughSymlink(sp.Path); ok && link != sp.Path {
+			e, _ := m.Get(link)
+			bad = append(bad, fmt.Sprintf("shared path %s leads through %s, a symlink of the build (-> %s): share a path that is a folder of the build, or make %s a folder",
+				sp.Path, link, e.Target, link))
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(bad, "\n"))
 }
 
 // LockedBy is the error of a host locked by another run that is alive, or
