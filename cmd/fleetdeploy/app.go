@@ -56,10 +56,11 @@ type runners struct {
 	status   func(context.Context, *common, statusOptions) error
 	unlock   func(context.Context, *common, unlockOptions) error
 	sandbox  func(context.Context, *common, sandboxOptions) error
+	init     func(context.Context, *common, initOptions) error
 }
 
 func realRunners() runners {
-	return runners{up: runUp, rollback: runRollback, status: runStatus, unlock: runUnlock, sandbox: runSandbox}
+	return runners{up: runUp, rollback: runRollback, status: runStatus, unlock: runUnlock, sandbox: runSandbox, init: runInit}
 }
 
 // run is the whole program behind main: it parses args, runs the command and
@@ -142,6 +143,7 @@ func newApp(c *common, r runners) *cli.App {
 			statusCommand(c, r.status),
 			unlockCommand(c, r.unlock),
 			sandboxCommand(c, r.sandbox),
+			initCommand(c, r.init),
 		},
 	}
 	for _, cmd := range app.Commands {

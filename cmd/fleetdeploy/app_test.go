@@ -35,6 +35,7 @@ func parse(t *testing.T, args ...string) (parsed, error) {
 		status:  func(_ context.Context, c *common, o statusOptions) error { got = parsed{"status", c, o}; return nil },
 		unlock:  func(_ context.Context, c *common, o unlockOptions) error { got = parsed{"unlock", c, o}; return nil },
 		sandbox: func(_ context.Context, c *common, o sandboxOptions) error { got = parsed{"sandbox", c, o}; return nil },
+		init:    func(_ context.Context, c *common, o initOptions) error { got = parsed{"init", c, o}; return nil },
 	}
 	app := newApp(&common{out: newPrinter(io.Discard), stderr: io.Discard, now: time.Now}, r)
 	argv := append([]string{"fleetdeploy"}, args...)
