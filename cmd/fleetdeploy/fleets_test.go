@@ -158,12 +158,15 @@ func TestRolesNarrowHooksAndRuns(t *testing.T) {
 		}
 		f.unchanged(t, before, "a run with an unknown role or host")
 
-		// The rest follow: one build again.
+		// The rest follow: one build again. (The failed run above may or may
+		// not have run the once hook on the first worker before the other
+		// failed: count from here.)
 		version("v5")
+		migrated := f.lines(t, 2, "migrate.log")
 		mustCLI(t, "up", "test", "-i", inv)
 		v5 := f.live(t, 0)
 		lives("full up", v5, v5, v5, v5)
-		logs("full up", "migrate.log", 0, 0, 3, 1)
+		logs("full up", "migrate.log", 0, 0, migrated+1, 1)
 		mustCLI(t, "status", "test", "-i", inv)
 		f.assertClean(t)
 	})
@@ -613,5 +616,25 @@ func TestSelectionAndBuildFlags(t *testing.T) {
 		if _, err := parse(t, args...); exitCode(err) != exitUsage {
 			t.Errorf("%v: want a usage error, got %v", args, err)
 		}
+	}
+}
+
+// A build that fails by itself (no command run) and a host that cannot be
+// reached are both reported by one run.
+func TestBuildAndHostFailuresInOneRun(t *testing.T) {
+	f := startOpenSSH(t, 2)
+	f.provision(t)
+	src := writeApp(t, "v1")
+	os.Symlink("/etc/passwd", filepath.Join(src, "passwd"))
+	inv := f.writeInventory(t, inventoryOpts{source: src})
+	f.kill(1)
+	for _, cmd := range []string{"plan", "up"} {
+		r := fd(t, t.Context(), cmd, "test", "-i", inv)
+		if r.code != exitFailed || !strings.Contains(r.stderr, "1 symlink leads outside the build") || !strings.Contains(r.stderr, f.names[1]+": connecting") {
+			t.Errorf("%s: want both the build's and the host's failure: %s", cmd, r)
+		}
+	}
+	if f.live(t, 0) != "" || len(f.builds(t, 0)) != 0 {
+		t.Errorf("%s changed", f.names[0])
 	}
 }

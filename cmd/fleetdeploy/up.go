@@ -120,7 +120,7 @@ func runUp(ctx context.Context, c *common, o upOptions) error {
 	}
 	f, targets, err := fleet.Reach(ctx, env, c.reach())
 	if err != nil {
-		return err
+		return withBuildError(err, built, len(env.Build) == 0)
 	}
 	defer f.Close()
 	release := plan.ChooseRelease(c.now(), targets)
@@ -205,6 +205,35 @@ func runUp(ctx context.Context, c *common, o upOptions) error {
 	c.out.Printf("deployed %s to %d hosts in %s\n", release, len(env.Hosts), since(start, c.now))
 	c.narrowedNote(env, o.sel)
 	return nil
+}
+
+// withBuildError adds to err, a failure to reach the hosts, the build's own
+// failure: both are to be fixed before a run can go on, and the user learns
+// of both in one run. wait says the build runs no command (it only reads
+// and hashes the tree, or unpacks an archive): it is then waited for;
+// otherwise only a build already done is looked at, and one under way is
+// left to the caller's cleanup.
+func withBuildError(err error, built <-chan buildResult, wait bool) error {
+	if built == nil {
+		return err
+	}
+	var r buildResult
+	var ok bool
+	if wait {
+		r, ok = <-built
+	} else {
+		select {
+		case r, ok = <-built:
+		default:
+		}
+	}
+	if r.art != nil {
+		r.art.Remove()
+	}
+	if ok && r.err != nil && !errors.Is(r.err, context.Canceled) {
+		return errors.Join(fmt.Errorf("building: %w", r.err), err)
+	}
+	return err
 }
 
 // describeFrom names what the build is made from, for messages.
