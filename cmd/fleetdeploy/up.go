@@ -135,7 +135,7 @@ func runUp(ctx context.Context, c *common, o upOptions) error {
 				return fmt.Errorf("building: %w", r.err)
 			}
 			defer r.art.Remove()
-			c.out.Printf("built %d files, %s, from %s\n", r.art.Manifest.Files(), r.art.Checksum[:19], r.art.Source)
+			c.out.Printf("built %d files, %s, from %s\n", r.art.Manifest.Files(), r.art.Checksum[:19], builtFrom(env, r.art))
 			c.reportBuild(env, o.from, r.art)
 			b = plan.Build{Checksum: r.art.Checksum, Source: r.art.Source.String(), Manifest: r.art.Manifest}
 		}
@@ -165,7 +165,7 @@ func runUp(ctx context.Context, c *common, o upOptions) error {
 	// file being written there), the build is made again, now that nothing
 	// else is pending, a couple of times before giving up.
 	for try := 0; ; try++ {
-		c.out.Printf("built %d files, %s, from %s\n", art.Manifest.Files(), art.Checksum[:19], art.Source)
+		c.out.Printf("built %d files, %s, from %s\n", art.Manifest.Files(), art.Checksum[:19], builtFrom(env, art))
 		if c.beforePayloads != nil {
 			c.beforePayloads()
 		}
@@ -245,6 +245,15 @@ func describeFrom(env *inventory.Environment, from buildFrom) string {
 		return fmt.Sprintf("%s at git ref %s", env.Source, from.ref)
 	}
 	return env.Source
+}
+
+// builtFrom names what a build was made from: its source record, or the
+// source folder when that is not in a git checkout.
+func builtFrom(env *inventory.Environment, art *build.Artifact) string {
+	if art.Source.Kind == build.SourceDir {
+		return env.Source
+	}
+	return remote.Sanitize(art.Source.String())
 }
 
 // reportBuild tells what the build shows that the user should know: a git
