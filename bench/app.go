@@ -51,12 +51,21 @@ var assets = []struct {
 	{"resources/fonts/icons.woff2", 4 << 20},
 }
 
-// AppInfo describes a generated app.
+// AppInfo describes an app the bench deploys: generated (GenerateApp) or a
+// real-world tree (RealWorldApp).
 type AppInfo struct {
 	Dir      string
 	Files    int
 	Bytes    int64
 	Checksum string // sha256 over every path, mode, size, mtime and content
+
+	Name    string   // what the app is, for BENCHMARKS.md
+	Changed []string // the files the redeploy variant changes
+	// Probe is the file read after each deploy to check which variant is
+	// live: its content differs between the two.
+	Probe string
+	// Outside is the inventory's outside_symlinks for it ("": none set).
+	Outside string
 }
 
 var words = strings.Fields(`account address amount archive attribute batch buffer builder cache
@@ -191,7 +200,12 @@ func GenerateApp(dir string, variant int) (*AppInfo, error) {
 			return nil, err
 		}
 	}
-	return DescribeApp(dir)
+	info, err := DescribeApp(dir)
+	if info != nil {
+		info.Name = "generated (bench/app.go)"
+		info.Changed, info.Probe = changedFiles, "VERSION"
+	}
+	return info, err
 }
 
 // DescribeApp counts and checksums a tree.

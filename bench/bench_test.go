@@ -44,6 +44,7 @@ var (
 	flagFDFlags  = flag.String("fdflags", "", "extra global flags for every `fleetdeploy up`, e.g. --compress")
 	flagHook     = flag.String("hook", "", "a before_cutover hook for fleetdeploy's deploys, e.g. true (reused files are then copied, not hard-linked)")
 	flagKeepWork = flag.Bool("keep", false, "keep the work folder (apps, inventories, logs) for inspection")
+	flagApp      = flag.String("app", "generated", "the app deployed: generated (bench/app.go, ~3,000 files, 45 MB) or mediawiki (MediaWiki from Debian's packages via .ci/realworld-app, ~23,500 files, 225 MB)")
 	flagLink     = flag.String("link", "", "reach the hosts over a slow link: delay=DURATION (one way) and/or rate=RATE (each direction, tc syntax), e.g. delay=20ms,rate=100mbit (root only; see README)")
 )
 
@@ -142,15 +143,24 @@ func TestBench(t *testing.T) {
 		b.run.Versions = append(b.run.Versions, desc)
 	}
 	b.run.Tools = append(b.run.Tools, toolRsync)
-	if b.app1, err = GenerateApp(filepath.Join(work, "app-v1"), 1); err != nil {
-		t.Fatal(err)
+	switch *flagApp {
+	case "generated":
+		if b.app1, err = GenerateApp(filepath.Join(work, "app-v1"), 1); err != nil {
+			t.Fatal(err)
+		}
+		if b.app2, err = GenerateApp(filepath.Join(work, "app-v2"), 2); err != nil {
+			t.Fatal(err)
+		}
+	case "mediawiki":
+		if b.app1, b.app2, err = RealWorldApp(repo, work); err != nil {
+			t.Fatal(err)
+		}
+	default:
+		t.Fatalf("-app %q: want generated or mediawiki", *flagApp)
 	}
-	if b.app2, err = GenerateApp(filepath.Join(work, "app-v2"), 2); err != nil {
-		t.Fatal(err)
-	}
-	b.v1, b.v2 = readFile(t, b.app1.Dir, "VERSION"), readFile(t, b.app2.Dir, "VERSION")
-	if n := countDiffering(t, b.app1.Dir, b.app2.Dir); n != len(changedFiles) {
-		t.Fatalf("the redeploy app differs from the first in %d files, want %d", n, len(changedFiles))
+	b.v1, b.v2 = readFile(t, b.app1.Dir, b.app1.Probe), readFile(t, b.app2.Dir, b.app2.Probe)
+	if n := countDiffering(t, b.app1.Dir, b.app2.Dir); n != len(b.app1.Changed) {
+		t.Fatalf("the redeploy app differs from the first in %d files, want %d", n, len(b.app1.Changed))
 	}
 	b.run.App = b.app1
 	t.Logf("app: %d files, %d bytes, sha256 %s", b.app1.Files, b.app1.Bytes, b.app1.Checksum)
@@ -713,7 +723,8 @@ func (b *bench) measure(t *testing.T, fl *fleet, baseline bool) {
 	}
 }
 
-// deployTwice measures a first deploy of v1 and a redeploy of v2 into fresh roots.
+// deployTwice measures a first deploy of v1, a redeploy of v2 into fresh
+// roots, and a rollback to v1.
 func (b *bench) deployTwice(t *testing.T, fl *fleet, tool string, rep int, roots []string) {
 	n := len(fl.addrs)
 	logf, err := os.Create(filepath.Join(b.work, fmt.Sprintf("%s-%d-%s-%d.log", fl.backend, n, strings.ReplaceAll(tool, "@", "-"), rep)))
@@ -723,7 +734,7 @@ func (b *bench) deployTwice(t *testing.T, fl *fleet, tool string, rep int, roots
 	defer logf.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	for _, kind := range []string{kindFirst, kindRe} {
+	for _, kind := range []string{kindFirst, kindRe, kindRollback} {
 		app, want := b.app1, b.v1
 		if kind == kindRe {
 			app, want = b.app2, b.v2
@@ -739,12 +750,16 @@ func (b *bench) deployTwice(t *testing.T, fl *fleet, tool string, rep int, roots
 			}
 			inv := filepath.Join(b.work, fmt.Sprintf("inventory-%s-%d-%d-%s.yml", fl.backend, n, rep, kind))
 			fmt.Fprintf(logf, "=== %s %s\n", tool, kind)
-			if err := WriteInventory(inv, app.Dir, fl.addrs, roots, fl.creds, *flagHook); err != nil {
+			if err := WriteInventory(inv, app.Dir, fl.addrs, roots, fl.creds, *flagHook, app.Outside); err != nil {
 				t.Fatal(err)
 			}
 			report := filepath.Join(b.work, "fleetdeploy.rusage")
+			command := "up"
+			if kind == kindRollback {
+				command = "rollback"
+			}
 			run = func() RunResult {
-				return RunFleetdeploy(ctx, b.clients(), bin, inv, report, logf, strings.Fields(*flagFDFlags)...)
+				return RunFleetdeploy(ctx, b.clients(), bin, command, inv, report, logf, strings.Fields(*flagFDFlags)...)
 			}
 		case toolRsync:
 			bl := &Baseline{Creds: fl.creds, Log: logf, Dir: b.work, NS: b.clients()}
@@ -753,11 +768,14 @@ func (b *bench) deployTwice(t *testing.T, fl *fleet, tool string, rep int, roots
 				release, prev = "20250101-000002", "20250101-000001"
 			}
 			run = func() RunResult { return bl.Run(ctx, app.Dir, fl.addrs, roots, release, prev) }
+			if kind == kindRollback {
+				run = func() RunResult { return bl.Rollback(ctx, fl.addrs, roots, "20250101-000001") }
+			}
 		}
 		p := b.phase(t, fl, roots, run)
 		p.Backend, p.Hosts, p.Tool, p.Kind, p.Rep = fl.backend, n, tool, kind, rep
 		if p.Err == nil {
-			p.Err = CheckLive(roots, want)
+			p.Err = CheckLive(roots, app.Probe, want)
 		}
 		var tot int64
 		for _, tr := range p.Traffic {

@@ -11,13 +11,13 @@ import (
 	"time"
 )
 
-// Phase is one measured deploy: one tool, one kind (first or redeploy), one
+// Phase is one measured deploy: one tool, one kind (first, redeploy or rollback), one
 // repetition, against one fleet.
 type Phase struct {
 	Backend string // "openssh" (real sshd per host) or "sandbox" (fleetdeploy sandbox)
 	Hosts   int
 	Tool    string // "fleetdeploy" or "rsync"
-	Kind    string // "first" or "redeploy"
+	Kind    string // "first", "redeploy" or "rollback"
 	Rep     int
 	RunResult
 	Traffic []Traffic // per host, during the phase
@@ -31,10 +31,11 @@ type Phase struct {
 }
 
 const (
-	toolFD    = "fleetdeploy"
-	toolRsync = "rsync"
-	kindFirst = "first"
-	kindRe    = "redeploy"
+	toolFD       = "fleetdeploy"
+	toolRsync    = "rsync"
+	kindFirst    = "first"
+	kindRe       = "redeploy"
+	kindRollback = "rollback"
 )
 
 // Run is everything one benchmark run produced.
@@ -81,7 +82,7 @@ func (r *Run) groups() []*group {
 		}
 		g.phases = append(g.phases, p)
 	}
-	order := map[string]int{"openssh": 0, "sandbox": 1, kindFirst: 0, kindRe: 1}
+	order := map[string]int{"openssh": 0, "sandbox": 1, kindFirst: 0, kindRe: 1, kindRollback: 2}
 	for i, tool := range r.Tools {
 		order[tool] = i
 	}
@@ -295,8 +296,12 @@ func (r *Run) Markdown() string {
 	}
 	b.WriteString("\n")
 	if r.App != nil {
-		fmt.Fprintf(&b, "App: %d files, %s (%d bytes), tree sha256 %s…; the redeploy changes %d files (%s).\n\n",
-			r.App.Files, bytesH(r.App.Bytes), r.App.Bytes, r.App.Checksum[:16], len(changedFiles), strings.Join(changedFiles, ", "))
+		fmt.Fprintf(&b, "App: %s: %d files, %s (%d bytes), tree sha256 %s…; the redeploy changes %d files (%s); the rollback switches back to the first build.",
+			r.App.Name, r.App.Files, bytesH(r.App.Bytes), r.App.Bytes, r.App.Checksum[:16], len(r.App.Changed), strings.Join(r.App.Changed, ", "))
+		if r.App.Outside != "" {
+			fmt.Fprintf(&b, " fleetdeploy's inventory sets `outside_symlinks: %s` (rsync -a copies symlinks as they are).", r.App.Outside)
+		}
+		b.WriteString("\n\n")
 	}
 	fmt.Fprintf(&b, "Bytes on the wire: %s. Cutover skew: %s.\n\n", r.Meter, r.Realtime)
 	for _, c := range r.Calibration {
@@ -306,7 +311,7 @@ func (r *Run) Markdown() string {
 		b.WriteString("\n")
 	}
 
-	b.WriteString("Wall time is the median of the repetitions (min–max); wire bytes are per host, both directions, the median host of the median repetition, and `max` the busiest host of any repetition; skew is the latest minus the earliest switch of `latest` over all hosts, as the watchers saw them (median, max); skew bound is fleetdeploy's own bound on it, its last swap answer minus its first swap request (median, max): every swap happened in between, so a skew above the bound means a watcher woke late; CPU/host is the CPU time the deploy cost, the tool's and the hosts' alike (every process the bench started: the tool, what it ran, the sshd hosts and what they ran, and the bench's watchers), divided by the hosts (median repetition), with its ratio to rsync's: on a fleet where every host has its own cores, the hosts' share of it is each host's own work; RSS is the peak of the deploying process (rsync: the largest per-host `rsync`, and all hosts' peaks added up); other load is the share of the machine's CPU that processes outside the bench used during the deploy (median, min–max): high values mean a disturbed measurement.\n\n")
+	b.WriteString("Wall time is the median of the repetitions (min–max); wire bytes are per host, both directions, the median host of the median repetition, and `max` the busiest host of any repetition; skew is the latest minus the earliest switch of `latest` over all hosts, as the watchers saw them (median, max); skew bound is fleetdeploy's own bound on it, its last swap answer minus its first swap request (median, max): every swap happened in between, so a skew above the bound means a watcher woke late; CPU/host is the CPU time the deploy cost, the tool's and the hosts' alike (every process the bench started: the tool, what it ran, the sshd hosts and what they ran, and the bench's watchers), divided by the hosts (median repetition), with its ratio to rsync's: on a fleet where every host has its own cores, the hosts' share of it is each host's own work; RSS is the peak of the deploying process (rsync: the largest per-host `rsync`, or `ssh` for its rollback, and all hosts' peaks added up); other load is the share of the machine's CPU that processes outside the bench used during the deploy (median, min–max): high values mean a disturbed measurement.\n\n")
 	b.WriteString("| hosts | deploy | tool | n | wall s | vs rsync | wire/host up | wire/host down | wire/host total | % of build | max host | skew ms | skew bound ms | CPU/host | peak RSS | other load |\n")
 	b.WriteString("|---:|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|---|---|---|---|\n")
 	for _, g := range r.groups() {
@@ -371,7 +376,7 @@ func (r *Run) Markdown() string {
 	// rsync's own account of the redeploys: it sends only the changed files.
 	var rs []*group
 	for _, g := range r.groups() {
-		if g.key.tool == toolRsync && len(g.ok()) > 0 {
+		if g.key.tool == toolRsync && g.key.kind != kindRollback && len(g.ok()) > 0 {
 			rs = append(rs, g)
 		}
 	}

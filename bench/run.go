@@ -44,11 +44,14 @@ func WriteKnownHosts(path string, addrs []string, keys []ssh.PublicKey) error {
 }
 
 // WriteInventory writes a fleetdeploy inventory with one environment, bench,
-// whose hosts are addrs with one root each, and hook (when not "") as its
-// before_cutover hook.
-func WriteInventory(path, source string, addrs, roots []string, c Creds, hook string) error {
+// whose hosts are addrs with one root each, hook (when not "") as its
+// before_cutover hook and outside (when not "") as its outside_symlinks.
+func WriteInventory(path, source string, addrs, roots []string, c Creds, hook, outside string) error {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# written by the fleetdeploy benchmark\napp: benchapp\nsource: %s\nroot: /nonexistent/bench\nkeep: 5\n", source)
+	if outside != "" {
+		fmt.Fprintf(&b, "outside_symlinks: %s\n", outside)
+	}
 	if hook != "" {
 		fmt.Fprintf(&b, "hooks:\n  before_cutover:\n    - %q\n", hook)
 	}
@@ -173,10 +176,11 @@ func WrapMain(report string, args []string) int {
 	return code
 }
 
-// RunFleetdeploy runs `fleetdeploy up bench -i inv` in network namespace ns
-// (nil: the bench's own) and times it from exec to exit.
-func RunFleetdeploy(ctx context.Context, ns *netns, bin, inv, report string, log io.Writer, flags ...string) RunResult {
-	m := Command(ctx, report, bin, append(flags, "up", "bench", "-i", inv)...)
+// RunFleetdeploy runs `fleetdeploy FLAGS command bench -i inv` (command: up
+// or rollback) in network namespace ns (nil: the bench's own) and times it
+// from exec to exit.
+func RunFleetdeploy(ctx context.Context, ns *netns, bin, command, inv, report string, log io.Writer, flags ...string) RunResult {
+	m := Command(ctx, report, bin, append(flags, command, "bench", "-i", inv)...)
 	m.Cmd.Env = childEnv()
 	var out bytes.Buffer
 	m.Cmd.Stdout = io.MultiWriter(log, &out)
@@ -187,7 +191,7 @@ func RunFleetdeploy(ctx context.Context, ns *netns, bin, inv, report string, log
 	r.MaxRSSKB, r.Wall = m.Result(time.Since(start))
 	r.SkewBound = skewBound(out.String())
 	if err != nil {
-		r.Err = fmt.Errorf("fleetdeploy up: %v", err)
+		r.Err = fmt.Errorf("fleetdeploy %s: %v", command, err)
 	}
 	return r
 }
@@ -310,6 +314,44 @@ func (b *Baseline) Run(ctx context.Context, src string, addrs, roots []string, r
 	return r
 }
 
+// Rollback switches every host back to build release at once, as the
+// baseline's swap does: one ssh command per host, no barrier.
+func (b *Baseline) Rollback(ctx context.Context, addrs, roots []string, release string) RunResult {
+	errs := make([]error, len(addrs))
+	rss := make([]int64, len(addrs))
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i, a := range addrs {
+		wg.Go(func() {
+			host, ps, _ := net.SplitHostPort(a)
+			port, _ := strconv.Atoi(ps)
+			swap := append(b.sshCmd(port), b.Creds.User+"@"+host, fmt.Sprintf("cd %s && ln -s builds/%s latest.new && mv -T latest.new latest", roots[i], release))
+			m := Command(ctx, filepath.Join(b.Dir, fmt.Sprintf("ssh-%d.rusage", i)), swap[0], swap[1:]...)
+			m.Cmd.Env = childEnv()
+			out, err := b.NS.CombinedOutput(m.Cmd)
+			rss[i], _ = m.Result(0)
+			if err != nil {
+				errs[i] = fmt.Errorf("%s: swap back: %v: %s", a, err, out)
+			}
+		})
+	}
+	wg.Wait()
+	r := RunResult{Wall: time.Since(start), Err: errors.Join(errs...)}
+	for _, k := range rss {
+		r.MaxRSSKB = max(r.MaxRSSKB, k)
+		r.SumRSSKB += k
+	}
+	return r
+}
+
+// short is the start of a long text, for a message.
+func short(s string) string {
+	if len(s) > 60 {
+		return s[:60] + "…"
+	}
+	return s
+}
+
 func lastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	if len(lines) > n {
@@ -318,17 +360,18 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// CheckLive verifies that every root's latest serves the wanted VERSION.
-func CheckLive(roots []string, wantVersion string) error {
+// CheckLive verifies that every root's latest serves the wanted content
+// of probe (a file that differs between the app's variants).
+func CheckLive(roots []string, probe, want string) error {
 	var bad []string
 	for _, r := range roots {
-		b, err := os.ReadFile(filepath.Join(r, "latest", "VERSION"))
+		b, err := os.ReadFile(filepath.Join(r, "latest", probe))
 		if err != nil {
 			bad = append(bad, err.Error())
 			continue
 		}
-		if string(b) != wantVersion {
-			bad = append(bad, fmt.Sprintf("%s/latest/VERSION is %q, want %q", r, b, wantVersion))
+		if string(b) != want {
+			bad = append(bad, fmt.Sprintf("%s/latest/%s is %q, want %q", r, probe, short(string(b)), short(want)))
 		}
 	}
 	if len(bad) > 0 {

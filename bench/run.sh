@@ -5,8 +5,10 @@
 #   bench/run.sh -versions 59f725d,worktree      # an old build and this checkout side by side (~9 min)
 #   bench/run.sh -hosts '' -sandbox 200          # 200 `fleetdeploy sandbox` hosts (~3 min)
 #   bench/run.sh -hosts 4 -reps 1 -link delay=10ms,rate=200mbit  # over a slow link (~40 s)
+#   bench/run.sh -hosts 4,8 -reps 3 -app mediawiki  # a real-world tree, 23,500 files (~3 min)
+#   bench/run.sh -scale                          # growth in file count: 5k to 80k files (~1 min)
 #
-# Every flag but -disk goes to the bench (go test -args). Results are printed
+# Every flag but -disk and -scale goes to the bench (go test -args). Results are printed
 # and put at the top of BENCHMARKS.md. Runs as root on Debian 12: installs
 # openssh-server, rsync and nftables when missing, without letting a system
 # sshd start.
@@ -60,15 +62,17 @@ for a in "$@"; do
 done
 export FDBENCH_COMMAND="bench/run.sh$quoted"
 disk=
+test='^TestBench$'
 args=()
 for a in "$@"; do
 	case $a in
 	-disk | --disk) disk=1 ;;
+	-scale | --scale) test='^TestScale$' ;;
 	-keep | --keep) disk=1 args+=("$a") ;; # a tmpfs would vanish with the run
 	*) args+=("$a") ;;
 	esac
 done
-cmd=(go test -tags bench -run '^TestBench$' -count=1 -timeout 120m -v ./bench -args "${args[@]}")
+cmd=(go test -tags bench -run "$test" -count=1 -timeout 120m -v ./bench -args "${args[@]}")
 if [[ -n $disk || $EUID -ne 0 ]] || ! command -v unshare >/dev/null; then
 	exec "${cmd[@]}"
 fi

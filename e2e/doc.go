@@ -8,7 +8,9 @@
 //	go test -tags e2e ./e2e/
 //
 // (first time on a fresh machine: .ci/e2e-deps installs nginx, PHP-FPM, PHP CLI
-// and OpenSSH server from Debian packages without starting their services.)
+// and OpenSSH server from Debian packages without starting their services,
+// and .ci/realworld-app fetches and caches the real-world tree the
+// MediaWiki scenario deploys: Debian's packages unpacked, never installed.)
 //
 // It takes a few minutes on a 2-core machine. A full run (no -run filter)
 // rewrites docs/RESULTS.md with one row per scenario: what was expected, what

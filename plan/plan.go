@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/fleetdeploy/fleetdeploy/build"
 	"github.com/fleetdeploy/fleetdeploy/inventory"
 	"github.com/fleetdeploy/fleetdeploy/steps"
 )
@@ -128,14 +129,19 @@ type Target struct {
 }
 
 // Build is the artifact a deploy ships, known only after the local build: a
-// dry run plans with Checksum "(computed by the build)" and no payloads.
+// dry run that could not make it plans with Checksum "(computed by the
+// build)", no manifest and no payloads.
 type Build struct {
 	Checksum string
-	Payloads map[string]steps.Payload // by host name
-	// Source is where the build came from (a git commit and whether the
-	// checkout was dirty, or an artifact's checksum), for the markers and
-	// the live history; "" when unknown.
+	// Source is what the build was made from (build.Source.String(): a git
+	// commit and whether the checkout was dirty, or an artifact's sha256),
+	// recorded in its marker and in the live history on every host; ""
+	// when unknown.
 	Source string
+	// Manifest, when known, is checked against the shared paths: none may
+	// lead through a symlink of the build.
+	Manifest *build.Manifest
+	Payloads map[string]steps.Payload // by host name
 }
 
 // Deploy plans a deploy of a new build with ID release, by the run who
@@ -145,6 +151,9 @@ type Build struct {
 // (see guard); the way back stays staged, and the finishing steps wait,
 // until the checks pass.
 func Deploy(env *inventory.Environment, targets []Target, release string, b Build, who steps.Holder, now time.Time) (*Plan, error) {
+	if err := sharedThroughLinks(env, b.Manifest); err != nil {
+		return nil, err
+	}
 	if err := Refuse(env, targets, true); err != nil {
 		return nil, err
 	}
@@ -508,6 +517,29 @@ func Refuse(env *inventory.Environment, targets []Target, deploy bool) error {
 		}
 	}
 	return JoinHostErrors(errs)
+}
+
+// sharedThroughLinks refuses shared paths that lead through a symlink of
+// the build (m; nil: not known yet): a host would link or make the shared
+// path wherever that symlink leads, and the host's own check would stop the
+// run only once every host was sent the build. A shared path that is itself
+// a symlink of the build is fine: it is replaced, never followed.
+func sharedThroughLinks(env *inventory.Environment, m *build.Manifest) error {
+	if m == nil {
+		return nil
+	}
+	var bad []string
+	for _, sp := range env.Shared {
+		if link, ok := m.ThroughSymlink(sp.Path); ok && link != sp.Path {
+			e, _ := m.Get(link)
+			bad = append(bad, fmt.Sprintf("shared path %s leads through %s, a symlink of the build (-> %s): share a path that is a folder of the build, or make %s a folder",
+				sp.Path, link, e.Target, link))
+		}
+	}
+	if len(bad) == 0 {
+		return nil
+	}
+	return errors.New(strings.Join(bad, "\n"))
 }
 
 // LockedBy is the error of a host locked by another run that is alive, or

@@ -83,7 +83,10 @@ type Marker struct {
 	Previous string // the build live when this one was prepared
 	Created  string
 	By       string
-	Source   string // where the build came from (plan.Build.Source); "" when unknown
+	// Source is what the build was made from (build.Source.String(): a git
+	// commit, dirty or not, or an artifact's sha256); "" in markers written
+	// before it was recorded, and then left out of the text.
+	Source string
 }
 
 func (m Marker) text() string {

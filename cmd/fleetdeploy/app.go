@@ -61,10 +61,11 @@ type runners struct {
 	check    func(context.Context, *common, checkOptions) error
 	sandbox  func(context.Context, *common, sandboxOptions) error
 	history  func(context.Context, *common, historyOptions) error
+	init     func(context.Context, *common, initOptions) error
 }
 
 func realRunners() runners {
-	return runners{up: runUp, rollback: runRollback, status: runStatus, unlock: runUnlock, check: runCheck, sandbox: runSandbox, history: runHistory}
+	return runners{up: runUp, rollback: runRollback, status: runStatus, unlock: runUnlock, check: runCheck, sandbox: runSandbox, history: runHistory, init: runInit}
 }
 
 // run is the whole program behind main: it parses args, runs the command and
@@ -155,6 +156,7 @@ func newApp(c *common, r runners) *cli.App {
 			unlockCommand(c, r.unlock),
 			checkCommand(c, r.check),
 			sandboxCommand(c, r.sandbox),
+			initCommand(c, r.init),
 		},
 	}
 	for _, cmd := range app.Commands {

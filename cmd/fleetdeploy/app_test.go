@@ -37,6 +37,7 @@ func parse(t *testing.T, args ...string) (parsed, error) {
 		check:   func(_ context.Context, c *common, o checkOptions) error { got = parsed{"check", c, o}; return nil },
 		sandbox: func(_ context.Context, c *common, o sandboxOptions) error { got = parsed{"sandbox", c, o}; return nil },
 		history: func(_ context.Context, c *common, o historyOptions) error { got = parsed{"history", c, o}; return nil },
+		init:    func(_ context.Context, c *common, o initOptions) error { got = parsed{"init", c, o}; return nil },
 	}
 	app := newApp(&common{out: newPrinter(io.Discard), stderr: io.Discard, now: time.Now}, r)
 	argv := append([]string{"fleetdeploy"}, args...)

@@ -197,8 +197,10 @@ func TestDryRunChangesNothingAndMatchesTheRun(t *testing.T) {
 		if code := runWith(t.Context(), []string{"fleetdeploy", "-v", "up", "test", "-i", inv}, &out, &errb, clock); code != 0 {
 			t.Fatalf("up: exit %d\n%s%s", code, out.String(), errb.String())
 		}
-		// The only difference allowed: the checksum, unknown before the build.
+		// The only differences allowed: the checksum and the source, unknown
+		// before the build (which a dry run with build commands does not run).
 		sum := regexp.MustCompile(`checksum=sha256:[0-9a-f]+`)
+		source := regexp.MustCompile(`source=[^\n']*`)
 		// and what the payload holds, decided by comparing the build with each host's.
 		payload := regexp.MustCompile(`< payload \(.*\)`)
 		decided := regexp.MustCompile(` '(from|how|z|want|skip)=[^']*'`)
@@ -207,7 +209,9 @@ func TestDryRunChangesNothingAndMatchesTheRun(t *testing.T) {
 			return run.ReplaceAllString(decided.ReplaceAllString(payload.ReplaceAllString(s, "< payload"), ""), "; run X;")
 		}
 		want := plannedOps(normal(planned))
-		got := executedOps(normal(sum.ReplaceAllString(out.String(), "checksum=(computed by the build)")))
+		// The live history's record ends with the source, as the marker does.
+		recorded := regexp.MustCompile(`\t(dir|git [^'\t]*|artifact [^'\t]*)'`)
+		got := executedOps(normal(recorded.ReplaceAllString(source.ReplaceAllString(sum.ReplaceAllString(out.String(), "checksum=(computed by the build)"), "source=(recorded by the build)"), "\t(recorded by the build)'")))
 		for _, n := range f.names {
 			if strings.Join(want[n], "\n") != strings.Join(got[n], "\n") {
 				t.Errorf("%s: plan and run differ\nplanned:\n%s\nexecuted:\n%s", n, strings.Join(want[n], "\n"), strings.Join(got[n], "\n"))

@@ -13,7 +13,7 @@ import (
 const (
 	exitOK          = 0
 	exitFailed      = 1   // deploy/rollback failed, fleet unchanged
-	exitUsage       = 2   // usage or inventory error
+	exitUsage       = 2   // usage or inventory error (an unknown role or host too)
 	exitLocked      = 3   // locked by another deploy
 	exitDrift       = 4   // status found drift or an unreachable host
 	exitSplit       = 5   // cutover incomplete: the fleet may be split
@@ -51,6 +51,7 @@ var results = map[int]string{
 func exitCode(err error) int {
 	var (
 		inv    inventory.Errors
+		sel    *inventory.SelectError
 		usage  *usageError
 		locked *steps.LockedError
 		cut    *plan.CutoverError
@@ -65,7 +66,7 @@ func exitCode(err error) int {
 		return exitOK
 	case errors.As(err, &nested):
 		return nested.code
-	case errors.As(err, &inv), errors.As(err, &usage):
+	case errors.As(err, &inv), errors.As(err, &sel), errors.As(err, &usage):
 		return exitUsage
 	case errors.As(err, &guard):
 		if guard.Split() {

@@ -119,19 +119,24 @@ func writeApp(t *testing.T, version string) string {
 
 // inventoryOpts shape one test's inventory.
 type inventoryOpts struct {
-	source string
-	keep   int
-	before []string // raw YAML list items
-	after  []string
-	shared string // raw YAML list, default [storage/sessions/, .env]
-	extra  string
+	source  string
+	keep    int
+	before  []string // raw YAML list items
+	after   []string
+	shared  string // raw YAML list, default [storage/sessions/, .env]
+	extra   string
+	roles   map[int]string // raw YAML list of host i's roles, e.g. "[web]"
+	exclude string         // raw YAML list, default [tests]
 }
 
 // writeInventory writes hosts.yml for the fleet and returns its path.
 func (f *testFleet) writeInventory(t *testing.T, o inventoryOpts) string {
 	t.Helper()
 	var b strings.Builder
-	fmt.Fprintf(&b, "app: testapp\nsource: %s\nexclude: [tests]\nroot: /nonexistent\n", o.source)
+	if o.exclude == "" {
+		o.exclude = "[tests]"
+	}
+	fmt.Fprintf(&b, "app: testapp\nsource: %s\nexclude: %s\nroot: /nonexistent\n", o.source, o.exclude)
 	if o.keep > 0 {
 		fmt.Fprintf(&b, "keep: %d\n", o.keep)
 	}
@@ -160,7 +165,11 @@ func (f *testFleet) writeInventory(t *testing.T, o inventoryOpts) string {
 	b.WriteString("environments:\n  test:\n    hosts:\n")
 	for i, n := range f.names {
 		host, port, _ := strings.Cut(n, ":")
-		fmt.Fprintf(&b, "      - {address: %s, port: %s, root: %s}\n", host, port, f.roots[i])
+		roles := ""
+		if r, ok := o.roles[i]; ok {
+			roles = ", roles: " + r
+		}
+		fmt.Fprintf(&b, "      - {address: %s, port: %s, root: %s%s}\n", host, port, f.roots[i], roles)
 	}
 	path := filepath.Join(t.TempDir(), "hosts.yml")
 	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {

@@ -20,25 +20,27 @@ import (
 type statusOptions struct {
 	env    string
 	verify bool
+	sel    selection
 }
 
 func statusCommand(c *common, run func(context.Context, *common, statusOptions) error) *cli.Command {
 	return &cli.Command{
 		Name: "status", Usage: "show each host's live build, builds and lock; exit 4 on drift", ArgsUsage: "ENV",
-		Flags: []cli.Flag{&cli.BoolFlag{Name: "verify", Usage: "re-hash every file of each live build against its manifest"}},
+		Flags: append([]cli.Flag{&cli.BoolFlag{Name: "verify", Usage: "re-hash every file of each live build against its manifest"}}, selectionFlags()...),
 		Action: func(cc *cli.Context) error {
 			env, err := envArg(cc)
 			if err != nil {
 				return err
 			}
-			return run(cc.Context, c, statusOptions{env: env, verify: cc.Bool("verify")})
+			return run(cc.Context, c, statusOptions{env: env, verify: cc.Bool("verify"), sel: selectionOf(cc)})
 		},
 	}
 }
 
-// runStatus shows what every host runs, and flags hosts out of line with the fleet.
+// runStatus shows what every selected host runs, and flags hosts out of
+// line with the others (a narrowed status compares the selected hosts only).
 func runStatus(ctx context.Context, c *common, o statusOptions) error {
-	env, err := c.loadEnv(o.env)
+	env, err := c.loadSelected(o.env, o.sel)
 	if err != nil {
 		return err
 	}
@@ -129,18 +131,19 @@ func lockText(li *steps.LockInfo) string {
 type unlockOptions struct {
 	env   string
 	force bool
+	sel   selection
 }
 
 func unlockCommand(c *common, run func(context.Context, *common, unlockOptions) error) *cli.Command {
 	return &cli.Command{
 		Name: "unlock", Usage: "remove a deploy lock left by a run that died (--force: even a live one)", ArgsUsage: "ENV",
-		Flags: []cli.Flag{&cli.BoolFlag{Name: "force", Usage: "remove a lock whose run is alive, or that is not fleetdeploy's"}},
+		Flags: append([]cli.Flag{&cli.BoolFlag{Name: "force", Usage: "remove a lock whose run is alive, or that is not fleetdeploy's"}}, selectionFlags()...),
 		Action: func(cc *cli.Context) error {
 			env, err := envArg(cc)
 			if err != nil {
 				return err
 			}
-			return run(cc.Context, c, unlockOptions{env: env, force: cc.Bool("force")})
+			return run(cc.Context, c, unlockOptions{env: env, force: cc.Bool("force"), sel: selectionOf(cc)})
 		},
 	}
 }
@@ -149,7 +152,7 @@ func unlockCommand(c *common, run func(context.Context, *common, unlockOptions) 
 // whose run is alive (refreshed within its lease, by the host's clock), or
 // that is not fleetdeploy's, stays unless forced; each removal is checked.
 func runUnlock(ctx context.Context, c *common, o unlockOptions) error {
-	env, err := c.loadEnv(o.env)
+	env, err := c.loadSelected(o.env, o.sel)
 	if err != nil {
 		return err
 	}

@@ -2,15 +2,18 @@ package main
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/fleetdeploy/fleetdeploy/build"
 	"github.com/fleetdeploy/fleetdeploy/fleet"
 	"github.com/fleetdeploy/fleetdeploy/inventory"
 	"github.com/fleetdeploy/fleetdeploy/plan"
+	"github.com/fleetdeploy/fleetdeploy/remote"
 	"github.com/fleetdeploy/fleetdeploy/steps"
 	"github.com/urfave/cli/v2"
 )
@@ -19,18 +22,52 @@ import (
 type upOptions struct {
 	env    string
 	dryRun bool
+	sel    selection
+	from   buildFrom
+}
+
+// buildFrom says what the build is made from instead of the source folder
+// as it is: an archive made elsewhere, or a git ref of the source.
+type buildFrom struct {
+	artifact       string // a tar, tar.gz or zip file
+	artifactSHA256 string // its expected sha256, hex
+	ref            string // a git ref of the checkout holding the source
+}
+
+// buildFlags are up's and plan's --artifact, --artifact-sha256 and --ref.
+func buildFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "artifact", Usage: "deploy this tar, tar.gz or zip `FILE` (made by CI, say) instead of the source folder; the inventory's build commands, if any, run on it"},
+		&cli.StringFlag{Name: "artifact-sha256", Usage: "refuse the artifact unless its sha256 is `HEX`"},
+		&cli.StringFlag{Name: "ref", Usage: "build from git `REF` of the source's checkout (a tag, branch or commit: committed files only) instead of the working tree"},
+	}
+}
+
+// buildFromFlags reads and checks the build flags.
+func buildFromFlags(cc *cli.Context) (buildFrom, error) {
+	b := buildFrom{artifact: cc.String("artifact"), artifactSHA256: strings.ToLower(cc.String("artifact-sha256")), ref: cc.String("ref")}
+	switch {
+	case b.artifact != "" && b.ref != "":
+		return b, &usageError{"--artifact and --ref cannot be combined: the artifact is the build"}
+	case b.artifactSHA256 != "" && b.artifact == "":
+		return b, &usageError{"--artifact-sha256 checks an --artifact: give one"}
+	case cc.IsSet("artifact") && b.artifact == "", cc.IsSet("ref") && b.ref == "":
+		return b, &usageError{"--artifact and --ref take a value"}
+	}
+	if b.artifactSHA256 != "" {
+		if d, err := hex.DecodeString(b.artifactSHA256); err != nil || len(d) != 32 {
+			return b, &usageError{fmt.Sprintf("--artifact-sha256 %q: want 64 hex digits (sha256sum's output)", b.artifactSHA256)}
+		}
+	}
+	return b, nil
 }
 
 func upCommand(c *common, run func(context.Context, *common, upOptions) error) *cli.Command {
 	return &cli.Command{
 		Name: "up", Usage: "build, upload to every host, then switch all hosts at once", ArgsUsage: "ENV",
-		Flags: []cli.Flag{dryRunFlag()},
+		Flags: append(append([]cli.Flag{dryRunFlag()}, buildFlags()...), selectionFlags()...),
 		Action: func(cc *cli.Context) error {
-			env, err := envArg(cc)
-			if err != nil {
-				return err
-			}
-			return run(cc.Context, c, upOptions{env: env, dryRun: cc.Bool("dry-run")})
+			return upAction(cc, c, run, cc.Bool("dry-run"))
 		},
 	}
 }
@@ -38,26 +75,38 @@ func upCommand(c *common, run func(context.Context, *common, upOptions) error) *
 func planCommand(c *common, run func(context.Context, *common, upOptions) error) *cli.Command {
 	return &cli.Command{
 		Name: "plan", Usage: "show what `up` would do on every host (same as up --dry-run)", ArgsUsage: "ENV",
+		Flags: append(buildFlags(), selectionFlags()...),
 		Action: func(cc *cli.Context) error {
-			env, err := envArg(cc)
-			if err != nil {
-				return err
-			}
-			return run(cc.Context, c, upOptions{env: env, dryRun: true})
+			return upAction(cc, c, run, true)
 		},
 	}
 }
 
-// runUp deploys a new build to every host of the environment, or prints the
-// plan. The build is made while the hosts are being reached. Once the
-// environment is known, a real run ends with its local hooks.
-func runUp(ctx context.Context, c *common, o upOptions) (err error) {
-	start := c.now()
-	env, err := c.loadEnv(o.env)
+func upAction(cc *cli.Context, c *common, run func(context.Context, *common, upOptions) error, dryRun bool) error {
+	env, err := envArg(cc)
 	if err != nil {
 		return err
 	}
-	if fi, err := os.Stat(env.Source); err != nil || !fi.IsDir() {
+	from, err := buildFromFlags(cc)
+	if err != nil {
+		return err
+	}
+	return run(cc.Context, c, upOptions{env: env, dryRun: dryRun, sel: selectionOf(cc), from: from})
+}
+
+// runUp deploys a new build to every selected host of the environment, or
+// prints the plan. The build is made while the hosts are being reached. A dry
+// run makes it too when that runs no command (the source folder as it is, an
+// artifact, a git ref): the plan then shows the build's checksum, source and
+// outside symlinks, and refuses what the build rules out. Once the
+// environment is known, a real run ends with its local hooks.
+func runUp(ctx context.Context, c *common, o upOptions) (err error) {
+	start := c.now()
+	env, err := c.loadSelected(o.env, o.sel)
+	if err != nil {
+		return err
+	}
+	if fi, err := os.Stat(env.Source); o.from.artifact == "" && (err != nil || !fi.IsDir()) {
 		return fmt.Errorf("source %s (%s) is not a folder this machine can read: fix source: in %s", env.Source, errText(err, "not a folder"), env.File)
 	}
 	var release string
@@ -66,10 +115,10 @@ func runUp(ctx context.Context, c *common, o upOptions) (err error) {
 	}
 	cache := fleet.Cache{Dir: c.cacheDir}
 	var built <-chan buildResult
-	if !o.dryRun {
+	if !o.dryRun || len(env.Build) == 0 {
 		bctx, cancel := context.WithCancel(ctx)
 		defer cancel()
-		built = startBuild(bctx, c, env, cache)
+		built = startBuild(bctx, c, env, o.from, cache)
 		defer func() {
 			// On an early return, stop the build and remove what it made.
 			cancel()
@@ -80,18 +129,28 @@ func runUp(ctx context.Context, c *common, o upOptions) (err error) {
 	}
 	f, targets, err := fleet.Reach(ctx, env, c.reach())
 	if err != nil {
-		return err
+		return withBuildError(err, built, len(env.Build) == 0)
 	}
 	defer f.Close()
 	release = plan.ChooseRelease(c.now(), targets)
 	by := c.holder(env)
 	if o.dryRun {
-		p, err := plan.Deploy(env, targets, release, plan.Build{Checksum: "(computed by the build)"}, by, c.now())
+		b := plan.Build{Checksum: "(computed by the build)", Source: "(recorded by the build)"}
+		if built == nil {
+			c.out.Printf("build (not run in a dry run): in a scratch copy of %s: %q\n", describeFrom(env, o.from), env.Build)
+		} else {
+			r := <-built
+			if r.err != nil {
+				return fmt.Errorf("building: %w", r.err)
+			}
+			defer r.art.Remove()
+			c.out.Printf("built %d files, %s, from %s\n", r.art.Manifest.Files(), r.art.Checksum[:19], builtFrom(env, r.art))
+			c.reportBuild(env, o.from, r.art)
+			b = plan.Build{Checksum: r.art.Checksum, Source: r.art.Source.String(), Manifest: r.art.Manifest}
+		}
+		p, err := plan.Deploy(env, targets, release, b, by, c.now())
 		if err != nil {
 			return err
-		}
-		if len(env.Build) > 0 {
-			c.out.Printf("build (not run in a dry run): in a scratch copy of %s: %q\n", env.Source, env.Build)
 		}
 		plan.Print(c.out, p)
 		return nil
@@ -117,7 +176,7 @@ func runUp(ctx context.Context, c *common, o upOptions) (err error) {
 	// file being written there), the build is made again, now that nothing
 	// else is pending, a couple of times before giving up.
 	for try := 0; ; try++ {
-		c.out.Printf("built %d files, %s\n", art.Manifest.Files(), art.Checksum[:19])
+		c.out.Printf("built %d files, %s, from %s\n", art.Manifest.Files(), art.Checksum[:19], builtFrom(env, art))
 		if c.beforePayloads != nil {
 			c.beforePayloads()
 		}
@@ -127,13 +186,14 @@ func runUp(ctx context.Context, c *common, o upOptions) (err error) {
 		}
 		c.out.Printf("%v; building again\n", err)
 		art.Remove()
-		if art, err = makeBuild(ctx, c, env, cache); err != nil {
+		if art, err = makeBuild(ctx, c, env, o.from, cache); err != nil {
 			return fmt.Errorf("building: %w", err)
 		}
 	}
 	if err != nil {
 		return err
 	}
+	c.reportBuild(env, o.from, art)
 	cache.Store(art.Manifest.Marshal())
 	for _, t := range targets {
 		p := payloads[t.Host.Name]
@@ -142,7 +202,7 @@ func runUp(ctx context.Context, c *common, o upOptions) (err error) {
 		}
 	}
 
-	p, err := plan.Deploy(env, targets, release, plan.Build{Checksum: art.Checksum, Payloads: payloads}, by, c.now())
+	p, err := plan.Deploy(env, targets, release, plan.Build{Checksum: art.Checksum, Source: art.Source.String(), Manifest: art.Manifest, Payloads: payloads}, by, c.now())
 	if err != nil {
 		return err
 	}
@@ -154,7 +214,109 @@ func runUp(ctx context.Context, c *common, o upOptions) (err error) {
 		return err
 	}
 	c.out.Printf("deployed %s to %d hosts in %s\n", release, len(env.Hosts), since(start, c.now))
+	c.narrowedNote(env, o.sel)
 	return nil
+}
+
+// withBuildError adds to err, a failure to reach the hosts, the build's own
+// failure: both are to be fixed before a run can go on, and the user learns
+// of both in one run. wait says the build runs no command (it only reads
+// and hashes the tree, or unpacks an archive): it is then waited for;
+// otherwise only a build already done is looked at, and one under way is
+// left to the caller's cleanup.
+func withBuildError(err error, built <-chan buildResult, wait bool) error {
+	if built == nil {
+		return err
+	}
+	var r buildResult
+	var ok bool
+	if wait {
+		r, ok = <-built
+	} else {
+		select {
+		case r, ok = <-built:
+		default:
+		}
+	}
+	if r.art != nil {
+		r.art.Remove()
+	}
+	if ok && r.err != nil && !errors.Is(r.err, context.Canceled) {
+		return errors.Join(fmt.Errorf("building: %w", r.err), err)
+	}
+	return err
+}
+
+// describeFrom names what the build is made from, for messages.
+func describeFrom(env *inventory.Environment, from buildFrom) string {
+	switch {
+	case from.artifact != "":
+		return "artifact " + from.artifact
+	case from.ref != "":
+		return fmt.Sprintf("%s at git ref %s", env.Source, from.ref)
+	}
+	return env.Source
+}
+
+// builtFrom names what a build was made from: its source record, or the
+// source folder when that is not in a git checkout.
+func builtFrom(env *inventory.Environment, art *build.Artifact) string {
+	if art.Source.Kind == build.SourceDir {
+		return env.Source
+	}
+	return remote.Sanitize(art.Source.String())
+}
+
+// reportBuild tells what the build shows that the user should know: a git
+// working tree with changes not committed, and the symlinks leading outside
+// the build that were kept or copied.
+func (c *common) reportBuild(env *inventory.Environment, from buildFrom, art *build.Artifact) {
+	if src := art.Source; src.Kind == build.SourceGit && src.Dirty && from.ref == "" {
+		on := "before the checkout's first commit"
+		if src.Commit != "" {
+			on = "on top of commit " + src.Commit
+		}
+		c.out.Printf("%s has changes not committed (untracked files count): the build is recorded as dirty, %s; `up --ref REF` deploys a commit as it is\n", env.Source, on)
+	}
+	if n := len(art.KeptOutside); n > 0 {
+		c.out.Printf("%s leading outside the build kept as %s (outside_symlinks: keep): every host must provide %s:\n%s",
+			count(n, "symlink", "symlinks"), pick(n, "it is", "they are"), pick(n, "its target", "their targets"), linkLines(art.KeptOutside))
+	}
+	if n := len(art.CopiedOutside); n > 0 {
+		c.out.Printf("%s leading outside the build replaced by what %s to on this machine (outside_symlinks: copy):\n%s",
+			count(n, "symlink", "symlinks"), pick(n, "it leads", "they lead"), linkLines(art.CopiedOutside))
+	}
+}
+
+// linkLines lists symlinks, one "  path -> target" line each, at most 50.
+func linkLines(links []build.Entry) string {
+	const most = 50
+	var b strings.Builder
+	for i, l := range links {
+		if i == most {
+			fmt.Fprintf(&b, "  and %d more\n", len(links)-most)
+			break
+		}
+		fmt.Fprintf(&b, "  %s -> %s\n", l.Path, l.Target)
+	}
+	return remote.SanitizeLines(b.String())
+}
+
+func count(n int, one, many string) string { return fmt.Sprintf("%d %s", n, pick(n, one, many)) }
+
+func pick(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+// narrowedNote reminds, after a run on some hosts only, that the others
+// did not follow.
+func (c *common) narrowedNote(env *inventory.Environment, sel selection) {
+	if sel.narrowed() {
+		c.out.Printf("only the selected hosts changed: `fleetdeploy status %s` shows the others out of line until they follow\n", env.Name)
+	}
 }
 
 // rollbackOptions are what `rollback` takes.
@@ -162,27 +324,28 @@ type rollbackOptions struct {
 	env    string
 	to     string
 	dryRun bool
+	sel    selection
 }
 
 func rollbackCommand(c *common, run func(context.Context, *common, rollbackOptions) error) *cli.Command {
 	return &cli.Command{
 		Name: "rollback", Usage: "switch every host back to the build live before (or --to ID)", ArgsUsage: "ENV",
-		Flags: []cli.Flag{dryRunFlag(), &cli.StringFlag{Name: "to", Usage: "build `ID` to switch to"}},
+		Flags: append([]cli.Flag{dryRunFlag(), &cli.StringFlag{Name: "to", Usage: "build `ID` to switch to"}}, selectionFlags()...),
 		Action: func(cc *cli.Context) error {
 			env, err := envArg(cc)
 			if err != nil {
 				return err
 			}
-			return run(cc.Context, c, rollbackOptions{env: env, to: cc.String("to"), dryRun: cc.Bool("dry-run")})
+			return run(cc.Context, c, rollbackOptions{env: env, to: cc.String("to"), dryRun: cc.Bool("dry-run"), sel: selectionOf(cc)})
 		},
 	}
 }
 
-// runRollback switches every host to one earlier build; a real run ends
-// with the local hooks.
+// runRollback switches every selected host to one earlier build; a real
+// run ends with the local hooks.
 func runRollback(ctx context.Context, c *common, o rollbackOptions) (err error) {
 	start := c.now()
-	env, err := c.loadEnv(o.env)
+	env, err := c.loadSelected(o.env, o.sel)
 	if err != nil {
 		return err
 	}
@@ -212,6 +375,7 @@ func runRollback(ctx context.Context, c *common, o rollbackOptions) (err error) 
 		return err
 	}
 	c.out.Printf("rolled back %d hosts to %s in %s\n", len(env.Hosts), p.Release, since(start, c.now))
+	c.narrowedNote(env, o.sel)
 	return nil
 }
 
@@ -236,20 +400,26 @@ type buildResult struct {
 
 // startBuild makes the build in the background; the channel yields its
 // result once, then is closed.
-func startBuild(ctx context.Context, c *common, env *inventory.Environment, cache fleet.Cache) <-chan buildResult {
+func startBuild(ctx context.Context, c *common, env *inventory.Environment, from buildFrom, cache fleet.Cache) <-chan buildResult {
 	out := make(chan buildResult, 1)
-	c.out.Printf("building %s\n", env.Source)
+	c.out.Printf("building %s\n", describeFrom(env, from))
 	go func() {
 		defer close(out)
-		art, err := makeBuild(ctx, c, env, cache)
+		art, err := makeBuild(ctx, c, env, from, cache)
 		out <- buildResult{art, err}
 	}()
 	return out
 }
 
-// makeBuild makes env's build (its commands' output shown with -v).
-func makeBuild(ctx context.Context, c *common, env *inventory.Environment, cache fleet.Cache) (*build.Artifact, error) {
-	o := build.Options{Source: env.Source, Commands: env.Build, Exclude: env.Exclude, CacheDir: cache.Base()}
+// makeBuild makes env's build (its commands' output shown with -v): from
+// the source folder, an artifact or a git ref, its outside symlinks treated
+// as the inventory says.
+func makeBuild(ctx context.Context, c *common, env *inventory.Environment, from buildFrom, cache fleet.Cache) (*build.Artifact, error) {
+	o := build.Options{
+		Source: env.Source, Commands: env.Build, Exclude: env.Exclude, CacheDir: cache.Base(),
+		OutsideSymlinks: build.OutsideMode(env.OutsideSymlinks),
+		Artifact:        from.artifact, ArtifactSHA256: from.artifactSHA256, Ref: from.ref,
+	}
 	if c.verbose {
 		o.Output = c.out
 	}
