@@ -45,7 +45,8 @@ func Inventory(dir string) ([]byte, error) {
 	if !st.IsDir() {
 		return nil, fmt.Errorf("%s is not a folder", dir)
 	}
-	p := &project{name: filepath.Base(abs), exclude: []string{".git"}}
+	// The inventory itself sits in the source folder: never deployed.
+	p := &project{name: filepath.Base(abs), exclude: []string{".git", FileName}}
 	for _, detect := range []func(string) error{p.composer, p.node, p.golang} {
 		if err := detect(abs); err != nil {
 			return nil, err

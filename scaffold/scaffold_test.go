@@ -59,14 +59,14 @@ func TestInventory(t *testing.T) {
 		build   []string
 		exclude []string
 	}{
-		{"empty", nil, nil, []string{".git"}},
-		{"composer", map[string]string{"composer.json": "{}"}, []string{"composer install --no-dev --prefer-dist --optimize-autoloader"}, []string{".git"}},
+		{"empty", nil, nil, []string{".git", "hosts.yml"}},
+		{"composer", map[string]string{"composer.json": "{}"}, []string{"composer install --no-dev --prefer-dist --optimize-autoloader"}, []string{".git", "hosts.yml"}},
 		{"laravel", map[string]string{"composer.json": "{}", "package.json": `{"scripts": {"build": "vite build", "dev": "vite"}}`, "package-lock.json": "{}"},
-			[]string{"composer install --no-dev --prefer-dist --optimize-autoloader", "npm ci", "npm run build"}, []string{".git", "node_modules"}},
-		{"npm without build script", map[string]string{"package.json": `{"scripts": {"start": "node ."}}`, "package-lock.json": "{}"}, []string{"npm ci"}, []string{".git", "node_modules"}},
-		{"npm without lock file", map[string]string{"package.json": `{"scripts": {"build": "x"}}`}, []string{"npm install", "npm run build"}, []string{".git", "node_modules"}},
-		{"yarn", map[string]string{"package.json": `{"scripts": {"build": "x"}}`, "yarn.lock": ""}, []string{"yarn install --frozen-lockfile", "yarn run build"}, []string{".git", "node_modules"}},
-		{"go", map[string]string{"go.mod": "module example.com/acme/shopd\n\ngo 1.22\n"}, nil, []string{".git"}},
+			[]string{"composer install --no-dev --prefer-dist --optimize-autoloader", "npm ci", "npm run build"}, []string{".git", "hosts.yml", "node_modules"}},
+		{"npm without build script", map[string]string{"package.json": `{"scripts": {"start": "node ."}}`, "package-lock.json": "{}"}, []string{"npm ci"}, []string{".git", "hosts.yml", "node_modules"}},
+		{"npm without lock file", map[string]string{"package.json": `{"scripts": {"build": "x"}}`}, []string{"npm install", "npm run build"}, []string{".git", "hosts.yml", "node_modules"}},
+		{"yarn", map[string]string{"package.json": `{"scripts": {"build": "x"}}`, "yarn.lock": ""}, []string{"yarn install --frozen-lockfile", "yarn run build"}, []string{".git", "hosts.yml", "node_modules"}},
+		{"go", map[string]string{"go.mod": "module example.com/acme/shopd\n\ngo 1.22\n"}, nil, []string{".git", "hosts.yml"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			dir := projectDir(t, c.files)

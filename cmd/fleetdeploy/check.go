@@ -18,17 +18,21 @@ import (
 )
 
 // checkOptions are what `check` takes.
-type checkOptions struct{ env string }
+type checkOptions struct {
+	env string
+	sel selection
+}
 
 func checkCommand(c *common, run func(context.Context, *common, checkOptions) error) *cli.Command {
 	return &cli.Command{
 		Name: "check", Usage: "preflight every host: reach, keys, root, disk, tools, shared files, lock, clock (changes nothing); exit 4 on a problem", ArgsUsage: "ENV",
+		Flags: selectionFlags(),
 		Action: func(cc *cli.Context) error {
 			env, err := envArg(cc)
 			if err != nil {
 				return err
 			}
-			return run(cc.Context, c, checkOptions{env: env})
+			return run(cc.Context, c, checkOptions{env: env, sel: selectionOf(cc)})
 		},
 	}
 }
@@ -41,7 +45,7 @@ const clockSkewLimit = 30 * time.Second
 // runCheck reaches every host and checks, on each, what a deploy needs,
 // changing nothing lasting (a symlink made and removed to test the root).
 func runCheck(ctx context.Context, c *common, o checkOptions) error {
-	env, err := c.loadEnv(o.env)
+	env, err := c.loadSelected(o.env, o.sel)
 	if err != nil {
 		return err
 	}

@@ -17,12 +17,13 @@ import (
 type historyOptions struct {
 	env  string
 	last int // events shown, newest last
+	sel  selection
 }
 
 func historyCommand(c *common, run func(context.Context, *common, historyOptions) error) *cli.Command {
 	return &cli.Command{
 		Name: "history", Usage: "the fleet's deploys, rollbacks and reverts, merged from the hosts' records; the builds still on the hosts", ArgsUsage: "ENV",
-		Flags: []cli.Flag{&cli.IntFlag{Name: "n", Value: 20, Usage: "show the last `N` events"}},
+		Flags: append([]cli.Flag{&cli.IntFlag{Name: "n", Value: 20, Usage: "show the last `N` events"}}, selectionFlags()...),
 		Action: func(cc *cli.Context) error {
 			env, err := envArg(cc)
 			if err != nil {
@@ -31,7 +32,7 @@ func historyCommand(c *common, run func(context.Context, *common, historyOptions
 			if cc.Int("n") < 1 {
 				return &usageError{fmt.Sprintf("-n must be at least 1, got %d", cc.Int("n"))}
 			}
-			return run(cc.Context, c, historyOptions{env: env, last: cc.Int("n")})
+			return run(cc.Context, c, historyOptions{env: env, last: cc.Int("n"), sel: selectionOf(cc)})
 		},
 	}
 }
@@ -41,7 +42,7 @@ func historyCommand(c *common, run func(context.Context, *common, historyOptions
 // records disagree, then the builds on the hosts. An unreachable host
 // makes it exit 4, as status does.
 func runHistory(ctx context.Context, c *common, o historyOptions) error {
-	env, err := c.loadEnv(o.env)
+	env, err := c.loadSelected(o.env, o.sel)
 	if err != nil {
 		return err
 	}
