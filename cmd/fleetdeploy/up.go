@@ -10,6 +10,7 @@ import (
 	"github.com/fleetdeploy/fleetdeploy/fleet"
 	"github.com/fleetdeploy/fleetdeploy/inventory"
 	"github.com/fleetdeploy/fleetdeploy/plan"
+	"github.com/fleetdeploy/fleetdeploy/report"
 	"github.com/fleetdeploy/fleetdeploy/steps"
 	"github.com/urfave/cli/v2"
 )
@@ -25,7 +26,7 @@ func upCommand(c *common, run func(context.Context, *common, upOptions) error) *
 		Name: "up", Usage: "build, upload to every host, then switch all hosts at once", ArgsUsage: "ENV",
 		Flags: []cli.Flag{dryRunFlag()},
 		Action: func(cc *cli.Context) error {
-			env, err := envArg(cc)
+			env, err := envArg(c, cc)
 			if err != nil {
 				return err
 			}
@@ -38,7 +39,7 @@ func planCommand(c *common, run func(context.Context, *common, upOptions) error)
 	return &cli.Command{
 		Name: "plan", Usage: "show what `up` would do on every host (same as up --dry-run)", ArgsUsage: "ENV",
 		Action: func(cc *cli.Context) error {
-			env, err := envArg(cc)
+			env, err := envArg(c, cc)
 			if err != nil {
 				return err
 			}
@@ -50,14 +51,21 @@ func planCommand(c *common, run func(context.Context, *common, upOptions) error)
 // runUp deploys a new build to every host of the environment, or prints the
 // plan. The build is made while the hosts are being reached.
 func runUp(ctx context.Context, c *common, o upOptions) error {
-	start := c.now()
 	env, err := c.loadEnv(o.env)
 	if err != nil {
 		return err
 	}
+	command := "up"
+	if o.dryRun {
+		command = "plan"
+	}
+	c.rep.Start(command, env.Name, hostNames(env))
 	cache := fleet.Cache{Dir: c.cacheDir}
 	var built <-chan buildResult
-	if !o.dryRun {
+	// A dry run makes the build only when it has no commands to run: then
+	// it is a scan of the source (the hash cache makes it cheap), and what
+	// each host would be sent is known exactly.
+	if !o.dryRun || len(env.Build) == 0 {
 		bctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		built = startBuild(bctx, c, env, cache)
@@ -69,7 +77,7 @@ func runUp(ctx context.Context, c *common, o upOptions) error {
 			}
 		}()
 	}
-	f, targets, err := fleet.Reach(ctx, env, c.reach())
+	f, targets, err := c.reachFleet(ctx, env)
 	if err != nil {
 		return err
 	}
@@ -77,15 +85,7 @@ func runUp(ctx context.Context, c *common, o upOptions) error {
 	release := plan.ChooseRelease(c.now(), targets)
 	by := c.holder(env)
 	if o.dryRun {
-		p, err := plan.Deploy(env, targets, release, plan.Build{Checksum: "(computed by the build)"}, by, c.now())
-		if err != nil {
-			return err
-		}
-		if len(env.Build) > 0 {
-			c.out.Printf("build (not run in a dry run): in a scratch copy of %s: %q\n", env.Source, env.Build)
-		}
-		plan.Print(c.out, p)
-		return nil
+		return c.planDeploy(ctx, env, f, targets, release, by, built, cache)
 	}
 	if err := checkLocks(env, targets); err != nil {
 		return err
@@ -97,6 +97,7 @@ func runUp(ctx context.Context, c *common, o upOptions) error {
 	art := r.art
 	defer func() { art.Remove() }()
 	s := shipping{c: c, f: f, env: env, cache: cache, window: paceWindow(f.FarthestRTT())}
+	c.rep.Stage(report.StageMaking, "")
 	if rtt := f.NearestRTT(); !c.compress && c.compressWhole(rtt) {
 		c.compress = true
 		c.out.Printf("the nearest host is %s away: a whole build is sent gzipped (--compress=false: never)\n", rtt.Round(time.Millisecond))
@@ -106,7 +107,6 @@ func runUp(ctx context.Context, c *common, o upOptions) error {
 	// file being written there), the build is made again, now that nothing
 	// else is pending, a couple of times before giving up.
 	for try := 0; ; try++ {
-		c.out.Printf("built %d files, %s\n", art.Manifest.Files(), art.Checksum[:19])
 		if c.beforePayloads != nil {
 			c.beforePayloads()
 		}
@@ -120,30 +120,44 @@ func runUp(ctx context.Context, c *common, o upOptions) error {
 			return fmt.Errorf("building: %w", err)
 		}
 	}
+	c.rep.StageDone(report.StageMaking, err, nil)
 	if err != nil {
 		return err
 	}
 	cache.Store(art.Manifest.Marshal())
-	for _, t := range targets {
-		p := payloads[t.Host.Name]
-		if c.verbose || p.From != "" {
-			c.out.Printf("  %s: sending %d files, %s\n", t.Host.Name, p.Sent, human(p.Size))
-		}
-	}
 
 	p, err := plan.Deploy(env, targets, release, plan.Build{Checksum: art.Checksum, Payloads: payloads}, by, c.now())
 	if err != nil {
 		return err
 	}
-	c.out.Printf("%s\n", p.Describe())
-	c.notes(p)
-	res, err := plan.Execute(ctx, p, f.Conns, c.execOptions())
-	c.summary(res)
-	if err != nil {
-		return err
+	planned := report.Planned{Action: p.Action, App: env.App, Release: release}
+	for _, t := range targets {
+		pl := payloads[t.Host.Name]
+		planned.Hosts = append(planned.Hosts, report.PlannedHost{Host: t.Host.Name, Live: t.State.Latest,
+			Files: pl.Sent, Bytes: pl.Size, Known: true, From: pl.From, Gzip: pl.Gzip})
 	}
-	c.out.Printf("deployed %s to %d hosts in %s\n", release, len(env.Hosts), since(start, c.now))
-	return nil
+	c.rep.Planned(planned)
+	c.notes(p)
+	_, err = plan.Execute(ctx, p, f.Conns, c.execOptions())
+	return err
+}
+
+// hostNames are the environment's hosts, in inventory order.
+func hostNames(env *inventory.Environment) []string {
+	out := make([]string, len(env.Hosts))
+	for i, h := range env.Hosts {
+		out[i] = h.Name
+	}
+	return out
+}
+
+// reachFleet connects to every host and reads its state, as a stage of the
+// run people see progress of.
+func (c *common) reachFleet(ctx context.Context, env *inventory.Environment) (*fleet.Fleet, []plan.Target, error) {
+	c.rep.Stage(report.StageConnecting, "")
+	f, targets, err := fleet.Reach(ctx, env, c.reach())
+	c.rep.StageDone(report.StageConnecting, err, nil)
+	return f, targets, err
 }
 
 // rollbackOptions are what `rollback` takes.
@@ -158,7 +172,7 @@ func rollbackCommand(c *common, run func(context.Context, *common, rollbackOptio
 		Name: "rollback", Usage: "switch every host back to the build live before (or --to ID)", ArgsUsage: "ENV",
 		Flags: []cli.Flag{dryRunFlag(), &cli.StringFlag{Name: "to", Usage: "build `ID` to switch to"}},
 		Action: func(cc *cli.Context) error {
-			env, err := envArg(cc)
+			env, err := envArg(c, cc)
 			if err != nil {
 				return err
 			}
@@ -169,33 +183,35 @@ func rollbackCommand(c *common, run func(context.Context, *common, rollbackOptio
 
 // runRollback switches every host to one earlier build.
 func runRollback(ctx context.Context, c *common, o rollbackOptions) error {
-	start := c.now()
 	env, err := c.loadEnv(o.env)
 	if err != nil {
 		return err
 	}
-	f, targets, err := fleet.Reach(ctx, env, c.reach())
+	command := "rollback"
+	if o.dryRun {
+		command = "plan"
+	}
+	c.rep.Start(command, env.Name, hostNames(env))
+	f, targets, err := c.reachFleet(ctx, env)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
 	p, err := plan.Rollback(env, targets, o.to, c.holder(env), c.now())
-	if err != nil {
-		return err
-	}
 	if o.dryRun {
-		plan.Print(c.out, p)
-		return nil
+		return c.planRollback(env, targets, p, err)
 	}
-	c.out.Printf("%s\n", p.Describe())
-	c.notes(p)
-	res, err := plan.Execute(ctx, p, f.Conns, c.execOptions())
-	c.summary(res)
 	if err != nil {
 		return err
 	}
-	c.out.Printf("rolled back %d hosts to %s in %s\n", len(env.Hosts), p.Release, since(start, c.now))
-	return nil
+	planned := report.Planned{Action: p.Action, App: env.App, Release: p.Release}
+	for _, t := range targets {
+		planned.Hosts = append(planned.Hosts, report.PlannedHost{Host: t.Host.Name, Live: t.State.Latest, Known: true})
+	}
+	c.rep.Planned(planned)
+	c.notes(p)
+	_, err = plan.Execute(ctx, p, f.Conns, c.execOptions())
+	return err
 }
 
 // checkLocks fails at once, before the build is awaited, when a host is
@@ -226,7 +242,6 @@ type buildResult struct {
 // result once, then is closed.
 func startBuild(ctx context.Context, c *common, env *inventory.Environment, cache fleet.Cache) <-chan buildResult {
 	out := make(chan buildResult, 1)
-	c.out.Printf("building %s\n", env.Source)
 	go func() {
 		defer close(out)
 		art, err := makeBuild(ctx, c, env, cache)
@@ -241,7 +256,25 @@ func makeBuild(ctx context.Context, c *common, env *inventory.Environment, cache
 	if c.verbose {
 		o.Output = c.out
 	}
-	return build.Make(ctx, o)
+	c.rep.Stage(report.StageBuilding, env.Source)
+	art, err := build.Make(ctx, o)
+	var made *report.Built
+	if err == nil {
+		made = &report.Built{Files: art.Manifest.Files(), Bytes: contentBytes(art.Manifest), Checksum: art.Checksum}
+	}
+	c.rep.StageDone(report.StageBuilding, err, made)
+	return art, err
+}
+
+// contentBytes is the size of a build's files.
+func contentBytes(m *build.Manifest) int64 {
+	var n int64
+	for _, e := range m.Entries {
+		if e.Type == 'f' {
+			n += e.Size
+		}
+	}
+	return n
 }
 
 // compressWhole says whether whole builds are gzipped, for a fleet whose
