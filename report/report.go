@@ -515,8 +515,9 @@ func (r *Reporter) Event(e plan.Event) {
 		r.human(Verbose, fmt.Sprintf("  %s  undoing %s", e.Host, e.Step))
 	case plan.Swapped:
 		if e.Swap != nil {
-			r.swaps = append(r.swaps, *e.Swap)
-			h.swap = e.Swap
+			s := *e.Swap // the scheduler's own stays its own
+			r.swaps = append(r.swaps, s)
+			h.swap = &s
 		}
 		if e.Err != nil {
 			state := "FAILED"
@@ -773,6 +774,9 @@ func (r *Reporter) resultLine(code int, now time.Time) string {
 			return fmt.Sprintf("rolled back %s to %s in %s", n, r.release, took)
 		}
 		return ""
+	}
+	if !r.deploys {
+		return "" // the error says it all
 	}
 	return fmt.Sprintf("%s %s failed after %s (exit %d): the error is below", r.command, r.env, took, code)
 }

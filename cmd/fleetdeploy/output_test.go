@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -417,6 +418,19 @@ func TestVersion(t *testing.T) {
 
 // Each command's help lists the global flags it takes, and examples.
 func TestHelpListsGlobalFlagsAndExamples(t *testing.T) {
+	// Every global flag is some command's (a new one must be listed in
+	// globalsOf, or no command's help tells of it).
+	app := newApp(&common{out: newPrinter(io.Discard), stderr: io.Discard, now: time.Now}, realRunners())
+	for _, fl := range app.Flags {
+		name := fl.Names()[0]
+		used := name == "help" || name == "version"
+		for _, names := range globalsOf {
+			used = used || slices.Contains(names, name)
+		}
+		if !used {
+			t.Errorf("global flag --%s is in no command's list (globalsOf, cli.go)", name)
+		}
+	}
 	for cmd, globals := range globalsOf {
 		var out, errb bytes.Buffer
 		code := runWith(t.Context(), []string{"fleetdeploy", cmd, "--help"}, &out, &errb, time.Now)
@@ -570,5 +584,34 @@ func goldenFile(t *testing.T, name, got string) {
 	}
 	if got != string(want) {
 		t.Errorf("%s differs from %s (-update to accept):\n--- got\n%s\n--- want\n%s", name, path, got, want)
+	}
+}
+
+// A plan on a fleet locked by a running deploy shows every host with its
+// problem, and exits as up would: 3, locked.
+func TestPlanShowsProblemsPerHost(t *testing.T) {
+	f := startSandbox(t, 2)
+	f.provision(t)
+	inv := f.writeInventory(t, inventoryOpts{source: writeApp(t, "v1"),
+		before: []string{`'touch "$FLEETDEPLOY_ROOT/shared/started"; while [ ! -e "$FLEETDEPLOY_ROOT/shared/go" ]; do sleep 0.05; done'`}})
+	done := make(chan result, 1)
+	go func() { done <- fdPlain(t, t.Context(), "up", "test", "-i", inv) }()
+	for i := range f.names {
+		waitFile(t, filepath.Join(f.roots[i], "shared", "started"), 30*time.Second)
+	}
+	r := fdPlain(t, t.Context(), "plan", "test", "-i", inv)
+	for i := range f.names {
+		f.exec(t, i, `touch "$ROOT/shared/go"`)
+	}
+	if up := <-done; up.code != 0 {
+		t.Errorf("the deploy holding the locks: %s", up)
+	}
+	// Alike hosts share a block (locked by the same run, they may): the
+	// count says every host was looked at.
+	if r.code != exitLocked || !strings.Contains(r.stdout, "  PROBLEM   checking lock: locked by another deploy: ") ||
+		!strings.Contains(r.stdout, f.names[0]) || !strings.Contains(r.stdout, f.names[1]) ||
+		!strings.Contains(r.stdout, "2 problems on 2 hosts: up would stop before changing any host") ||
+		!strings.Contains(r.stderr, "the plan found problems on 2 hosts (listed above)") {
+		t.Errorf("want exit 3 and each host's problem: %s", r)
 	}
 }
