@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -153,7 +154,7 @@ func TestRealWorldMediaWiki(t *testing.T) {
 		s.Errorf("the redeploy did not switch")
 	}
 	for i := range f.Hosts {
-		if !strings.Contains(re.stdout, f.name(i)+": sending 2 files") {
+		if !regexp.MustCompile(`sending 2 files, [^\n]* to [^\n]*` + regexp.QuoteMeta(f.name(i))).MatchString(re.stdout) {
 			s.Errorf("%s: the redeploy did not send exactly the 2 changed files:\n%s", f.name(i), tail(re.stdout, 3000))
 		}
 		for _, c := range changed {

@@ -33,6 +33,9 @@ type Options struct {
 	AcceptNewHostKeys bool
 	// Notify is told what the user should know (a host key recorded).
 	Notify func(string)
+	// Reached, when set, is told of each host as its connection is made or
+	// fails, for progress; from many goroutines at once.
+	Reached func(host string, err error)
 	// Prompt asks for a key's passphrase (nil: on the terminal).
 	Prompt remote.Prompter
 	// Wrap, when set, wraps every connection (see remote.DialerOptions).
@@ -143,6 +146,9 @@ func Connect(ctx context.Context, env *inventory.Environment, o Options, partial
 				case <-ctx.Done():
 					err = ctx.Err()
 				}
+			}
+			if o.Reached != nil {
+				o.Reached(h.Name, err)
 			}
 			mu.Lock()
 			if err != nil {

@@ -28,20 +28,38 @@ const (
 	Swapped        // a host's latest was switched (or failed to be)
 	Undoing        // a step is being undone after a failure
 	BarrierReached // every host is prepared; the swaps are released next
+	// PhaseStarted and PhaseDone frame a phase: with Host "", the whole
+	// fleet's (Policy set); with a host, that host's part of it. The
+	// cutover's are sent after every swap, with the swap's own times.
+	// Undoing after a failure is a phase of its own, "undoing".
+	PhaseStarted
+	PhaseDone
 )
 
 // Event is what the scheduler tells its observer; the CLI renders it, and a
 // --json stream can serialise it.
 type Event struct {
-	Time  time.Time
-	Kind  EventKind
-	Phase string
-	Host  string
-	Step  string
-	Op    string
-	Text  string
-	Err   error
+	Time   time.Time
+	Kind   EventKind
+	Phase  string
+	Policy Policy // of the phase, on a fleet's PhaseStarted and PhaseDone
+	Host   string
+	Step   string
+	Op     string
+	Text   string
+	Err    error
+	// Duration is how long a step (StepDone, StepFailed) or a phase
+	// (PhaseDone) took.
+	Duration time.Duration
+	// Stream is the stream an Output line came from: "stdout" or "stderr".
+	Stream string
+	// Swap is the host's timed swap (Swapped).
+	Swap *Swap
 }
+
+// UndoPhase names the phase of undoing every host after a failure or Ctrl-C
+// before the barrier.
+const UndoPhase = "undoing"
 
 // Options bound a run.
 type Options struct {
@@ -103,7 +121,9 @@ func (r *run) emit(e Event) {
 	if r.o.Observe == nil {
 		return
 	}
-	e.Time = r.o.Now()
+	if e.Time.IsZero() {
+		e.Time = r.o.Now()
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.o.Observe(e)
@@ -131,38 +151,61 @@ func Execute(ctx context.Context, p *Plan, hosts map[string]remote.Host, o Optio
 	var finished []error
 	for i := range p.Phases {
 		ph := &p.Phases[i]
+		start := o.Now()
+		r.emit(Event{Kind: PhaseStarted, Phase: ph.Name, Policy: ph.Policy, Time: start})
+		var err error
 		switch ph.Policy {
 		case Undone:
 			for _, wave := range ph.Waves {
-				if err := r.parallel(ctx, ph, wave, true, r.o.Parallel); err != nil {
-					return nil, r.abort(ctx, err)
+				if err = r.parallel(ctx, ph, wave, true, r.o.Parallel); err != nil {
+					break
 				}
 			}
 		case Barrier:
 			if ctx.Err() != nil {
-				return nil, r.abort(ctx, nil)
+				err = ctx.Err()
+				break
 			}
 			// Every host is prepared. From here on Ctrl-C no longer stops
 			// the run; it finishes or switches back.
 			r.emit(Event{Kind: BarrierReached, Phase: ph.Name})
 			ctx = context.WithoutCancel(ctx)
 		case Switch:
-			swaps, err := r.cutover(ctx, ph)
+			var swaps []Swap
+			swaps, err = r.cutover(ctx, ph)
 			res.Swaps = append(res.Swaps, swaps...)
-			if err != nil {
-				return res, err
-			}
 		case Reported:
+			var errs []error
 			for _, wave := range ph.Waves {
 				if err := r.parallel(ctx, ph, wave, false, r.o.Parallel); err != nil {
-					finished = append(finished, err)
+					errs = append(errs, err)
 				}
 			}
-		case Guard:
-			if err := r.guard(user, ph); err != nil {
-				return res, r.revert(ctx, ph, err, finished, res)
+			if len(errs) > 0 {
+				err = &FinishError{Err: errors.Join(errs...)}
 			}
+		case Guard:
+			err = r.guard(user, ph)
 		}
+		end := o.Now()
+		r.emit(Event{Kind: PhaseDone, Phase: ph.Name, Policy: ph.Policy, Time: end, Duration: end.Sub(start), Err: err})
+		if err == nil {
+			continue
+		}
+		switch ph.Policy {
+		case Undone:
+			return nil, r.abort(ctx, err)
+		case Barrier:
+			return nil, r.abort(ctx, nil)
+		case Reported:
+			// Reported and goes on: the next phases run, and the run ends
+			// with every phase's failures.
+			finished = append(finished, err.(*FinishError).Err)
+			continue
+		case Guard:
+			return res, r.revert(ctx, ph, err, finished, res)
+		}
+		return res, err
 	}
 	if len(finished) > 0 {
 		return res, &FinishError{Err: errors.Join(finished...)}
@@ -218,8 +261,14 @@ var errFailed = errors.New("another host failed")
 
 // hostSteps runs steps on one host in order. A step is recorded for undo
 // before it runs: its undo is safe on a step that did not finish.
-func (r *run) hostSteps(ctx context.Context, phase, host string, list []steps.Step, stopOnError bool) error {
+func (r *run) hostSteps(ctx context.Context, phase, host string, list []steps.Step, stopOnError bool) (err error) {
 	h := r.hosts[host]
+	start := r.o.Now()
+	r.emit(Event{Kind: PhaseStarted, Phase: phase, Host: host, Time: start})
+	defer func() {
+		end := r.o.Now()
+		r.emit(Event{Kind: PhaseDone, Phase: phase, Host: host, Time: end, Duration: end.Sub(start), Err: err})
+	}()
 	var errs []error
 	for _, s := range list {
 		if err := ctx.Err(); err != nil {
@@ -230,14 +279,16 @@ func (r *run) hostSteps(ctx context.Context, phase, host string, list []steps.St
 			r.done[host] = append(r.done[host], s)
 			r.mu.Unlock()
 		}
-		r.emit(Event{Kind: StepStarted, Phase: phase, Host: host, Step: s.Name})
-		out := &lineWriter{emit: func(line string) {
-			r.emit(Event{Kind: Output, Phase: phase, Host: host, Step: s.Name, Text: line})
-		}}
+		began := r.o.Now()
+		r.emit(Event{Kind: StepStarted, Phase: phase, Host: host, Step: s.Name, Time: began})
+		out := newOutputs(func(stream, line string) {
+			r.emit(Event{Kind: Output, Phase: phase, Host: host, Step: s.Name, Stream: stream, Text: line})
+		})
 		err := steps.RunOps(ctx, h, s.Ops, out, func(op steps.Op) {
 			r.emit(Event{Kind: OpStarted, Phase: phase, Host: host, Step: s.Name, Op: steps.Describe(op)})
 		})
 		out.Flush()
+		took := r.o.Now().Sub(began)
 		if err != nil {
 			// A command that exited on its own failed for its own reasons,
 			// even if another host's failure cancelled ctx meanwhile: that
@@ -246,7 +297,7 @@ func (r *run) hostSteps(ctx context.Context, phase, host string, list []steps.St
 			if ctx.Err() != nil && !errors.Is(err, remote.ErrConnLost) && !errors.As(err, &exit) {
 				err = ctx.Err()
 			}
-			r.emit(Event{Kind: StepFailed, Phase: phase, Host: host, Step: s.Name, Err: err})
+			r.emit(Event{Kind: StepFailed, Phase: phase, Host: host, Step: s.Name, Err: err, Duration: took})
 			herr := &HostError{Host: host, Step: s.Name, Err: err}
 			if stopOnError {
 				return herr
@@ -254,7 +305,7 @@ func (r *run) hostSteps(ctx context.Context, phase, host string, list []steps.St
 			errs = append(errs, herr)
 			continue
 		}
-		r.emit(Event{Kind: StepDone, Phase: phase, Host: host, Step: s.Name})
+		r.emit(Event{Kind: StepDone, Phase: phase, Host: host, Step: s.Name, Duration: took})
 	}
 	return errors.Join(errs...)
 }
@@ -272,9 +323,15 @@ func (r *run) abort(ctx context.Context, cause error) error {
 	return cause
 }
 
-func (r *run) undoAll(hosts []string) error {
+func (r *run) undoAll(hosts []string) (err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), r.o.UndoTimeout)
 	defer cancel()
+	start := r.o.Now()
+	r.emit(Event{Kind: PhaseStarted, Phase: UndoPhase, Time: start})
+	defer func() {
+		end := r.o.Now()
+		r.emit(Event{Kind: PhaseDone, Phase: UndoPhase, Time: end, Duration: end.Sub(start), Err: err})
+	}()
 	var mu sync.Mutex
 	var errs []error
 	var wg sync.WaitGroup
@@ -287,9 +344,16 @@ func (r *run) undoAll(hosts []string) error {
 			continue
 		}
 		wg.Go(func() {
+			began := r.o.Now()
+			r.emit(Event{Kind: PhaseStarted, Phase: UndoPhase, Host: host, Time: began})
+			var failed error
+			defer func() {
+				end := r.o.Now()
+				r.emit(Event{Kind: PhaseDone, Phase: UndoPhase, Host: host, Time: end, Duration: end.Sub(began), Err: failed})
+			}()
 			for i := len(list) - 1; i >= 0; i-- {
 				s := list[i]
-				r.emit(Event{Kind: Undoing, Host: host, Step: s.Name})
+				r.emit(Event{Kind: Undoing, Phase: UndoPhase, Host: host, Step: s.Name})
 				if err := steps.RunOps(ctx, r.hosts[host], s.Undo, nil, nil); err != nil {
 					e := &HostError{Host: host, Step: "undoing " + s.Name, Err: err}
 					if s.Name == "locking" {
@@ -298,6 +362,7 @@ func (r *run) undoAll(hosts []string) error {
 					mu.Lock()
 					errs = append(errs, e)
 					mu.Unlock()
+					failed = errors.Join(failed, e)
 				}
 			}
 		})
@@ -340,6 +405,9 @@ func (r *run) cutover(ctx context.Context, ph *Phase) ([]Swap, error) {
 			wg2.Go(func() {
 				list := ph.Steps[s.Host]
 				var err error
+				for _, st := range list {
+					r.emit(Event{Kind: Undoing, Phase: ph.Name, Host: s.Host, Step: st.Name})
+				}
 				for i := len(list) - 1; i >= 0 && err == nil; i-- {
 					err = steps.RunOps(rctx, r.hosts[s.Host], list[i].Undo, nil, nil)
 				}
@@ -390,13 +458,17 @@ func (r *run) release(ctx context.Context, ph *Phase, hosts []string) []Swap {
 	}
 	close(start)
 	wg.Wait()
-	for _, s := range swaps {
+	for i, s := range swaps {
+		// Told once every host has answered, so that no observer sits in
+		// the timed part; with each swap's own times.
+		r.emit(Event{Kind: PhaseStarted, Phase: ph.Name, Host: s.Host, Time: s.Sent})
 		for _, st := range ph.Steps[s.Host] {
 			for _, op := range st.Ops {
-				r.emit(Event{Kind: OpStarted, Phase: ph.Name, Host: s.Host, Step: st.Name, Op: steps.Describe(op)})
+				r.emit(Event{Kind: OpStarted, Phase: ph.Name, Host: s.Host, Step: st.Name, Op: steps.Describe(op), Time: s.Sent})
 			}
-			r.emit(Event{Kind: Swapped, Phase: ph.Name, Host: s.Host, Step: st.Name, Err: s.Err})
+			r.emit(Event{Kind: Swapped, Phase: ph.Name, Host: s.Host, Step: st.Name, Err: s.Err, Swap: &swaps[i], Time: s.Ack})
 		}
+		r.emit(Event{Kind: PhaseDone, Phase: ph.Name, Host: s.Host, Time: s.Ack, Duration: s.Ack.Sub(s.Sent), Err: s.Err})
 	}
 	return swaps
 }
@@ -450,23 +522,29 @@ func (r *run) revert(ctx context.Context, ph *Phase, cause error, finished []err
 	stuck := map[string]bool{}
 	for i := range ph.OnFailure {
 		rp := &ph.OnFailure[i]
+		start := r.o.Now()
+		r.emit(Event{Kind: PhaseStarted, Phase: rp.Name, Policy: rp.Policy, Time: start})
+		var perr []error
 		if rp.Policy == Switch {
 			swaps := r.release(ctx, rp, rp.Hosts())
 			res.Revert = append(res.Revert, swaps...)
 			for _, s := range swaps {
 				if s.Err != nil {
 					stuck[s.Host] = true
-					errs = append(errs, &HostError{Host: s.Host, Step: stepNames(rp.Steps[s.Host]), Err: s.Err})
+					perr = append(perr, &HostError{Host: s.Host, Step: stepNames(rp.Steps[s.Host]), Err: s.Err})
 				}
 			}
-			continue
-		}
-		for _, wave := range rp.Waves {
-			wave = slices.DeleteFunc(slices.Clone(wave), func(h string) bool { return stuck[h] })
-			if err := r.parallel(ctx, rp, wave, false, r.o.Parallel); err != nil {
-				errs = append(errs, err)
+		} else {
+			for _, wave := range rp.Waves {
+				wave = slices.DeleteFunc(slices.Clone(wave), func(h string) bool { return stuck[h] })
+				if err := r.parallel(ctx, rp, wave, false, r.o.Parallel); err != nil {
+					perr = append(perr, err)
+				}
 			}
 		}
+		end := r.o.Now()
+		r.emit(Event{Kind: PhaseDone, Phase: rp.Name, Policy: rp.Policy, Time: end, Duration: end.Sub(start), Err: errors.Join(perr...)})
+		errs = append(errs, perr...)
 	}
 	for h := range stuck {
 		gerr.Stuck = append(gerr.Stuck, h)
@@ -485,6 +563,28 @@ func stepNames(list []steps.Step) string {
 		names[i] = s.Name
 	}
 	return strings.Join(names, ", ")
+}
+
+// outputs are a step's two output streams, told apart: steps sends a
+// command's standard error to Stderr when its output has one.
+type outputs struct{ stdout, stderr *lineWriter }
+
+func newOutputs(emit func(stream, line string)) *outputs {
+	return &outputs{
+		stdout: &lineWriter{emit: func(l string) { emit("stdout", l) }},
+		stderr: &lineWriter{emit: func(l string) { emit("stderr", l) }},
+	}
+}
+
+func (o *outputs) Write(p []byte) (int, error) { return o.stdout.Write(p) }
+
+// Stderr is where a command's standard error goes.
+func (o *outputs) Stderr() io.Writer { return o.stderr }
+
+// Flush emits the streams' last unterminated lines.
+func (o *outputs) Flush() {
+	o.stdout.Flush()
+	o.stderr.Flush()
 }
 
 // lineWriter turns a stream into lines for Output events, bounding each line.

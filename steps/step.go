@@ -80,6 +80,9 @@ func (s Send) Run(ctx context.Context, h remote.Host, out io.Writer) error {
 	c := s.Call
 	if out != nil && c.Method == remote.MethodRun && c.Cmd.Stdout == nil {
 		c.Cmd.Stdout, c.Cmd.Stderr = out, out
+		if s, ok := out.(stderrWriter); ok {
+			c.Cmd.Stderr = s.Stderr()
+		}
 	}
 	_, err := remote.Do(ctx, h, c)
 	if s.AbsentOK && isNotExist(err) {
@@ -87,6 +90,11 @@ func (s Send) Run(ctx context.Context, h remote.Host, out io.Writer) error {
 	}
 	return err
 }
+
+// stderrWriter is a step's output that keeps a command's standard error
+// apart from its standard output (the scheduler's Output events say which
+// stream a line came from).
+type stderrWriter interface{ Stderr() io.Writer }
 
 // Exec runs a command.
 func Exec(c remote.Cmd) Op { return Send{Call: remote.Run(c)} }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/user"
+	"slices"
 	"strings"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/fleetdeploy/fleetdeploy/inventory"
 	"github.com/fleetdeploy/fleetdeploy/plan"
 	"github.com/fleetdeploy/fleetdeploy/remote"
+	"github.com/fleetdeploy/fleetdeploy/report"
 	"github.com/fleetdeploy/fleetdeploy/steps"
 	"github.com/urfave/cli/v2"
 )
@@ -30,17 +32,25 @@ type common struct {
 	keepaliveMax   int
 	undoTimeout    time.Duration
 	verbose        bool
+	quiet          bool
+	json           bool
 	cacheDir       string
 	compress       bool
 	compressSet    bool // --compress given (true or false): no automatic choice
+	showVersion    bool
 	lockLease      time.Duration
 	sshConfig      string
 	acceptNewKeys  bool
 
-	out     *printer // standard output: its one owner
+	out     *printer // what commands print; to the reporter once flags are read
+	stdout  io.Writer
 	stderr  io.Writer
+	rep     *report.Reporter // the run's progress and result; set before any command runs
 	now     func() time.Time
 	started time.Time
+	// terminal and width say whether a writer is a terminal, and how wide.
+	terminal func(io.Writer) bool
+	width    func(io.Writer) int
 	// observe, for tests, sees every scheduler event, synchronously: faults
 	// can be injected at an exact moment.
 	observe func(plan.Event)
@@ -75,12 +85,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 func runWith(ctx context.Context, args []string, stdout, stderr io.Writer, now func() time.Time, seams ...func(*common)) int {
-	c := &common{out: newPrinter(stdout), stderr: stderr, now: now, started: now()}
+	c := &common{out: newPrinter(stdout), stdout: stdout, stderr: stderr, now: now, started: now(),
+		terminal: isTerminal, width: terminalWidth}
 	for _, s := range seams {
 		s(c)
 	}
 	app := newApp(c, realRunners())
-	err := finalError(app.RunContext(ctx, interspersed(args, app)))
+	line := interspersed(args, app)
+	err := finalError(app.RunContext(ctx, line))
+	if c.rep == nil {
+		// The command line was refused before the flags were all read:
+		// --json still ends with its result event.
+		c.json = c.json || slices.Contains(args, "--json")
+		c.verbose, c.quiet = false, true
+		c.rep = c.newReporter()
+	}
+	c.out.flush()
+	c.rep.Named(commandOf(line, app))
+	c.rep.Result(exitCode(err), err)
 	if err != nil {
 		// Errors quote hosts (a lock's holder, a command's stderr): their
 		// control characters are shown escaped, never sent to the terminal.
@@ -105,14 +127,25 @@ func newApp(c *common, r runners) *cli.App {
 	app := &cli.App{
 		Name:            "fleetdeploy",
 		Usage:           "deploy one build to a fleet of servers over SSH, switching them all at once",
-		Writer:          c.out,
+		UsageText:       "fleetdeploy [global options] command [command options] [ENV]",
+		Writer:          c.stdout, // help, versions and completion scripts are answers, not progress
 		ErrWriter:       c.stderr,
 		ExitErrHandler:  func(*cli.Context, error) {},
 		HideHelp:        true, // urfave/cli's shared HelpFlag is package state: each app gets its own
 		HideHelpCommand: true,
-		Suggest:         true,
-		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
-			return &usageError{err.Error()}
+		HideVersion:     true, // its -v would be --verbose's: ours is --version alone
+		OnUsageError: func(cc *cli.Context, err error, _ bool) error {
+			return usageErr(cc, err)
+		},
+		Action: func(cc *cli.Context) error {
+			switch {
+			case c.showVersion:
+				fmt.Fprint(c.stdout, buildVersion())
+				return nil
+			case cc.NArg() > 0:
+				return unknownCommand(cc.App, cc.Args().First())
+			}
+			return cli.ShowAppHelp(cc)
 		},
 		Flags: []cli.Flag{
 			helpFlag(),
@@ -125,9 +158,12 @@ func newApp(c *common, r runners) *cli.App {
 			&cli.DurationFlag{Name: "undo-timeout", Value: time.Minute, Usage: "bound on cleaning up the hosts after a failure or Ctrl-C", Destination: &c.undoTimeout},
 			&cli.StringFlag{Name: "cache-dir", Usage: "where manifests of builds seen on hosts, and hashes of local files, are cached (default: the user cache folder)", Destination: &c.cacheDir},
 			&cli.BoolFlag{Name: "compress", Usage: "gzip whole builds too (redeploys' deltas always are); default: only when the hosts are 10 ms or more away; --compress=false never", Destination: &c.compress, DisableDefaultText: true},
-			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "show every step, remote operation and hook output", Destination: &c.verbose},
+			&cli.BoolFlag{Name: "verbose", Aliases: []string{"v"}, Usage: "show every step and remote operation as it runs", Destination: &c.verbose, DisableDefaultText: true},
+			&cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "show only errors and the result line", Destination: &c.quiet, DisableDefaultText: true},
+			&cli.BoolFlag{Name: "json", Usage: "write one JSON event per line on standard output (docs/EVENTS.md); progress for people goes to standard error when it is a terminal", Destination: &c.json, DisableDefaultText: true},
+			&cli.BoolFlag{Name: "version", Usage: "print the version and exit", Destination: &c.showVersion, DisableDefaultText: true},
 			&cli.StringFlag{Name: "ssh-config", Aliases: []string{"F"}, Usage: "ssh_config `FILE` to read instead of ~/.ssh/config and /etc/ssh/ssh_config (none: read none); default: the inventory's ssh.config", Destination: &c.sshConfig},
-			&cli.BoolFlag{Name: "accept-new-host-keys", Usage: "record the key of a host not in known_hosts yet (StrictHostKeyChecking accept-new); a changed key is always refused", Destination: &c.acceptNewKeys},
+			&cli.BoolFlag{Name: "accept-new-host-keys", Usage: "record the key of a host not in known_hosts yet (StrictHostKeyChecking accept-new); a changed key is always refused", Destination: &c.acceptNewKeys, DisableDefaultText: true},
 			&cli.DurationFlag{Name: "lock-lease", Usage: "how long a run's host locks stay good without a refresh (refreshed every third of it); then another run may take them over (default: lock_lease in the inventory, else 2m)", Destination: &c.lockLease},
 		},
 		Before: func(cc *cli.Context) error {
@@ -145,6 +181,11 @@ func newApp(c *common, r runners) *cli.App {
 			if cc.IsSet("lock-lease") && c.lockLease < inventory.MinLockLease {
 				return &usageError{fmt.Sprintf("--lock-lease must be at least %s, got %s", inventory.MinLockLease, c.lockLease)}
 			}
+			if c.quiet && c.verbose {
+				return &usageError{"-q and -v cannot be combined: -q shows only errors and the result, -v every operation"}
+			}
+			c.rep = c.newReporter()
+			c.out.to(c.rep)
 			return nil
 		},
 		Commands: []*cli.Command{
@@ -157,32 +198,64 @@ func newApp(c *common, r runners) *cli.App {
 			checkCommand(c, r.check),
 			sandboxCommand(c, r.sandbox),
 			initCommand(c, r.init),
+			versionCommand(c),
+			completionCommand(c),
 		},
 	}
+	quietBools(app.Flags)
 	for _, cmd := range app.Commands {
 		cmd.HideHelp = true
 		cmd.Flags = append(cmd.Flags, helpFlag())
+		quietBools(cmd.Flags)
 		cmd.OnUsageError = app.OnUsageError
+		cmd.CustomHelpTemplate = commandHelp(app, cmd)
 	}
 	return app
 }
 
+// quietBools drops "(default: false)" from the help of boolean flags: a
+// switch is off unless given.
+func quietBools(flags []cli.Flag) {
+	for _, f := range flags {
+		if b, ok := f.(*cli.BoolFlag); ok && !b.Value {
+			b.DisableDefaultText = true
+		}
+	}
+}
+
 // helpFlag is a fresh -h/--help for one app or command.
 func helpFlag() cli.Flag {
-	return &cli.BoolFlag{Name: "help", Aliases: []string{"h"}, Usage: "show help"}
+	return &cli.BoolFlag{Name: "help", Aliases: []string{"h"}, Usage: "show help", DisableDefaultText: true}
 }
 
 // dryRunFlag is up's and rollback's --dry-run.
 func dryRunFlag() cli.Flag {
-	return &cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "print the plan (read from the hosts) and change nothing"}
+	return &cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "print the plan (read from the hosts) and change nothing", DisableDefaultText: true}
 }
 
-// envArg is the one ENV argument of a command.
-func envArg(cc *cli.Context) (string, error) {
-	if cc.NArg() != 1 {
-		return "", &usageError{fmt.Sprintf("usage: fleetdeploy %s ENV (the environment, from the inventory's environments)", cc.Command.Name)}
+// envArg is the one ENV argument of a command. Without it, the usage error
+// lists the inventory's environments.
+func envArg(c *common, cc *cli.Context) (string, error) {
+	if cc.NArg() == 1 {
+		return cc.Args().First(), nil
 	}
-	return cc.Args().First(), nil
+	msg := fmt.Sprintf("usage: fleetdeploy %s ENV", cc.Command.Name)
+	if cc.NArg() > 1 {
+		return "", &usageError{fmt.Sprintf("%s: one environment, got %d arguments (%s)", msg, cc.NArg(), strings.Join(cc.Args().Slice(), " "))}
+	}
+	return "", &usageError{msg + ": " + environments(c.inventory)}
+}
+
+// environments lists the inventory's environments for a usage error.
+func environments(file string) string {
+	names, err := inventory.LoadNames(file)
+	switch {
+	case err != nil:
+		return fmt.Sprintf("name an environment of the inventory (%v)", err)
+	case len(names) == 0:
+		return fmt.Sprintf("name an environment; %s has none", file)
+	}
+	return fmt.Sprintf("name an environment of %s: %s", file, strings.Join(names, ", "))
 }
 
 // flagSpellings lists how each flag is written on a command line ("-v",
@@ -267,6 +340,25 @@ func interspersed(args []string, app *cli.App) []string {
 	return append(out, rest...)
 }
 
+// commandOf is the command an interspersed command line runs ("" for none).
+func commandOf(line []string, app *cli.App) string {
+	global := flagSpellings(app.Flags)
+	for i := 1; i < len(line); i++ {
+		a := line[i]
+		if strings.HasPrefix(a, "-") {
+			if global[a] {
+				i++ // its value
+			}
+			continue
+		}
+		if app.Command(a) != nil {
+			return app.Command(a).Name
+		}
+		return ""
+	}
+	return ""
+}
+
 // loadEnv reads the inventory and resolves one environment.
 func (c *common) loadEnv(name string) (*inventory.Environment, error) {
 	return inventory.LoadEnvironment(c.inventory, name)
@@ -278,8 +370,13 @@ func (c *common) reach() fleet.Options {
 		MaxConnects: c.maxConnects, ConnectTimeout: c.connectTimeout,
 		Keepalive: c.keepalive, KeepaliveMax: c.keepaliveMax,
 		SSHConfig: c.sshConfig, AcceptNewHostKeys: c.acceptNewKeys,
-		Notify: func(msg string) { fmt.Fprintf(c.stderr, "fleetdeploy: %s\n", msg) },
-		Wrap:   c.wrapConn,
+		Notify: func(msg string) {
+			if !c.rep.Notice("fleetdeploy: " + msg) {
+				fmt.Fprintf(c.stderr, "fleetdeploy: %s\n", msg)
+			}
+		},
+		Reached: c.rep.Connected,
+		Wrap:    c.wrapConn,
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/fleetdeploy/fleetdeploy/fleet"
 	"github.com/fleetdeploy/fleetdeploy/plan"
 	"github.com/fleetdeploy/fleetdeploy/remote"
+	"github.com/fleetdeploy/fleetdeploy/report"
 	"github.com/fleetdeploy/fleetdeploy/steps"
 	"github.com/urfave/cli/v2"
 )
@@ -28,7 +29,7 @@ func checkCommand(c *common, run func(context.Context, *common, checkOptions) er
 		Name: "check", Usage: "preflight every host: reach, keys, root, disk, tools, shared files, lock, clock (changes nothing); exit 4 on a problem", ArgsUsage: "ENV",
 		Flags: selectionFlags(),
 		Action: func(cc *cli.Context) error {
-			env, err := envArg(cc)
+			env, err := envArg(c, cc)
 			if err != nil {
 				return err
 			}
@@ -114,7 +115,7 @@ func runCheck(ctx context.Context, c *common, o checkOptions) error {
 		if p != nil {
 			free := "free space unknown"
 			if p.FreeKiB >= 0 {
-				free = human(p.FreeKiB<<10) + " free"
+				free = report.Bytes(p.FreeKiB<<10) + " free"
 			}
 			where := "writable"
 			if !p.Writable {
@@ -124,9 +125,9 @@ func runCheck(ctx context.Context, c *common, o checkOptions) error {
 			if p.Dir != root {
 				where = "will be made in " + p.Dir + ", " + where
 			}
-			say("root", "%s: %s, %s (the build: about %s)", root, where, free, human(max(need, 0)))
+			say("root", "%s: %s, %s (the build: about %s)", root, where, free, report.Bytes(max(need, 0)))
 			if p.FreeKiB >= 0 && need > 0 && p.FreeKiB<<10 < need+need/10 {
-				problem("%s free where %s is, the build needs about %s: free space there", human(p.FreeKiB<<10), root, human(need))
+				problem("%s free where %s is, the build needs about %s: free space there", report.Bytes(p.FreeKiB<<10), root, report.Bytes(need))
 			}
 			var bad, good []string
 			for _, tl := range p.Tools {

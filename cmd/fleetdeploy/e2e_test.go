@@ -176,7 +176,7 @@ func TestDryRunChangesNothingAndMatchesTheRun(t *testing.T) {
 		fixed := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
 		clock := func() time.Time { return fixed }
 		var out, errb bytes.Buffer
-		if code := runWith(t.Context(), []string{"fleetdeploy", "plan", "test", "-i", inv}, &out, &errb, clock); code != 0 {
+		if code := runWith(t.Context(), []string{"fleetdeploy", "-v", "plan", "test", "-i", inv}, &out, &errb, clock); code != 0 {
 			t.Fatalf("plan: exit %d\n%s%s", code, out.String(), errb.String())
 		}
 		planned := out.String()

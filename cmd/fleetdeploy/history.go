@@ -25,7 +25,7 @@ func historyCommand(c *common, run func(context.Context, *common, historyOptions
 		Name: "history", Usage: "the fleet's deploys, rollbacks and reverts, merged from the hosts' records; the builds still on the hosts", ArgsUsage: "ENV",
 		Flags: append([]cli.Flag{&cli.IntFlag{Name: "n", Value: 20, Usage: "show the last `N` events"}}, selectionFlags()...),
 		Action: func(cc *cli.Context) error {
-			env, err := envArg(cc)
+			env, err := envArg(c, cc)
 			if err != nil {
 				return err
 			}

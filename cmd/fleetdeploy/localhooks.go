@@ -57,7 +57,7 @@ func (c *common) localHooks(ctx context.Context, env *inventory.Environment, act
 	for _, hk := range hooks {
 		name := fmt.Sprintf("%s hook %q", phase, oneLine(hk.Run))
 		if c.verbose {
-			c.out.Printf("%s (local)  running %s\n", c.clock(c.now()), name)
+			c.out.Printf("(local)  running %s\n", name)
 		}
 		if err := c.localHook(context.WithoutCancel(ctx), hk, dir, vars); err != nil {
 			c.out.Printf("  (local)  %s failed: %s (the fleet and the exit code are unchanged)\n", name, remote.SanitizeLines(err.Error()))

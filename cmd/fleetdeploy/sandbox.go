@@ -83,6 +83,9 @@ of each switch, and removes the folder: a tour of fleetdeploy in a few seconds.`
 			if c.verbose {
 				o.passOn = append(o.passOn, "-v")
 			}
+			if c.quiet {
+				o.passOn = append(o.passOn, "-q")
+			}
 			return run(cc.Context, c, o)
 		},
 	}

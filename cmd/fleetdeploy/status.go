@@ -12,6 +12,7 @@ import (
 	"github.com/fleetdeploy/fleetdeploy/fleet"
 	"github.com/fleetdeploy/fleetdeploy/plan"
 	"github.com/fleetdeploy/fleetdeploy/remote"
+	"github.com/fleetdeploy/fleetdeploy/report"
 	"github.com/fleetdeploy/fleetdeploy/steps"
 	"github.com/urfave/cli/v2"
 )
@@ -28,7 +29,7 @@ func statusCommand(c *common, run func(context.Context, *common, statusOptions) 
 		Name: "status", Usage: "show each host's live build, builds and lock; exit 4 on drift", ArgsUsage: "ENV",
 		Flags: append([]cli.Flag{&cli.BoolFlag{Name: "verify", Usage: "re-hash every file of each live build against its manifest"}}, selectionFlags()...),
 		Action: func(cc *cli.Context) error {
-			env, err := envArg(cc)
+			env, err := envArg(c, cc)
 			if err != nil {
 				return err
 			}
@@ -44,7 +45,10 @@ func runStatus(ctx context.Context, c *common, o statusOptions) error {
 	if err != nil {
 		return err
 	}
+	c.rep.Start("status", env.Name, hostNames(env))
+	c.rep.Stage(report.StageConnecting, "")
 	f, targets, failed, err := fleet.Survey(ctx, env, c.reach(), true, steps.Inspect)
+	c.rep.StageDone(report.StageConnecting, err, nil)
 	if err != nil {
 		return err
 	}
@@ -139,7 +143,7 @@ func unlockCommand(c *common, run func(context.Context, *common, unlockOptions) 
 		Name: "unlock", Usage: "remove a deploy lock left by a run that died (--force: even a live one)", ArgsUsage: "ENV",
 		Flags: append([]cli.Flag{&cli.BoolFlag{Name: "force", Usage: "remove a lock whose run is alive, or that is not fleetdeploy's"}}, selectionFlags()...),
 		Action: func(cc *cli.Context) error {
-			env, err := envArg(cc)
+			env, err := envArg(c, cc)
 			if err != nil {
 				return err
 			}
@@ -156,7 +160,10 @@ func runUnlock(ctx context.Context, c *common, o unlockOptions) error {
 	if err != nil {
 		return err
 	}
+	c.rep.Start("unlock", env.Name, hostNames(env))
+	c.rep.Stage(report.StageConnecting, "")
 	f, targets, failed, err := fleet.Survey(ctx, env, c.reach(), true, steps.Look)
+	c.rep.StageDone(report.StageConnecting, err, nil)
 	if err != nil {
 		return err
 	}

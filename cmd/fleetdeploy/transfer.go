@@ -30,22 +30,7 @@ type shipping struct {
 // copy turns out corrupt asks for the whole build (see steps.Payload.Redo): a
 // full upload, never a wrong build.
 func (s shipping) payloads(ctx context.Context, targets []plan.Target, art *build.Artifact) (map[string]steps.Payload, error) {
-	olds := map[string]*build.Manifest{}
-	for _, t := range targets {
-		st := t.State
-		if st.Latest == "" || st.Manifest == "" {
-			continue
-		}
-		if _, ok := olds[st.Manifest]; ok {
-			continue
-		}
-		m, err := s.cache.Manifest(ctx, s.f.Conns[t.Host.Name], t.Host.Root, st.Latest, st.Manifest)
-		if err != nil {
-			s.c.out.Printf("%s: %v: sending the whole build\n", t.Host.Name, err)
-		}
-		olds[st.Manifest] = m
-	}
-	ships := plan.ShipAll(art.Manifest, s.env, targets, olds, s.c.compress)
+	ships, olds := s.decide(ctx, targets, art)
 	out := map[string]steps.Payload{}
 	for _, t := range targets {
 		name, st := t.Host.Name, t.State
@@ -79,6 +64,27 @@ func (s shipping) payloads(ctx context.Context, targets []plan.Target, art *buil
 	return out, nil
 }
 
+// decide reads the manifests of the hosts' live builds and decides what
+// each host is sent (plan.ShipAll); olds are those manifests, by digest.
+func (s shipping) decide(ctx context.Context, targets []plan.Target, art *build.Artifact) (map[string]plan.Shipment, map[string]*build.Manifest) {
+	olds := map[string]*build.Manifest{}
+	for _, t := range targets {
+		st := t.State
+		if st.Latest == "" || st.Manifest == "" {
+			continue
+		}
+		if _, ok := olds[st.Manifest]; ok {
+			continue
+		}
+		m, err := s.cache.Manifest(ctx, s.f.Conns[t.Host.Name], t.Host.Root, st.Latest, st.Manifest)
+		if err != nil {
+			s.c.out.Printf("%s: %v: sending the whole build\n", t.Host.Name, err)
+		}
+		olds[st.Manifest] = m
+	}
+	return plan.ShipAll(art.Manifest, s.env, targets, olds, s.c.compress), olds
+}
+
 // payload writes (once per distinct transfer) the payload of a shipment.
 func (s shipping) payload(art *build.Artifact, sh plan.Shipment, host string) (steps.Payload, error) {
 	p, err := art.Payload(sh.Transfer, sh.Gzip)
@@ -86,7 +92,7 @@ func (s shipping) payload(art *build.Artifact, sh plan.Shipment, host string) (s
 		return steps.Payload{}, fmt.Errorf("making the payload: %w", err)
 	}
 	return steps.Payload{
-		Open: p.Open, From: sh.From, Copy: sh.Copy, Skip: p.Skip, Gzip: p.Gzip,
+		Open: s.c.rep.CountSent(host, p.Open), From: sh.From, Copy: sh.Copy, Skip: p.Skip, Gzip: p.Gzip,
 		ManifestSum: art.ManifestSum, Sent: p.Sent, Size: p.Size, Window: s.f.Window(host, s.window),
 	}, nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/fleetdeploy/fleetdeploy/inventory"
 	"github.com/fleetdeploy/fleetdeploy/plan"
 	"github.com/fleetdeploy/fleetdeploy/remote"
+	"github.com/fleetdeploy/fleetdeploy/report"
 	"github.com/fleetdeploy/fleetdeploy/steps"
 	"github.com/urfave/cli/v2"
 )
@@ -83,7 +84,7 @@ func planCommand(c *common, run func(context.Context, *common, upOptions) error)
 }
 
 func upAction(cc *cli.Context, c *common, run func(context.Context, *common, upOptions) error, dryRun bool) error {
-	env, err := envArg(cc)
+	env, err := envArg(c, cc)
 	if err != nil {
 		return err
 	}
@@ -101,11 +102,15 @@ func upAction(cc *cli.Context, c *common, run func(context.Context, *common, upO
 // outside symlinks, and refuses what the build rules out. Once the
 // environment is known, a real run ends with its local hooks.
 func runUp(ctx context.Context, c *common, o upOptions) (err error) {
-	start := c.now()
 	env, err := c.loadSelected(o.env, o.sel)
 	if err != nil {
 		return err
 	}
+	command := "up"
+	if o.dryRun {
+		command = "plan"
+	}
+	c.rep.Start(command, env.Name, hostNames(env))
 	if fi, err := os.Stat(env.Source); o.from.artifact == "" && (err != nil || !fi.IsDir()) {
 		return fmt.Errorf("source %s (%s) is not a folder this machine can read: fix source: in %s", env.Source, errText(err, "not a folder"), env.File)
 	}
@@ -127,7 +132,7 @@ func runUp(ctx context.Context, c *common, o upOptions) (err error) {
 			}
 		}()
 	}
-	f, targets, err := fleet.Reach(ctx, env, c.reach())
+	f, targets, err := c.reachFleet(ctx, env)
 	if err != nil {
 		return withBuildError(err, built, len(env.Build) == 0)
 	}
@@ -135,25 +140,7 @@ func runUp(ctx context.Context, c *common, o upOptions) (err error) {
 	release = plan.ChooseRelease(c.now(), targets)
 	by := c.holder(env)
 	if o.dryRun {
-		b := plan.Build{Checksum: "(computed by the build)", Source: "(recorded by the build)"}
-		if built == nil {
-			c.out.Printf("build (not run in a dry run): in a scratch copy of %s: %q\n", describeFrom(env, o.from), env.Build)
-		} else {
-			r := <-built
-			if r.err != nil {
-				return fmt.Errorf("building: %w", r.err)
-			}
-			defer r.art.Remove()
-			c.out.Printf("built %d files, %s, from %s\n", r.art.Manifest.Files(), r.art.Checksum[:19], builtFrom(env, r.art))
-			c.reportBuild(env, o.from, r.art)
-			b = plan.Build{Checksum: r.art.Checksum, Source: r.art.Source.String(), Manifest: r.art.Manifest}
-		}
-		p, err := plan.Deploy(env, targets, release, b, by, c.now())
-		if err != nil {
-			return err
-		}
-		plan.Print(c.out, p)
-		return nil
+		return c.planDeploy(ctx, env, f, targets, release, by, built, cache, o.from)
 	}
 	// What rules the deploy out is told before the build is waited for and
 	// anything is sent, for every host.
@@ -172,11 +159,11 @@ func runUp(ctx context.Context, c *common, o upOptions) (err error) {
 		c.out.Printf("the nearest host is %s away: a whole build is sent gzipped (--compress=false: never)\n", rtt.Round(time.Millisecond))
 	}
 	var payloads map[string]steps.Payload
+	c.rep.Stage(report.StageMaking, "")
 	// When the source folder changed while the hosts were being reached (a
 	// file being written there), the build is made again, now that nothing
 	// else is pending, a couple of times before giving up.
 	for try := 0; ; try++ {
-		c.out.Printf("built %d files, %s, from %s\n", art.Manifest.Files(), art.Checksum[:19], builtFrom(env, art))
 		if c.beforePayloads != nil {
 			c.beforePayloads()
 		}
@@ -190,32 +177,48 @@ func runUp(ctx context.Context, c *common, o upOptions) (err error) {
 			return fmt.Errorf("building: %w", err)
 		}
 	}
+	c.rep.StageDone(report.StageMaking, err, nil)
 	if err != nil {
 		return err
 	}
 	c.reportBuild(env, o.from, art)
 	cache.Store(art.Manifest.Marshal())
-	for _, t := range targets {
-		p := payloads[t.Host.Name]
-		if c.verbose || p.From != "" {
-			c.out.Printf("  %s: sending %d files, %s\n", t.Host.Name, p.Sent, human(p.Size))
-		}
-	}
 
 	p, err := plan.Deploy(env, targets, release, plan.Build{Checksum: art.Checksum, Source: art.Source.String(), Manifest: art.Manifest, Payloads: payloads}, by, c.now())
 	if err != nil {
 		return err
 	}
-	c.out.Printf("%s\n", p.Describe())
+	planned := report.Planned{Action: p.Action, App: env.App, Release: release}
+	for _, t := range targets {
+		pl := payloads[t.Host.Name]
+		planned.Hosts = append(planned.Hosts, report.PlannedHost{Host: t.Host.Name, Live: t.State.Latest,
+			Files: pl.Sent, Bytes: pl.Size, Known: true, From: pl.From, Gzip: pl.Gzip})
+	}
+	c.rep.Planned(planned)
 	c.notes(p)
-	res, err := plan.Execute(ctx, p, f.Conns, c.execOptions())
-	c.summary(res)
-	if err != nil {
+	if _, err = plan.Execute(ctx, p, f.Conns, c.execOptions()); err != nil {
 		return err
 	}
-	c.out.Printf("deployed %s to %d hosts in %s\n", release, len(env.Hosts), since(start, c.now))
 	c.narrowedNote(env, o.sel)
 	return nil
+}
+
+// hostNames are the environment's hosts, in inventory order.
+func hostNames(env *inventory.Environment) []string {
+	out := make([]string, len(env.Hosts))
+	for i, h := range env.Hosts {
+		out[i] = h.Name
+	}
+	return out
+}
+
+// reachFleet connects to every host and reads its state, as a stage of the
+// run people see progress of.
+func (c *common) reachFleet(ctx context.Context, env *inventory.Environment) (*fleet.Fleet, []plan.Target, error) {
+	c.rep.Stage(report.StageConnecting, "")
+	f, targets, err := fleet.Reach(ctx, env, c.reach())
+	c.rep.StageDone(report.StageConnecting, err, nil)
+	return f, targets, err
 }
 
 // withBuildError adds to err, a failure to reach the hosts, the build's own
@@ -302,8 +305,6 @@ func linkLines(links []build.Entry) string {
 	return remote.SanitizeLines(b.String())
 }
 
-func count(n int, one, many string) string { return fmt.Sprintf("%d %s", n, pick(n, one, many)) }
-
 func pick(n int, one, many string) string {
 	if n == 1 {
 		return one
@@ -332,7 +333,7 @@ func rollbackCommand(c *common, run func(context.Context, *common, rollbackOptio
 		Name: "rollback", Usage: "switch every host back to the build live before (or --to ID)", ArgsUsage: "ENV",
 		Flags: append([]cli.Flag{dryRunFlag(), &cli.StringFlag{Name: "to", Usage: "build `ID` to switch to"}}, selectionFlags()...),
 		Action: func(cc *cli.Context) error {
-			env, err := envArg(cc)
+			env, err := envArg(c, cc)
 			if err != nil {
 				return err
 			}
@@ -344,37 +345,41 @@ func rollbackCommand(c *common, run func(context.Context, *common, rollbackOptio
 // runRollback switches every selected host to one earlier build; a real
 // run ends with the local hooks.
 func runRollback(ctx context.Context, c *common, o rollbackOptions) (err error) {
-	start := c.now()
 	env, err := c.loadSelected(o.env, o.sel)
 	if err != nil {
 		return err
 	}
+	command := "rollback"
+	if o.dryRun {
+		command = "plan"
+	}
+	c.rep.Start(command, env.Name, hostNames(env))
 	var release string
 	if !o.dryRun {
 		defer func() { c.localHooks(ctx, env, "rollback", release, err) }()
 	}
-	f, targets, err := fleet.Reach(ctx, env, c.reach())
+	f, targets, err := c.reachFleet(ctx, env)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
 	p, err := plan.Rollback(env, targets, o.to, c.holder(env), c.now())
+	if o.dryRun {
+		return c.planRollback(env, targets, p, err)
+	}
 	if err != nil {
 		return err
 	}
 	release = p.Release
-	if o.dryRun {
-		plan.Print(c.out, p)
-		return nil
+	planned := report.Planned{Action: p.Action, App: env.App, Release: p.Release}
+	for _, t := range targets {
+		planned.Hosts = append(planned.Hosts, report.PlannedHost{Host: t.Host.Name, Live: t.State.Latest, Known: true})
 	}
-	c.out.Printf("%s\n", p.Describe())
+	c.rep.Planned(planned)
 	c.notes(p)
-	res, err := plan.Execute(ctx, p, f.Conns, c.execOptions())
-	c.summary(res)
-	if err != nil {
+	if _, err = plan.Execute(ctx, p, f.Conns, c.execOptions()); err != nil {
 		return err
 	}
-	c.out.Printf("rolled back %d hosts to %s in %s\n", len(env.Hosts), p.Release, since(start, c.now))
 	c.narrowedNote(env, o.sel)
 	return nil
 }
@@ -402,7 +407,6 @@ type buildResult struct {
 // result once, then is closed.
 func startBuild(ctx context.Context, c *common, env *inventory.Environment, from buildFrom, cache fleet.Cache) <-chan buildResult {
 	out := make(chan buildResult, 1)
-	c.out.Printf("building %s\n", describeFrom(env, from))
 	go func() {
 		defer close(out)
 		art, err := makeBuild(ctx, c, env, from, cache)
@@ -423,7 +427,25 @@ func makeBuild(ctx context.Context, c *common, env *inventory.Environment, from 
 	if c.verbose {
 		o.Output = c.out
 	}
-	return build.Make(ctx, o)
+	c.rep.Stage(report.StageBuilding, describeFrom(env, from))
+	art, err := build.Make(ctx, o)
+	var made *report.Built
+	if err == nil {
+		made = &report.Built{Files: art.Manifest.Files(), Bytes: contentBytes(art.Manifest), Checksum: art.Checksum, From: builtFrom(env, art)}
+	}
+	c.rep.StageDone(report.StageBuilding, err, made)
+	return art, err
+}
+
+// contentBytes is the size of a build's files.
+func contentBytes(m *build.Manifest) int64 {
+	var n int64
+	for _, e := range m.Entries {
+		if e.Type == 'f' {
+			n += e.Size
+		}
+	}
+	return n
 }
 
 // compressWhole says whether whole builds are gzipped, for a fleet whose
