@@ -72,7 +72,7 @@ type Reporter struct {
 	stages   []*stage
 	phase    string // the scheduler's current phase, "" before and after
 	phaseAt  time.Time
-	phases   []timed // the fleet's phases as they ended
+	phases   []timed     // the fleet's phases as they ended
 	swaps    []plan.Swap // the cutover's
 	switched []plan.Swap // the Switch phase under way: the cutover, or a switch back
 	switches int         // Switch phases seen

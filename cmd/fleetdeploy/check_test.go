@@ -2,8 +2,8 @@ package main
 
 import (
 	"os"
-	"regexp"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -89,7 +89,7 @@ func TestPlanFailsWhereUpWould(t *testing.T) {
 			{f.names[0], "shared file .env is missing"},
 			{f.names[1], f.roots[1] + " is not writable"},
 		} {
-			if !regexp.MustCompile(regexp.QuoteMeta(want[0])+`(:|\n(  .*\n)*)[^\n]*`+regexp.QuoteMeta(want[1])).MatchString(r.stdout + r.stderr) {
+			if !regexp.MustCompile(regexp.QuoteMeta(want[0]) + `(:|\n(  .*\n)*)[^\n]*` + regexp.QuoteMeta(want[1])).MatchString(r.stdout + r.stderr) {
 				t.Errorf("%s does not say %s: %s:\n%s%s", cmd, want[0], want[1], r.stdout, r.stderr)
 			}
 		}
