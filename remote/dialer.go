@@ -13,7 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -254,7 +253,7 @@ func (d *Dialer) Dial(ctx context.Context, cfg Config) (*Client, error) {
 			return nil, err
 		}
 	}
-	var sc *sftp.Client
+	var sc *sftpSession
 	l, facts, err := d.connect(ctx, &cfg, via, "host", func(c *ssh.Client) error {
 		var err error
 		sc, err = openSFTP(c)
@@ -463,12 +462,13 @@ func handshakeError(cfg *Config, err error, su *setup, via *link, proxy *proxyCo
 	return fmt.Errorf("ssh handshake: %w", err)
 }
 
-// openSFTP starts the SFTP subsystem: three round trips (the session
-// channel, the subsystem request, the version exchange). Not asking for the
-// subsystem's reply would save none with OpenSSH, which opens a session
-// channel with no window and grants one only once the subsystem runs.
-func openSFTP(c *ssh.Client) (*sftp.Client, error) {
-	sc, err := sftp.NewClient(c)
+// openSFTP starts the SFTP subsystem: two round trips (the session
+// channel, the subsystem request), INIT sent without waiting for the
+// version (see startSFTP). Not asking for the subsystem's reply would save
+// none with OpenSSH, which opens a session channel with no window and
+// grants one only once the subsystem runs.
+func openSFTP(c *ssh.Client) (*sftpSession, error) {
+	sc, err := startSFTP(c)
 	if err != nil {
 		return nil, fmt.Errorf("opening sftp (is the sftp subsystem enabled in sshd_config?): %w", err)
 	}
