@@ -65,7 +65,8 @@ func (d *delayedConn) Read(p []byte) (int, error) {
 // connection opens, then sends KEXINIT; the host's comes back); ECDH 1;
 // NEWKEYS and the ssh-userauth service request 1; x/crypto's "none" probe
 // 1; the key's query 1 and its signature 1; the SFTP session channel 1
-// and its subsystem request 1. SFTP's version exchange is not waited for: INIT goes
+// (the first command's session channel opens alongside it) and its
+// subsystem request 1. SFTP's version exchange is not waited for: INIT goes
 // out, and the version comes back with the answers to the first requests.
 // A change that adds one fails this test.
 const dialRoundTrips = 9

@@ -10,8 +10,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"golang.org/x/crypto/ssh"
 )
 
 // maxReadFile bounds ReadFile: fleetdeploy's own files are small, and a
@@ -30,11 +28,12 @@ func byteSize(n int64) string {
 }
 
 // Client is a Host reached over SSH, with one SFTP session multiplexed on the
-// same connection.
+// same connection, and the session channel of its next command opened ahead.
 type Client struct {
 	name      string
 	link      *link
 	sftp      *sftpSession
+	cmds      *sessions
 	info      ConnInfo
 	stopGrace time.Duration // see Config.StopGrace
 	onClose   func()        // a one-off Dial's own Dialer
@@ -66,6 +65,7 @@ func (c *Client) Name() string { return c.name }
 func (c *Client) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
+		c.cmds.close()
 		err = c.link.close()
 		c.sftp.close() // returns at once: its transport is gone
 		if c.onClose != nil {
@@ -93,77 +93,113 @@ func (c *Client) connErr(err error) error {
 	return err
 }
 
-// Run runs cmd in a new session on the connection.
+// Run runs cmd on a session channel of its own: the one opened ahead of it
+// (at Dial, or while the command before it started), so that a command
+// waits for one round trip, its exec's answer, which comes with its output
+// when the command is brief. Run does not wait for that answer before
+// going on (reading output, watching ctx); a refused exec is still an
+// error.
+//
+// A command given Stdin waits one round trip more: its input goes out once
+// the exec is answered, as OpenSSH requires anyway (sshd grants a session
+// channel no window until its command runs).
 func (c *Client) Run(ctx context.Context, cmd Cmd) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	s, err := c.link.ssh.NewSession()
+	s, err := c.cmds.take(ctx)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		return nil, c.connErr(fmt.Errorf("opening session: %w", err))
 	}
-	defer s.Close()
+	defer s.ch.Close()
 	var stdout limitedBuffer
 	stdout.max = 16 << 20
 	errTail := &tail{max: 4096}
+	var outW, errW io.Writer = &stdout, errTail
 	if cmd.Stdout != nil {
-		s.Stdout = cmd.Stdout
-	} else {
-		s.Stdout = &stdout
+		outW = cmd.Stdout
 	}
 	if cmd.Stderr != nil {
-		s.Stderr = io.MultiWriter(cmd.Stderr, errTail)
-	} else {
-		s.Stderr = errTail
+		errW = io.MultiWriter(cmd.Stderr, errTail)
 	}
 	var paced *pacedReader
 	var progress *lineFilter
 	if cmd.Pace != nil && cmd.Stdin != nil {
 		paced = newPacedReader(cmd.Stdin, cmd.Pace.Window, cmd.Pace.Stall)
-		progress = &lineFilter{w: s.Stderr, drop: func(line []byte) bool {
+		progress = &lineFilter{w: errW, drop: func(line []byte) bool {
 			n, ok := cmd.Pace.Read(line)
 			if ok {
 				paced.ack(n)
 			}
 			return ok
 		}}
-		s.Stderr = progress
+		errW = progress
 		cmd.Stdin = paced
 		// Whatever way the command ends, a read still waiting for room must
 		// not outlive Run.
 		defer paced.close()
 	}
+
+	exec := s.exec(cmd.wire())
+
 	// stop makes the command end early: for a command fed by cmd.Stdin, the
 	// input ends (what it does with a cut stream is its own affair: a tar
 	// fails); for any other, the kill-on-hangup wrapper sees its stdin close
 	// and kills the command's process group (a brief script has no wrapper
 	// and is left to end by itself).
-	var stdin io.WriteCloser
 	var stop func()
+	inputDone := make(chan struct{})
 	if cmd.Stdin != nil {
 		in := &stoppableReader{r: cmd.Stdin, stopped: make(chan struct{})}
-		s.Stdin = in
 		stop = in.stop
 		if paced != nil {
 			stop = func() { in.stop(); paced.close() }
 		}
+		go func() {
+			defer close(inputDone)
+			// The input goes out once the exec has been answered. With
+			// OpenSSH that costs nothing: sshd grants a session channel
+			// no window before its command runs, and the window comes
+			// with the answer. It keeps the input behind the exec on
+			// the wire, which x/crypto cannot promise across goroutines:
+			// OpenSSH drops an EOF that comes before its command runs
+			// (the command then waits for input forever: seen, a test
+			// hung), and a server that opens its channels with a window
+			// may drop data that does.
+			<-exec.done
+			if exec.err == nil {
+				io.Copy(s.ch, in)
+			}
+			s.ch.CloseWrite()
+		}()
 	} else {
 		// Held open for the command's life: closing it tells the host to kill it.
-		if stdin, err = s.StdinPipe(); err != nil {
-			return nil, c.connErr(err)
-		}
-		stop = func() { stdin.Close() }
+		close(inputDone)
+		stop = func() { s.ch.CloseWrite() }
 	}
-	if err := s.Start(cmd.wire()); err != nil {
-		return nil, c.connErr(fmt.Errorf("starting command: %w", err))
-	}
+	stop = sync.OnceFunc(stop)
+
 	done := make(chan error, 1)
 	go func() {
-		err := s.Wait()
+		var outErr, errErr error
+		var copies sync.WaitGroup
+		copies.Go(func() { outErr = copyOut(outW, s.ch) })
+		copies.Go(func() { errErr = copyOut(errW, s.ch.Stderr()) })
+		<-exec.done
+		if exec.err != nil {
+			s.ch.Close() // nothing runs: the host keeps the channel open until told
+		}
+		e := <-s.exit
+		copies.Wait()
 		if progress != nil {
 			progress.Flush() // the copy into it has ended
 		}
-		done <- err
+		stop() // the input of a command that ended without reading all of it
+		<-inputDone
+		done <- c.runOutcome(exec.err, e, errTail, errors.Join(outErr, errErr))
 	}()
 	select {
 	case err = <-done:
@@ -179,32 +215,29 @@ func (c *Client) Run(ctx context.Context, cmd Cmd) ([]byte, error) {
 			select {
 			case <-done:
 			case <-t.C:
-				s.Close()
+				s.ch.Close()
 				<-done
 			}
 			t.Stop()
 			return nil, ctx.Err()
 		}
 	}
-	if stdin != nil {
-		stdin.Close()
+	return stdout.Bytes(), err
+}
+
+// runOutcome is how a command ended, as Run reports it.
+func (c *Client) runOutcome(execErr error, e exitInfo, errTail *tail, copyErr error) error {
+	switch {
+	case errors.Is(execErr, errExecRefused):
+		return fmt.Errorf("starting command: %w", execErr)
+	case execErr != nil:
+		return c.connErr(fmt.Errorf("starting command: %w", execErr))
+	case !e.got:
+		return c.connErr(fmt.Errorf("%w: command ended without an exit status", ErrConnLost))
+	case e.status != 0 || e.signal != "":
+		return &ExitError{Status: e.status, Signal: e.signal, Stderr: errTail.String()}
 	}
-	if err != nil {
-		var ee *ssh.ExitError
-		if errors.As(err, &ee) {
-			x := &ExitError{Status: ee.ExitStatus(), Signal: ee.Signal(), Stderr: errTail.String()}
-			if x.Signal != "" {
-				x.Status = -1
-			}
-			return stdout.Bytes(), x
-		}
-		var missing *ssh.ExitMissingError
-		if errors.As(err, &missing) {
-			return stdout.Bytes(), c.connErr(fmt.Errorf("%w: command ended without an exit status", ErrConnLost))
-		}
-		return stdout.Bytes(), c.connErr(err)
-	}
-	return stdout.Bytes(), nil
+	return copyErr
 }
 
 // stoppableReader is a command's input that can be cut short: after stop,
