@@ -13,7 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
 )
 
@@ -254,16 +253,22 @@ func (d *Dialer) Dial(ctx context.Context, cfg Config) (*Client, error) {
 			return nil, err
 		}
 	}
-	var sc *sftp.Client
+	var sc *sftpSession
+	var cmds *sessions
 	l, facts, err := d.connect(ctx, &cfg, via, "host", func(c *ssh.Client) error {
+		// The first command's session channel opens alongside SFTP's: no
+		// round trip more, and none for that command later.
+		cmds = newSessions(c)
 		var err error
-		sc, err = openSFTP(c)
+		if sc, err = openSFTP(c, cmds); err != nil {
+			cmds.close()
+		}
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	c := &Client{name: cfg.Name, link: l, sftp: sc, stopGrace: cfg.StopGrace}
+	c := &Client{name: cfg.Name, link: l, sftp: sc, cmds: cmds, stopGrace: cfg.StopGrace}
 	c.info = facts
 	c.info.ConnectTime = time.Since(start)
 	for _, j := range cfg.Jumps {
@@ -463,12 +468,19 @@ func handshakeError(cfg *Config, err error, su *setup, via *link, proxy *proxyCo
 	return fmt.Errorf("ssh handshake: %w", err)
 }
 
-// openSFTP starts the SFTP subsystem: three round trips (the session
-// channel, the subsystem request, the version exchange). Not asking for the
-// subsystem's reply would save none with OpenSSH, which opens a session
-// channel with no window and grants one only once the subsystem runs.
-func openSFTP(c *ssh.Client) (*sftp.Client, error) {
-	sc, err := sftp.NewClient(c)
+// openSFTP starts the SFTP subsystem: two round trips (the session
+// channel, the subsystem request), INIT sent without waiting for the
+// version (see startSFTP). Not asking for the subsystem's reply would save
+// none with OpenSSH, which opens a session channel with no window and
+// grants one only once the subsystem runs. A host that refuses the channel
+// (MaxSessions 1) gets it once the command channel opened ahead is closed.
+func openSFTP(c *ssh.Client, cmds *sessions) (*sftpSession, error) {
+	sc, err := startSFTP(c)
+	var oc *ssh.OpenChannelError
+	if errors.As(err, &oc) { // OpenSSH says "open failed" when out of sessions
+		cmds.drop()
+		sc, err = startSFTP(c)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("opening sftp (is the sftp subsystem enabled in sshd_config?): %w", err)
 	}

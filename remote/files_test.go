@@ -105,9 +105,10 @@ func TestCloseDoesNotWaitForTheHost(t *testing.T) {
 	}
 }
 
-// Remove says what happened: on a read-only filesystem, a dangling symlink
-// (a lock) or a file that could not be removed is an error naming the
-// cause, never "not found" (pkg/sftp's Remove says so for the link).
+// Remove, Symlink and Rename say what happened: on a read-only filesystem,
+// a dangling symlink (a lock) or a file that could not be removed is an
+// error naming the cause, never "not found" (pkg/sftp's Remove said so for
+// the link), and a link that could not be made names it too.
 func TestRemoveOnReadOnlyFilesystem(t *testing.T) {
 	t.Parallel()
 	if os.Geteuid() != 0 {
@@ -143,6 +144,17 @@ func TestRemoveOnReadOnlyFilesystem(t *testing.T) {
 		if _, lerr := os.Lstat(filepath.Join(ro, name)); lerr != nil {
 			t.Errorf("%s: %v", name, lerr)
 		}
+	}
+	// A symlink or a rename there fails as OpenSSH says (SSH_FX_FAILURE),
+	// and the filesystem's flag names the cause.
+	if err := c.Symlink(t.Context(), "x", filepath.Join(ro, "new")); !errors.Is(err, syscall.EROFS) || !strings.Contains(err.Error(), "new") {
+		t.Errorf("symlink: got %v, want a read-only filesystem error naming the path", err)
+	}
+	if err := c.Rename(t.Context(), filepath.Join(ro, "lock"), filepath.Join(ro, "moved")); !errors.Is(err, syscall.EROFS) {
+		t.Errorf("rename: got %v, want a read-only filesystem error", err)
+	}
+	if err := c.Symlink(t.Context(), "x", filepath.Join(h.Root, "ro")); errors.Is(err, syscall.EROFS) || err == nil {
+		t.Errorf("symlink over an existing folder elsewhere: got %v, want a failure that is not EROFS", err)
 	}
 	if err := c.Remove(t.Context(), filepath.Join(ro, "none")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("removing a missing file: %v, want fs.ErrNotExist", err)

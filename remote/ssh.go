@@ -7,16 +7,9 @@ import (
 	"io"
 	"io/fs"
 	"net"
-	"os"
-	"path"
-	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
-
-	"github.com/pkg/sftp"
-	"golang.org/x/crypto/ssh"
 )
 
 // maxReadFile bounds ReadFile: fleetdeploy's own files are small, and a
@@ -35,11 +28,12 @@ func byteSize(n int64) string {
 }
 
 // Client is a Host reached over SSH, with one SFTP session multiplexed on the
-// same connection.
+// same connection, and the session channel of its next command opened ahead.
 type Client struct {
 	name      string
 	link      *link
-	sftp      *sftp.Client
+	sftp      *sftpSession
+	cmds      *sessions
 	info      ConnInfo
 	stopGrace time.Duration // see Config.StopGrace
 	onClose   func()        // a one-off Dial's own Dialer
@@ -65,14 +59,15 @@ var _ Host = (*Client)(nil)
 func (c *Client) Name() string { return c.name }
 
 // Close ends the connection at once: SFTP requests still in flight fail
-// rather than being waited for (a host stuck on one, e.g. opening a FIFO,
-// would otherwise hold Close forever). The jump hosts it went through stay
-// up for the other hosts of the Dialer.
+// rather than being waited for (a host stuck on one would otherwise hold
+// Close forever). The jump hosts it went through stay up for the other
+// hosts of the Dialer.
 func (c *Client) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
+		c.cmds.close()
 		err = c.link.close()
-		c.sftp.Close() // returns at once: its transport is gone
+		c.sftp.close() // returns at once: its transport is gone
 		if c.onClose != nil {
 			c.onClose()
 		}
@@ -89,83 +84,122 @@ func (c *Client) connErr(err error) error {
 	if why := c.link.why(); why != nil {
 		return fmt.Errorf("%w: %v", ErrConnLost, why)
 	}
-	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, sftp.ErrSSHFxConnectionLost) || strings.Contains(err.Error(), "use of closed network connection") {
+	if errors.Is(err, ErrConnLost) {
+		return err
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || strings.Contains(err.Error(), "use of closed network connection") {
 		return fmt.Errorf("%w: %v", ErrConnLost, err)
 	}
 	return err
 }
 
-// Run runs cmd in a new session on the connection.
+// Run runs cmd on a session channel of its own: the one opened ahead of it
+// (at Dial, or while the command before it started), so that a command
+// waits for one round trip, its exec's answer, which comes with its output
+// when the command is brief. Run does not wait for that answer before
+// going on (reading output, watching ctx); a refused exec is still an
+// error.
+//
+// A command given Stdin waits one round trip more: its input goes out once
+// the exec is answered, as OpenSSH requires anyway (sshd grants a session
+// channel no window until its command runs).
 func (c *Client) Run(ctx context.Context, cmd Cmd) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	s, err := c.link.ssh.NewSession()
+	s, err := c.cmds.take(ctx)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		return nil, c.connErr(fmt.Errorf("opening session: %w", err))
 	}
-	defer s.Close()
+	defer s.ch.Close()
 	var stdout limitedBuffer
 	stdout.max = 16 << 20
 	errTail := &tail{max: 4096}
+	var outW, errW io.Writer = &stdout, errTail
 	if cmd.Stdout != nil {
-		s.Stdout = cmd.Stdout
-	} else {
-		s.Stdout = &stdout
+		outW = cmd.Stdout
 	}
 	if cmd.Stderr != nil {
-		s.Stderr = io.MultiWriter(cmd.Stderr, errTail)
-	} else {
-		s.Stderr = errTail
+		errW = io.MultiWriter(cmd.Stderr, errTail)
 	}
 	var paced *pacedReader
 	var progress *lineFilter
 	if cmd.Pace != nil && cmd.Stdin != nil {
 		paced = newPacedReader(cmd.Stdin, cmd.Pace.Window, cmd.Pace.Stall)
-		progress = &lineFilter{w: s.Stderr, drop: func(line []byte) bool {
+		progress = &lineFilter{w: errW, drop: func(line []byte) bool {
 			n, ok := cmd.Pace.Read(line)
 			if ok {
 				paced.ack(n)
 			}
 			return ok
 		}}
-		s.Stderr = progress
+		errW = progress
 		cmd.Stdin = paced
 		// Whatever way the command ends, a read still waiting for room must
 		// not outlive Run.
 		defer paced.close()
 	}
+
+	exec := s.exec(cmd.wire())
+
 	// stop makes the command end early: for a command fed by cmd.Stdin, the
 	// input ends (what it does with a cut stream is its own affair: a tar
 	// fails); for any other, the kill-on-hangup wrapper sees its stdin close
 	// and kills the command's process group (a brief script has no wrapper
 	// and is left to end by itself).
-	var stdin io.WriteCloser
 	var stop func()
+	inputDone := make(chan struct{})
 	if cmd.Stdin != nil {
 		in := &stoppableReader{r: cmd.Stdin, stopped: make(chan struct{})}
-		s.Stdin = in
 		stop = in.stop
 		if paced != nil {
 			stop = func() { in.stop(); paced.close() }
 		}
+		go func() {
+			defer close(inputDone)
+			// The input goes out once the exec has been answered. With
+			// OpenSSH that costs nothing: sshd grants a session channel
+			// no window before its command runs, and the window comes
+			// with the answer. It keeps the input behind the exec on
+			// the wire, which x/crypto cannot promise across goroutines:
+			// OpenSSH drops an EOF that comes before its command runs
+			// (the command then waits for input forever: seen, a test
+			// hung), and a server that opens its channels with a window
+			// may drop data that does.
+			<-exec.done
+			if exec.err == nil {
+				io.Copy(s.ch, in)
+			}
+			s.ch.CloseWrite()
+		}()
 	} else {
 		// Held open for the command's life: closing it tells the host to kill it.
-		if stdin, err = s.StdinPipe(); err != nil {
-			return nil, c.connErr(err)
-		}
-		stop = func() { stdin.Close() }
+		close(inputDone)
+		stop = func() { s.ch.CloseWrite() }
 	}
-	if err := s.Start(cmd.wire()); err != nil {
-		return nil, c.connErr(fmt.Errorf("starting command: %w", err))
-	}
+	stop = sync.OnceFunc(stop)
+
 	done := make(chan error, 1)
 	go func() {
-		err := s.Wait()
+		var outErr, errErr error
+		var copies sync.WaitGroup
+		copies.Go(func() { outErr = copyOut(outW, s.ch) })
+		copies.Go(func() { errErr = copyOut(errW, s.ch.Stderr()) })
+		<-exec.done
+		if exec.err != nil {
+			s.ch.Close() // nothing runs: the host keeps the channel open until told
+		}
+		e := <-s.exit
+		copies.Wait()
 		if progress != nil {
 			progress.Flush() // the copy into it has ended
 		}
-		done <- err
+		stop() // the input of a command that ended without reading all of it
+		<-inputDone
+		done <- c.runOutcome(exec.err, e, errTail, errors.Join(outErr, errErr))
 	}()
 	select {
 	case err = <-done:
@@ -181,32 +215,29 @@ func (c *Client) Run(ctx context.Context, cmd Cmd) ([]byte, error) {
 			select {
 			case <-done:
 			case <-t.C:
-				s.Close()
+				s.ch.Close()
 				<-done
 			}
 			t.Stop()
 			return nil, ctx.Err()
 		}
 	}
-	if stdin != nil {
-		stdin.Close()
+	return stdout.Bytes(), err
+}
+
+// runOutcome is how a command ended, as Run reports it.
+func (c *Client) runOutcome(execErr error, e exitInfo, errTail *tail, copyErr error) error {
+	switch {
+	case errors.Is(execErr, errExecRefused):
+		return fmt.Errorf("starting command: %w", execErr)
+	case execErr != nil:
+		return c.connErr(fmt.Errorf("starting command: %w", execErr))
+	case !e.got:
+		return c.connErr(fmt.Errorf("%w: command ended without an exit status", ErrConnLost))
+	case e.status != 0 || e.signal != "":
+		return &ExitError{Status: e.status, Signal: e.signal, Stderr: errTail.String()}
 	}
-	if err != nil {
-		var ee *ssh.ExitError
-		if errors.As(err, &ee) {
-			x := &ExitError{Status: ee.ExitStatus(), Signal: ee.Signal(), Stderr: errTail.String()}
-			if x.Signal != "" {
-				x.Status = -1
-			}
-			return stdout.Bytes(), x
-		}
-		var missing *ssh.ExitMissingError
-		if errors.As(err, &missing) {
-			return stdout.Bytes(), c.connErr(fmt.Errorf("%w: command ended without an exit status", ErrConnLost))
-		}
-		return stdout.Bytes(), c.connErr(err)
-	}
-	return stdout.Bytes(), nil
+	return copyErr
 }
 
 // stoppableReader is a command's input that can be cut short: after stop,
@@ -247,136 +278,42 @@ func (l *limitedBuffer) Write(p []byte) (int, error) {
 
 func (l *limitedBuffer) Bytes() []byte { return l.b }
 
-// sftpCall runs SFTP requests. pkg/sftp takes no context, so when ctx ends
-// first the requests already sent are waited for (up to the stop grace; a
-// dead connection ends them sooner): an undo that follows must not race with
-// them. Their own outcome is returned when it arrives, else ctx.Err.
-func (c *Client) sftpCall(ctx context.Context, f func() error) error {
-	_, err := sftpGet(ctx, c, func() (struct{}, error) { return struct{}{}, f() })
-	return err
+// one runs a pipeline of one operation. A request in flight when ctx ends
+// is waited for (up to the stop grace), and its own outcome returned: an
+// undo sent next must find its effect, not race with it.
+func one[T any](ctx context.Context, c *Client, add func(p *Pipeline) *Result[T]) (T, error) {
+	p := NewPipeline(c)
+	r := add(p)
+	p.Wait(ctx)
+	return r.Get()
 }
 
-// sftpGet is sftpCall for requests that return a value.
-func sftpGet[T any](ctx context.Context, c *Client, f func() (T, error)) (T, error) {
-	var zero T
-	if err := ctx.Err(); err != nil {
-		return zero, err
-	}
-	type result struct {
-		v   T
-		err error
-	}
-	done := make(chan result, 1)
-	go func() {
-		v, err := f()
-		done <- result{v, err}
-	}()
-	var r result
-	select {
-	case r = <-done:
-	case <-ctx.Done():
-		t := time.NewTimer(c.stopGrace)
-		defer t.Stop()
-		select {
-		case r = <-done:
-		case <-t.C:
-			return zero, ctx.Err()
-		}
-	}
-	if r.err != nil {
-		return r.v, c.connErr(sftpErr(r.err))
-	}
-	return r.v, nil
-}
-
-// sftpErr maps SFTP status codes onto the fs errors callers test for.
-func sftpErr(err error) error {
-	var se *sftp.StatusError
-	if errors.As(err, &se) {
-		switch se.FxCode() {
-		case sftp.ErrSSHFxNoSuchFile:
-			return fmt.Errorf("%w (%v)", fs.ErrNotExist, err)
-		case sftp.ErrSSHFxPermissionDenied:
-			return fmt.Errorf("%w (%v)", fs.ErrPermission, err)
-		}
-	}
-	return err
-}
-
-// ReadFile reads a remote file: a regular one only (a FIFO would hang
-// OpenSSH's single-threaded sftp-server, and the whole session with it; a
-// symlink is not followed), of at most max bytes (MaxReadFile when 0): a
-// larger one is an error, never silently cut.
+// ReadFile reads a remote file: a regular one only, of at most max bytes
+// (MaxReadFile when 0): a larger one is an error, never silently cut.
+//
+// LSTAT and OPEN go out together, and only LSTAT's answer decides: a
+// symlink, a FIFO, a folder or a device is refused, and never read. The
+// OPEN asks for reading and writing, which on Linux never blocks on a
+// FIFO: opened for reading alone, a FIFO would hang OpenSSH's
+// single-threaded sftp-server, and every request after it. What this costs:
+// the OPEN follows a final symlink and opens what it points to (without
+// reading it); a file the login user cannot write (or a read-only
+// filesystem) is opened again, for reading, once LSTAT has said it is a
+// regular file: one round trip more; and a file opened for writing cannot
+// be executed meanwhile (ETXTBSY), so this is for data files, not
+// programs.
 func (c *Client) ReadFile(ctx context.Context, p string, max int64) ([]byte, error) {
-	if max <= 0 {
-		max = MaxReadFile
-	}
-	return sftpGet(ctx, c, func() ([]byte, error) {
-		f, size, err := c.openRegular(p)
-		if err != nil {
-			return nil, err
-		}
-		defer closeLater(f)
-		if size > max {
-			return nil, fmt.Errorf("%s is %d bytes, over the %s limit for this file", p, size, byteSize(max))
-		}
-		// The size from Lstat lets all of the file be asked for at once
-		// (pkg/sftp sends the requests together); a file that grew since
-		// reads as it was.
-		buf := make([]byte, size)
-		n, err := f.ReadAt(buf, 0)
-		if errors.Is(err, io.EOF) {
-			err = nil
-		}
-		return buf[:n], err
-	})
+	return one(ctx, c, func(pl *Pipeline) *Result[[]byte] { return pl.ReadFile(p, max) })
 }
 
 // ReadTail reads the last max bytes of a remote file, a regular one only
 // (see ReadFile).
 func (c *Client) ReadTail(ctx context.Context, p string, max int64) ([]byte, error) {
-	return sftpGet(ctx, c, func() ([]byte, error) {
-		f, size, err := c.openRegular(p)
-		if err != nil {
-			return nil, err
-		}
-		defer closeLater(f)
-		off := size - max
-		if off < 0 {
-			off = 0
-		}
-		buf := make([]byte, size-off)
-		n, err := f.ReadAt(buf, off)
-		if errors.Is(err, io.EOF) {
-			err = nil
-		}
-		return buf[:n], err
-	})
+	return one(ctx, c, func(pl *Pipeline) *Result[[]byte] { return pl.ReadTail(p, max) })
 }
 
 // errNotRegular is a path that should be a regular file and is something else.
 var errNotRegular = errors.New("not a regular file")
-
-// openRegular opens p for reading once Lstat says it is a regular file, and
-// returns its size.
-func (c *Client) openRegular(p string) (*sftp.File, int64, error) {
-	fi, err := c.sftp.Lstat(p)
-	if err != nil {
-		return nil, 0, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, 0, fmt.Errorf("%s: %w (%s)", p, errNotRegular, fileKind(fi.Mode()))
-	}
-	f, err := c.sftp.Open(p)
-	if err != nil {
-		return nil, 0, err
-	}
-	return f, fi.Size(), nil
-}
-
-// closeLater closes a file opened for reading without waiting for the
-// host's answer, which tells nothing: one round trip less per read.
-func closeLater(f *sftp.File) { go f.Close() }
 
 func fileKind(m fs.FileMode) string {
 	switch {
@@ -394,136 +331,73 @@ func fileKind(m fs.FileMode) string {
 	return "mode " + m.String()
 }
 
-// WriteFile writes data to a temporary name beside path, then renames it over path.
+// WriteFile writes data to a temporary name beside path (created with
+// O_EXCL, mode perm), then renames it over path: three round trips (the
+// OPEN; the WRITEs, FSETSTAT and CLOSE; the rename). On failure the
+// temporary file is removed.
 func (c *Client) WriteFile(ctx context.Context, p string, data []byte, perm fs.FileMode) error {
-	tmp := path.Join(path.Dir(p), fmt.Sprintf(".%s.tmp-%d", path.Base(p), time.Now().UnixNano()))
-	return c.sftpCall(ctx, func() error {
-		f, err := c.sftp.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
-		if err != nil {
-			return err
-		}
-		_, werr := f.Write(data)
-		if werr == nil {
-			werr = f.Chmod(perm)
-		}
-		if cerr := f.Close(); werr == nil {
-			werr = cerr
-		}
-		if werr == nil {
-			werr = c.sftp.PosixRename(tmp, p)
-		}
-		if werr != nil {
-			c.sftp.Remove(tmp)
-		}
-		return werr
-	})
+	_, err := one(ctx, c, func(pl *Pipeline) *Result[struct{}] { return pl.WriteFile(p, data, perm) })
+	return err
 }
 
-// AppendFile appends data to path, creating it (0644) when absent. The write
-// goes at the file's current size, with O_APPEND too: OpenSSH's sftp-server
-// honours O_APPEND, other servers (pkg/sftp's) use the offset. A file that
-// does not end with a newline (cut short, or written by hand) gets one
-// first, so that the record appended stays a line of its own.
+// AppendFile appends data to path, creating it (0644) when absent, a
+// regular file only: two round trips. The first sends LSTAT, an OPEN of the
+// file as it is and an OPEN that creates it with O_EXCL (so never through a
+// symlink), together; the second writes the record at the size LSTAT gave
+// and reads the byte before it. A file that does not end with a newline
+// (cut short, or written by hand) then has the record written again one
+// byte further, after a newline, so that it stays a line of its own: one
+// round trip more, and a moment when the record is glued to the cut line.
+// No O_APPEND (OpenSSH honours it, pkg/sftp's server does not, and that
+// rewrite needs the offset): concurrent appenders are not expected (callers
+// hold the host's deploy lock).
 func (c *Client) AppendFile(ctx context.Context, p string, data []byte) error {
-	return c.sftpCall(ctx, func() error {
-		f, err := c.sftp.OpenFile(p, os.O_RDWR|os.O_CREATE|os.O_APPEND)
-		if err != nil {
-			return err
-		}
-		fi, err := f.Stat()
-		if err == nil && !fi.Mode().IsRegular() {
-			err = fmt.Errorf("%s is not a regular file", p)
-		}
-		if err == nil && fi.Size() > 0 {
-			last := make([]byte, 1)
-			if _, err = f.ReadAt(last, fi.Size()-1); err == nil && last[0] != '\n' {
-				data = append([]byte("\n"), data...)
-			}
-		}
-		if err == nil {
-			_, err = f.WriteAt(data, fi.Size())
-		}
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		return err
-	})
+	_, err := one(ctx, c, func(pl *Pipeline) *Result[struct{}] { return pl.Append(p, data) })
+	return err
 }
 
-// Symlink creates path -> target. (pkg/sftp's client swaps the arguments for
-// OpenSSH's reversed SSH_FXP_SYMLINK, so this reads as os.Symlink does.)
+// Symlink creates path -> target, as os.Symlink does (OpenSSH's
+// SSH_FXP_SYMLINK takes the two the other way round).
 func (c *Client) Symlink(ctx context.Context, target, p string) error {
-	return c.sftpCall(ctx, func() error { return c.sftp.Symlink(target, p) })
+	_, err := one(ctx, c, func(pl *Pipeline) *Result[struct{}] { return pl.Symlink(target, p) })
+	return err
 }
 
 // Readlink returns a symlink's target.
 func (c *Client) Readlink(ctx context.Context, p string) (string, error) {
-	return sftpGet(ctx, c, func() (string, error) { return c.sftp.ReadLink(p) })
+	return one(ctx, c, func(pl *Pipeline) *Result[string] { return pl.Readlink(p) })
 }
 
 // Rename replaces newpath by oldpath atomically (posix-rename@openssh.com).
 func (c *Client) Rename(ctx context.Context, oldpath, newpath string) error {
-	return c.sftpCall(ctx, func() error { return c.sftp.PosixRename(oldpath, newpath) })
+	_, err := one(ctx, c, func(pl *Pipeline) *Result[struct{}] { return pl.Rename(oldpath, newpath) })
+	return err
 }
 
 // Remove removes a file, symlink or empty directory, and reports what
-// really happened. pkg/sftp's Remove, after both SSH_FXP_REMOVE and RMDIR
-// fail, asks Stat which error to return; Stat follows a dangling symlink
-// and says "not found", so a lock link that a read-only filesystem kept
-// looked removed. Here a "not found" is checked with Lstat, and a failure
-// the server does not explain (SSH_FX_FAILURE) is checked against the
-// filesystem's read-only flag.
+// really happened, in one round trip: REMOVE, RMDIR, then LSTAT and
+// statvfs@openssh.com go out together. A "not found" is believed only when
+// LSTAT agrees (a dangling symlink, a lock, that a read-only filesystem kept
+// is there), and a failure the server does not explain (SSH_FX_FAILURE) is
+// checked against the filesystem's read-only flag.
 func (c *Client) Remove(ctx context.Context, p string) error {
-	return c.sftpCall(ctx, func() error {
-		err := c.sftp.Remove(p)
-		if err == nil {
-			return nil
-		}
-		var se *sftp.StatusError
-		switch {
-		case errors.Is(err, fs.ErrNotExist):
-			_, lerr := c.sftp.Lstat(p)
-			if errors.Is(lerr, fs.ErrNotExist) {
-				return err
-			}
-			if lerr != nil {
-				return fmt.Errorf("removing %s: %w", p, lerr)
-			}
-			err = fmt.Errorf("removing %s: the host refused, and it is still there", p)
-		case !errors.As(err, &se) || se.FxCode() != sftp.ErrSSHFxFailure:
-			return err
-		}
-		// SSH_FX_FAILURE tells nothing more: a read-only filesystem is the
-		// usual cause, and the one to name.
-		if vfs, verr := c.sftp.StatVFS(path.Dir(p)); verr == nil && vfs.Flag&stRdonly != 0 {
-			return fmt.Errorf("removing %s: %w", p, syscall.EROFS)
-		}
-		return err
-	})
+	_, err := one(ctx, c, func(pl *Pipeline) *Result[struct{}] { return pl.Remove(p) })
+	return err
 }
 
-// stRdonly is ST_RDONLY in statvfs@openssh.com's flags.
-const stRdonly = 0x1
-
-// MkdirAll creates a directory and its parents.
+// MkdirAll creates a directory and its parents, in one round trip (a MKDIR
+// and a STAT of each).
 func (c *Client) MkdirAll(ctx context.Context, p string) error {
-	return c.sftpCall(ctx, func() error { return c.sftp.MkdirAll(p) })
+	_, err := one(ctx, c, func(pl *Pipeline) *Result[struct{}] { return pl.MkdirAll(p) })
+	return err
 }
 
 // Lstat describes path, not following a final symlink.
 func (c *Client) Lstat(ctx context.Context, p string) (fs.FileInfo, error) {
-	return sftpGet(ctx, c, func() (fs.FileInfo, error) { return c.sftp.Lstat(p) })
+	return one(ctx, c, func(pl *Pipeline) *Result[fs.FileInfo] { return pl.Lstat(p) })
 }
 
 // ReadDir returns the names in a directory, sorted.
 func (c *Client) ReadDir(ctx context.Context, p string) ([]string, error) {
-	return sftpGet(ctx, c, func() ([]string, error) {
-		list, err := c.sftp.ReadDir(p)
-		names := make([]string, 0, len(list))
-		for _, fi := range list {
-			names = append(names, fi.Name())
-		}
-		slices.Sort(names)
-		return names, err
-	})
+	return one(ctx, c, func(pl *Pipeline) *Result[[]string] { return pl.ReadDir(p) })
 }
