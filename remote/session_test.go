@@ -1,9 +1,11 @@
 package remote_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -103,4 +105,60 @@ func TestRunWithFewSessions(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A command cancelled the moment it is sent, before its exec has even left,
+// is still killed on the host: its hangup (the end of its input) must not
+// reach OpenSSH before the exec does, or sshd drops it and the command never
+// hears of it (seen: a Ctrl-C right after a health check started left it
+// running its 30 s).
+func TestCancelRightAfterExec(t *testing.T) {
+	for name, start := range hosts(t) {
+		t.Run(name, func(t *testing.T) {
+			k := dialCounted(t, start(t), 20*time.Second)
+			begin := time.Now()
+			_, err := k.c.Run(&cancelledOnSecondLook{Context: t.Context()}, remote.Cmd{Args: []string{"sleep", "30"}})
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("got %v, want context.Canceled", err)
+			}
+			if took := time.Since(begin); took > 10*time.Second {
+				t.Errorf("Run returned after %s: the command was not killed", took)
+			}
+		})
+	}
+}
+
+// cancelledOnSecondLook is a context that is live while Run takes its
+// session and cancelled from the moment Run watches it while the command
+// runs: the cancel lands before the exec request's goroutine sends it.
+type cancelledOnSecondLook struct {
+	context.Context
+	mu    sync.Mutex
+	looks int
+	done  chan struct{}
+}
+
+func (c *cancelledOnSecondLook) Done() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.done == nil {
+		c.done = make(chan struct{})
+	}
+	c.looks++
+	if c.looks == 2 {
+		close(c.done)
+	}
+	if c.looks == 1 {
+		return make(chan struct{}) // take: never cancelled
+	}
+	return c.done
+}
+
+func (c *cancelledOnSecondLook) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.looks >= 2 {
+		return context.Canceled
+	}
+	return nil
 }

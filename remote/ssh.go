@@ -176,9 +176,18 @@ func (c *Client) Run(ctx context.Context, cmd Cmd) ([]byte, error) {
 			s.ch.CloseWrite()
 		}()
 	} else {
-		// Held open for the command's life: closing it tells the host to kill it.
+		// Held open for the command's life: closing it tells the host to kill
+		// it. Not before the exec has been answered: OpenSSH drops an EOF
+		// that comes before its command runs, and the command would then
+		// never hear of the hangup (seen: a Ctrl-C right after a check
+		// started left it running its 30 s).
 		close(inputDone)
-		stop = func() { s.ch.CloseWrite() }
+		stop = func() {
+			go func() {
+				<-exec.done
+				s.ch.CloseWrite()
+			}()
+		}
 	}
 	stop = sync.OnceFunc(stop)
 
