@@ -30,6 +30,8 @@ type Plan struct {
 	Phases []Phase
 
 	Notes []string // things worth telling the user (kept builds, skipped ones)
+	// Removes are the old builds the finishing removes, by host.
+	Removes map[string][]string
 }
 
 // Policy says how a phase runs and what a failure in it means.
@@ -167,7 +169,7 @@ func Deploy(env *inventory.Environment, targets []Target, release string, b Buil
 	for _, t := range targets {
 		name, l, st := t.Host.Name, steps.Layout{Root: t.Host.Root}, t.State
 		lease := steps.NewLease(l, holder)
-		ph.lock.add(name, steps.Lock(lease, st.Fingerprint(), staleLock(st)))
+		ph.lock.add(name, steps.Lock(lease, st))
 		if st.Lock.Stale() {
 			p.Notes = append(p.Notes, fmt.Sprintf("%s: stale lock of %s: taking it over", name, st.Lock.Describe()))
 		}
@@ -188,29 +190,38 @@ func Deploy(env *inventory.Environment, targets []Target, release string, b Buil
 
 		ph.cutover.add(name, steps.Swap(l, st.Latest != ""))
 
-		up := steps.HistoryEntry{Time: now, Action: steps.ActionUp, Release: release, By: by, Previous: st.Latest, Source: b.Source}
+		up := steps.HistoryEntry{Time: now, Action: steps.ActionUp, Release: release, By: by, Previous: st.Latest, Source: b.Source, Checksum: b.Checksum}
+		hooks := env.HooksFor(inventory.AfterCutover, name)
+		fin := steps.Finishing{Live: release, Lease: lease}
 		live := ph.finish
-		if g != nil {
+		switch {
+		case g != nil:
 			live = g.live
 			live.add(name, steps.RecordLive(l, up))
-		} else {
-			live.add(name, steps.Record(l, up))
+			fin.Unstage = []string{"back"} // once the checks passed
+		case len(hooks) > 0:
+			live.add(name, steps.Record(l, up)) // before the hooks run
+		default:
+			fin.Record, fin.Unstage = &up, []string{"next", "back"}
 		}
-		for _, hk := range env.HooksFor(inventory.AfterCutover, name) {
+		for _, hk := range hooks {
 			live.add(name, steps.Hook(l, string(inventory.AfterCutover), release, hk, hookEnv))
 		}
 		if g != nil {
 			g.add(env, t, release, by, now, lease)
-			ph.finish.add(name, steps.Unstage(l))
 		}
 		remove, notes := cleanup(st, release, env.Keep)
 		for _, n := range notes {
 			p.Notes = append(p.Notes, name+": "+n)
 		}
-		if s, ok := steps.Cleanup(l, release, remove); ok {
-			ph.finish.add(name, s)
+		fin.Remove = remove
+		if len(remove) > 0 {
+			if p.Removes == nil {
+				p.Removes = map[string][]string{}
+			}
+			p.Removes[name] = remove
 		}
-		ph.finish.add(name, steps.Unlock(lease))
+		ph.finish.add(name, steps.Finish(l, fin))
 	}
 	p = ph.done(p)
 	if g != nil {
@@ -241,7 +252,7 @@ func Rollback(env *inventory.Environment, targets []Target, to string, who steps
 	for _, t := range targets {
 		name, l, st := t.Host.Name, steps.Layout{Root: t.Host.Root}, t.State
 		lease := steps.NewLease(l, holder)
-		ph.lock.add(name, steps.Lock(lease, st.Fingerprint(), staleLock(st)))
+		ph.lock.add(name, steps.Lock(lease, st))
 		if st.Lock.Stale() {
 			p.Notes = append(p.Notes, fmt.Sprintf("%s: stale lock of %s: taking it over", name, st.Lock.Describe()))
 		}
@@ -250,14 +261,24 @@ func Rollback(env *inventory.Environment, targets []Target, to string, who steps
 		}
 		ph.prepare.add(name, steps.Stage(l, release, st.Latest, lease))
 		ph.cutover.add(name, steps.Swap(l, st.Latest != ""))
-		ph.finish.add(name, steps.Record(l, steps.HistoryEntry{Time: now, Action: steps.ActionRollback, Release: release, By: by, Previous: st.Latest}))
+		back := steps.HistoryEntry{Time: now, Action: steps.ActionRollback, Release: release, By: by, Previous: st.Latest}
+		fin := steps.Finishing{Lease: lease}
 		hookEnv := steps.HookEnv(t.Host.Root, release, st.Latest)
+		var hooks []steps.Step
 		for _, phase := range []inventory.HookPhase{inventory.AfterCutover, inventory.AfterRollback} {
 			for _, hk := range env.HooksFor(phase, name) {
-				ph.finish.add(name, steps.Hook(l, string(phase), release, hk, hookEnv))
+				hooks = append(hooks, steps.Hook(l, string(phase), release, hk, hookEnv))
 			}
 		}
-		ph.finish.add(name, steps.Unlock(lease))
+		if len(hooks) > 0 {
+			ph.finish.add(name, steps.Record(l, back)) // before the hooks run
+			for _, s := range hooks {
+				ph.finish.add(name, s)
+			}
+		} else {
+			fin.Record, fin.Unstage = &back, []string{"next", "back"}
+		}
+		ph.finish.add(name, steps.Finish(l, fin))
 	}
 	return ph.done(p), nil
 }
@@ -305,15 +326,6 @@ func sharedArgs(env *inventory.Environment) []string {
 		out[i] = s.Path
 	}
 	return out
-}
-
-// staleLock is the lock a host holds when it is a dead run's (to take
-// over), else nil.
-func staleLock(st *steps.State) *steps.LockInfo {
-	if st.Lock.Stale() {
-		return st.Lock
-	}
-	return nil
 }
 
 // ChooseRelease names a new build after the UTC time, taking the next free

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fleetdeploy/fleetdeploy/remote"
+	"github.com/fleetdeploy/fleetdeploy/steps"
 )
 
 // recorder is a fake host that records every request that changes it,
@@ -79,7 +80,57 @@ func (r *recorder) Run(ctx context.Context, c remote.Cmd) ([]byte, error) {
 			return nil, err
 		}
 	}
-	return nil, r.do(remote.Run(c))
+	if err := r.do(remote.Run(c)); err != nil {
+		return nil, err
+	}
+	if c.Script != nil && c.Script.Name == "finish" {
+		r.finish(c.Params)
+	}
+	if c.Script != nil && c.Script.Name == "lock" {
+		r.lock(c.Params)
+	}
+	return nil, nil
+}
+
+// lock takes the lock as the lock script does (the test's hosts are never
+// locked by others).
+func (r *recorder) lock(ps []remote.Param) {
+	var root, holder string
+	for _, p := range ps {
+		switch p.Name {
+		case "root":
+			root = p.Value
+		case "holder":
+			holder = p.Value
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.links[steps.Layout{Root: root}.Lock()] = holder
+}
+
+// finish does to the links what the finish script does: remove the staged
+// links named, and the lock when it holds the text given.
+func (r *recorder) finish(ps []remote.Param) {
+	var root string
+	for _, p := range ps {
+		if p.Name == "root" {
+			root = p.Value
+		}
+	}
+	l := steps.Layout{Root: root}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, p := range ps {
+		switch {
+		case p.Name == "unstage" && p.Value == "next":
+			delete(r.links, l.Next())
+		case p.Name == "unstage" && p.Value == "back":
+			delete(r.links, l.Back())
+		case p.Name == "lock" && r.links[l.Lock()] == p.Value:
+			delete(r.links, l.Lock())
+		}
+	}
 }
 
 func (r *recorder) ReadFile(context.Context, string, int64) ([]byte, error) {

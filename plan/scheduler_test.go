@@ -36,6 +36,7 @@ func testFleet(t *testing.T) ([]Target, map[string]*recorder, map[string]remote.
 		r.links[l.Latest()] = steps.LinkTarget(liveID)
 		r.dirs[l.Builds()] = []string{prevID, liveID}
 		r.dirs[h.Root] = nil
+		r.dirs[l.Meta()] = nil // deployed to before
 		st, err := steps.Look(t.Context(), r, h.Root, nil)
 		if err != nil {
 			t.Fatal(err)

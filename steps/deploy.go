@@ -257,16 +257,61 @@ func oneLine(s string) string {
 }
 
 // Stage creates the symlinks the cutover needs: next -> the new build and
-// back -> the build live now (when there is one); and checks, in the same
-// round trip, that the lock is still this run's.
+// back -> the build live now (when there is one), replacing any left there;
+// and checks that the lock is still this run's: all in one round trip.
 func Stage(l Layout, id, current string, ls *Lease) Step {
-	links := []Op{Symlink(LinkTarget(id), l.Next())}
-	if current != "" {
-		links = append(links, Symlink(LinkTarget(current), l.Back()))
+	return Step{Name: "staging cutover", Ops: []Op{staging{l: l, id: id, current: current, lease: ls}},
+		Undo: []Op{RemoveIfExists(l.Next()), RemoveIfExists(l.Back())}}
+}
+
+// staging sends its requests in one pipeline, in order: the removes of
+// what a killed run may have left, then the new links, then the lock read.
+type staging struct {
+	l           Layout
+	id, current string
+	lease       *Lease
+}
+
+// Calls are the removes and the links.
+func (s staging) Calls() []remote.Call {
+	calls := []remote.Call{
+		{Method: remote.MethodRemove, Path: s.l.Next()},
+		{Method: remote.MethodRemove, Path: s.l.Back()},
+		{Method: remote.MethodSymlink, Path: s.l.Next(), Arg: LinkTarget(s.id)},
 	}
-	links = append(links, HoldsLock{Lease: ls})
-	ops := []Op{Together{RemoveIfExists(l.Next()), RemoveIfExists(l.Back())}, Together(links)}
-	return Step{Name: "staging cutover", Ops: ops, Undo: []Op{RemoveIfExists(l.Next()), RemoveIfExists(l.Back())}}
+	if s.current != "" {
+		calls = append(calls, remote.Call{Method: remote.MethodSymlink, Path: s.l.Back(), Arg: LinkTarget(s.current)})
+	}
+	return calls
+}
+
+// Note says what else it does.
+func (staging) Note() string {
+	return "(in order, in one round trip; then checks that the lock is still this run's)"
+}
+
+// Run sends the requests and reads their answers.
+func (s staging) Run(ctx context.Context, h remote.Host, _ io.Writer) error {
+	p := remote.NewPipeline(h)
+	var results []*remote.Result[[]byte]
+	for _, c := range s.Calls() {
+		results = append(results, p.Do(c))
+	}
+	lock := p.Readlink(s.l.Lock())
+	if err := p.Wait(ctx); err != nil {
+		return err
+	}
+	var errs []error
+	for i, r := range results {
+		if err := r.Err(); err != nil && !(i < 2 && isNotExist(err)) {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	who, err := lock.Get()
+	return s.lease.holds(who, err)
 }
 
 // Swap is the cutover: one rename of next over latest. Undo puts back the build
@@ -291,13 +336,75 @@ func Record(l Layout, e HistoryEntry) Step {
 	}}}
 }
 
-// Cleanup removes old builds and their markers, keeping any still in use,
-// and seals the record of live's files again (see scripts/cleanup.sh).
-func Cleanup(l Layout, live string, ids []string) (Step, bool) {
-	if len(ids) == 0 {
-		return Step{}, false
+// Finishing is what a run does last on a host, in one command (see
+// scripts/finish.sh), one round trip where it took five: record the switch
+// in the live history, remove the staged links, remove old builds, give the
+// lock back. Each part is tried even when one before it failed, the lock
+// last, so that a run that could not write its history still unlocks.
+type Finishing struct {
+	Record  *HistoryEntry // appended to the live history, its never-live mark removed; nil: none
+	Unstage []string      // staged links to remove: "next", "back"
+	Live    string        // the live build (its record of files is sealed again after a removal)
+	Remove  []string      // old builds to remove
+	Lease   *Lease        // the lock given back, when it still names this run; nil: kept
+}
+
+// Finish is the step that does f.
+func Finish(l Layout, f Finishing) Step {
+	var what []string
+	ps := params("root", l.Root)
+	if f.Record != nil {
+		what = append(what, "recording live history")
+		ps = append(ps, params("record", f.Record.line(), "unmark", f.Record.Release)...)
 	}
-	return Step{Name: "removing old builds " + strings.Join(ids, ", "), Ops: []Op{
-		Exec(remote.Cmd{Script: cleanupScript, Params: list(params("root", l.Root, "live", live), "id", ids)}),
-	}}, true
+	if f.Record == nil && len(f.Unstage) > 0 {
+		what = append(what, "removing the way back")
+		if !slices.Equal(f.Unstage, []string{"back"}) {
+			what[len(what)-1] = "removing the staged links"
+		}
+	}
+	ps = list(ps, "unstage", f.Unstage)
+	if len(f.Remove) > 0 {
+		what = append(what, "removing old builds "+strings.Join(f.Remove, ", "))
+		ps = list(append(ps, params("live", f.Live)...), "id", f.Remove)
+	}
+	if f.Lease != nil {
+		what = append(what, "unlocking")
+		ps = append(ps, params("lock", f.Lease.Holder.String())...)
+	}
+	if len(what) == 0 {
+		what = append(what, "finishing")
+	}
+	return Step{Name: strings.Join(what, ", "), Ops: []Op{finishOp{cmd: remote.Cmd{Script: finishScript, Params: ps}, lease: f.Lease}}}
+}
+
+// finishOp runs the finish script, once the lease's refresher is stopped (it
+// could put the lock back after the script removed it).
+type finishOp struct {
+	cmd   remote.Cmd
+	lease *Lease
+}
+
+// Calls is the command.
+func (f finishOp) Calls() []remote.Call { return []remote.Call{remote.Run(f.cmd)} }
+
+// Run stops the refresher, runs the script and tells its NOTE lines.
+func (f finishOp) Run(ctx context.Context, h remote.Host, out io.Writer) error {
+	if f.lease != nil {
+		f.lease.halt()
+	}
+	stdout, err := h.Run(ctx, f.cmd)
+	for _, line := range strings.SplitAfter(string(stdout), "\n") {
+		if text, ok := strings.CutPrefix(strings.TrimSuffix(line, "\n"), "lock\t"); ok {
+			var ee *remote.ExitError
+			if errors.As(err, &ee) && ee.Status == exitLockLost {
+				err = fmt.Errorf("the lock is now held by %s: leaving it", remote.Sanitize(ParseHolder(text).Who()))
+			}
+			continue
+		}
+		if out != nil && line != "" {
+			io.WriteString(out, line)
+		}
+	}
+	return err
 }

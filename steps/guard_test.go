@@ -161,11 +161,7 @@ func TestRevertRecordAndBadMark(t *testing.T) {
 	if b, _ := os.ReadFile(l.BadMark(B)); string(b) != "failed its health check on web2" {
 		t.Errorf("bad mark %q", b)
 	}
-	s, ok := Cleanup(l, A, []string{B})
-	if !ok {
-		t.Fatal("no cleanup step")
-	}
-	if err := run(t, h, s); err != nil {
+	if err := run(t, h, Finish(l, Finishing{Live: A, Remove: []string{B}})); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Lstat(l.BadMark(B)); !os.IsNotExist(err) {

@@ -130,7 +130,7 @@ func (li *LockInfo) Describe() string {
 }
 
 // Lease is one host's lock held by this run: taken by TakeLock, kept fresh
-// in the background, checked by HoldsLock before the cutover and given back
+// in the background, checked by the staging before the cutover and given back
 // by ReleaseLock. It is shared by those ops of one host's plan.
 type Lease struct {
 	Layout Layout
@@ -217,12 +217,16 @@ func (ls *Lease) halt() {
 }
 
 // Lock takes the host's deploy lock, then checks that nothing changed since
-// the state the plan was made from was read. stale, when not nil, is a dead
-// run's lock to take over.
-func Lock(ls *Lease, fingerprint string, stale *LockInfo) Step {
+// st, the state the plan was made from, was read. A stale lock in st (a
+// dead run's) is taken over.
+func Lock(ls *Lease, st *State) Step {
+	t := TakeLock{Lease: ls, Fingerprint: st.Fingerprint(), Fresh: st.fresh}
+	if st.Lock.Stale() {
+		t.Stale = st.Lock
+	}
 	return Step{
 		Name: "locking",
-		Ops:  []Op{TakeLock{Lease: ls, Fingerprint: fingerprint, Stale: stale}},
+		Ops:  []Op{t},
 		Undo: []Op{ReleaseLock{Lease: ls, Quiet: true}},
 	}
 }
@@ -235,23 +239,40 @@ type TakeLock struct {
 	Lease       *Lease
 	Fingerprint string
 	Stale       *LockInfo
+	// Fresh says the host had no .fleetdeploy folder: the lock script makes
+	// it and takes the lock, without the SFTP symlink that would fail first.
+	Fresh bool
 }
 
-// Calls is the symlink that takes the lock.
+// Calls is the symlink that takes the lock (the lock script on a new host).
 func (t TakeLock) Calls() []remote.Call {
+	if t.Fresh {
+		return []remote.Call{remote.Run(t.script())}
+	}
 	return []remote.Call{{Method: remote.MethodSymlink, Path: t.Lease.Layout.Lock(), Arg: t.Lease.Holder.String()}}
+}
+
+func (t TakeLock) script() remote.Cmd { return lockCmd(t.Lease.Layout, t.Lease.Holder.String()) }
+
+func lockCmd(l Layout, text string) remote.Cmd {
+	return remote.Cmd{Script: lockScript, Params: params("root", l.Root, "holder", text)}
 }
 
 // Note says what else happens.
 func (t TakeLock) Note() string {
 	n := "(fails if it exists; then reads the state again)"
+	if t.Fresh {
+		n = "(then reads the state again)"
+	}
 	if t.Stale != nil {
 		n = "(after taking over the stale lock of " + t.Stale.Describe() + "; then reads the state again)"
 	}
 	return n
 }
 
-// Run takes the lock, compares the state and starts refreshing the lock.
+// Run takes the lock and reads the state in one round trip (the symlink
+// first: an SFTP server carries requests out in order, so the state is read
+// under the lock), compares the state and starts refreshing the lock.
 func (t TakeLock) Run(ctx context.Context, h remote.Host, _ io.Writer) error {
 	l := t.Lease.Layout
 	if t.Stale != nil {
@@ -259,15 +280,44 @@ func (t TakeLock) Run(ctx context.Context, h remote.Host, _ io.Writer) error {
 			return err
 		}
 	}
-	if err := takeLock(ctx, h, l, t.Lease.Holder.String()); err != nil {
+	text := t.Lease.Holder.String()
+	if t.Fresh {
+		if err := lockedOrMake(ctx, h, l, text); err != nil {
+			return err
+		}
+		t.Lease.start(h)
+		return t.compare(Snapshot(ctx, h, l))
+	}
+	p := remote.NewPipeline(h)
+	took := p.Symlink(text, l.Lock())
+	read := readSnapshot(p, l)
+	if err := p.Wait(ctx); err != nil {
 		return err
 	}
-	t.Lease.start(h)
-	snap, err := Snapshot(ctx, h, l)
+	snap, err := read()
+	if took.Err() != nil {
+		if who, err := h.Readlink(ctx, l.Lock()); err == nil {
+			return &LockedError{Lock: &LockInfo{Text: who, Holder: ParseHolder(who)}}
+		}
+		if err := lockedOrMake(ctx, h, l, text); err != nil {
+			return err
+		}
+		// Taken after that state was read: read it again.
+		snap.fingerprint, err = Snapshot(ctx, h, l)
+	}
 	if err != nil {
 		return err
 	}
-	if snap != t.Fingerprint {
+	t.Lease.start(h)
+	return t.compare(snap.fingerprint, nil)
+}
+
+// compare fails when the state read under the lock is not the one planned from.
+func (t TakeLock) compare(fingerprint string, err error) error {
+	if err != nil {
+		return err
+	}
+	if fingerprint != t.Fingerprint {
 		return errors.New("the host changed between planning and locking (another deploy just ran?): run again")
 	}
 	return nil
@@ -301,17 +351,12 @@ func takeOver(ctx context.Context, h remote.Host, ls *Lease, stale *LockInfo) er
 	return &LockedError{Lock: &LockInfo{Text: moved, Holder: ParseHolder(moved)}}
 }
 
-func takeLock(ctx context.Context, h remote.Host, l Layout, text string) error {
-	if h.Symlink(ctx, text, l.Lock()) == nil {
-		return nil
-	}
-	if who, err := h.Readlink(ctx, l.Lock()); err == nil {
-		return &LockedError{Lock: &LockInfo{Text: who, Holder: ParseHolder(who)}}
-	}
-	// No lock there, and SFTP cannot say why it failed (its status codes drop
-	// errno): the folder may be missing (a new host), or the disk read-only.
-	// ln in a shell makes the folder and names the cause.
-	out, err := h.Run(ctx, remote.Cmd{Script: lockScript, Params: params("root", l.Root, "holder", text)})
+// lockedOrMake takes the lock with ln in a shell, making its folder first:
+// on a new host, or after an SFTP symlink failed with no lock there (SFTP's
+// status codes drop errno: ln names the cause, a read-only disk, a full
+// one). A lock held is a LockedError naming its holder.
+func lockedOrMake(ctx context.Context, h remote.Host, l Layout, text string) error {
+	out, err := h.Run(ctx, lockCmd(l, text))
 	var ee *remote.ExitError
 	if errors.As(err, &ee) && ee.Status == exitLocked {
 		return &LockedError{Lock: &LockInfo{Text: string(out), Holder: ParseHolder(string(out))}}
@@ -319,27 +364,16 @@ func takeLock(ctx context.Context, h remote.Host, l Layout, text string) error {
 	return err
 }
 
-// HoldsLock checks, before the cutover, that the lock is still this run's:
-// a lock removed (unlock --force) or taken over while the run went on stops
-// it before any host switches.
-type HoldsLock struct{ Lease *Lease }
-
-// Calls: none (it reads).
-func (HoldsLock) Calls() []remote.Call { return nil }
-
-// Note says what it checks.
-func (HoldsLock) Note() string { return "check that the lock is still this run's" }
-
-// Run reads the lock.
-func (c HoldsLock) Run(ctx context.Context, h remote.Host, _ io.Writer) error {
-	ls := c.Lease
+// holds says whether the lock, read as who (err: how reading it failed), is
+// still this run's: an error when it is not, or when the refresher found it
+// lost.
+func (ls *Lease) holds(who string, err error) error {
 	ls.mu.Lock()
 	lost := ls.lost
 	ls.mu.Unlock()
 	if lost != nil {
 		return lost
 	}
-	who, err := h.Readlink(ctx, ls.Layout.Lock())
 	if err != nil && !isNotExist(err) {
 		return err
 	}

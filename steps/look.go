@@ -11,7 +11,7 @@ import (
 	"path"
 	"slices"
 	"strings"
-	"sync"
+	"time"
 
 	"github.com/fleetdeploy/fleetdeploy/remote"
 )
@@ -29,136 +29,162 @@ const maxMarker = 64 << 10
 var ownFolders = []string{"builds", "shared", ".fleetdeploy", ".fleetdeploy/staging", ".fleetdeploy/pending", ".fleetdeploy/builds"}
 
 // Look reads a host's state for a deploy or a rollback over SFTP alone,
-// starting no process: after the Snapshot (read first), the lock, the live
-// build's marker, the marks of bad builds, the live history (its last 2,000
-// lines), the shared paths and the type of each of fleetdeploy's own
-// folders, all at once. A host's
-// state is untrusted: names that are not fleetdeploy's are set aside, and a
-// folder of fleetdeploy's that is not a folder is a Problem. It takes the
-// manifest's digest from the marker, the digest the manifest was made with,
-// rather than hashing the file: a corrupt manifest shows when the manifest
-// merged from it does not match (see Prepare). When a lock is held, it reads
-// the host's clock too (a symlink made and removed in .fleetdeploy), to tell
-// a live lock from a stale one.
+// starting no process, in two round trips (one pipeline): the Snapshot
+// (its requests first), the names in builds/, staging, pending and the
+// marks of bad builds, the lock, the live history (its last 2,000 lines),
+// the shared paths and the type of each of fleetdeploy's own folders. The
+// live build's marker comes from the history's last line when that line
+// is the up that made the live build (it carries the manifest's digest);
+// else it is read, a round trip more. A host's state is untrusted: names
+// that are not fleetdeploy's are set aside, and a folder of fleetdeploy's
+// that is not a folder is a Problem. It takes the manifest's digest from
+// the marker (or that line), the digest the manifest was made with, rather
+// than hashing the file: a corrupt or missing manifest shows when the
+// manifest merged from it does not match (see Prepare). When a lock is
+// held, it reads the host's clock too (a symlink made and removed in
+// .fleetdeploy), to tell a live lock from a stale one.
 func Look(ctx context.Context, h remote.Host, root string, shared []string) (*State, error) {
 	l := Layout{Root: root}
-	sn, err := snapshot(ctx, h, l)
-	if err != nil {
+	p := remote.NewPipeline(h)
+	sn := readSnapshot(p, l)
+	var dirs [4]*remote.Result[[]string]
+	for i, d := range []string{l.Builds(), l.join(".fleetdeploy", "staging"), l.join(".fleetdeploy", "pending"), l.join(".fleetdeploy", "builds")} {
+		dirs[i] = p.ReadDir(d)
+	}
+	rootInfo := p.Lstat(root)
+	own := make([]*remote.Result[fs.FileInfo], len(ownFolders))
+	for i, d := range ownFolders {
+		own[i] = p.Lstat(l.join(d))
+	}
+	lockText, lockInfo := p.Readlink(l.Lock()), p.Lstat(l.Lock())
+	history := p.ReadTail(l.History(), historyTail)
+	sharedInfo := make([]*remote.Result[fs.FileInfo], len(shared))
+	for i, sp := range shared {
+		sharedInfo[i] = p.Lstat(l.join("shared", sp))
+	}
+	if err := p.Wait(ctx); err != nil {
 		return nil, err
 	}
-	s := &State{LatestKind: "none", snapshot: sn.fingerprint}
-	if t, ok := strings.CutPrefix(sn.latest, "link:"); ok {
+
+	var errs []error
+	fail := func(err error) {
+		if err != nil && !isNotExist(err) {
+			errs = append(errs, err)
+		}
+	}
+	snapshot, err := sn()
+	fail(err)
+	s := &State{LatestKind: "none", snapshot: snapshot.fingerprint}
+	if t, ok := strings.CutPrefix(snapshot.latest, "link:"); ok {
 		s.LatestKind, s.LatestLink = "link", t
 		if id, ok := strings.CutPrefix(t, "builds/"); ok && IsRelease(id) {
 			s.Latest = id
 		}
 	} else {
-		s.LatestKind = sn.latest
+		s.LatestKind = snapshot.latest
 	}
-	s.sortEntries(sn.dirs)
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	var errs []error
-	fail := func(err error) {
-		if err != nil && !isNotExist(err) {
-			mu.Lock()
-			errs = append(errs, err)
-			mu.Unlock()
+	var names [4][]string
+	for i, r := range dirs {
+		n, err := r.Get()
+		fail(err)
+		names[i] = n
+	}
+	s.sortEntries([3][]string{names[0], names[1], names[2]})
+	for _, n := range names[3] {
+		if id, ok := strings.CutSuffix(n, ".bad"); ok && IsRelease(id) {
+			s.Bad = append(s.Bad, id)
 		}
 	}
-	problem := func(format string, a ...any) {
-		mu.Lock()
-		s.Problems = append(s.Problems, fmt.Sprintf(format, a...))
-		mu.Unlock()
+	fi, err := rootInfo.Get()
+	s.RootExists = err == nil
+	if err == nil && !fi.IsDir() && fi.Mode()&fs.ModeSymlink == 0 {
+		s.Problems = append(s.Problems, fmt.Sprintf("%s is not a folder", root))
 	}
-	wg.Go(func() {
-		fi, err := h.Lstat(ctx, root)
-		s.RootExists = err == nil
-		if err == nil && !fi.IsDir() && fi.Mode()&fs.ModeSymlink == 0 {
-			problem("%s is not a folder", root)
+	fail(err)
+	for i, d := range ownFolders {
+		fi, err := own[i].Get()
+		if d == ".fleetdeploy" {
+			s.fresh = isNotExist(err)
+		}
+		if err == nil && !fi.IsDir() {
+			s.Problems = append(s.Problems, fmt.Sprintf("%s is %s, not a folder: fleetdeploy never works through one; move it away", l.join(d), kindOf(fi.Mode())))
 		}
 		fail(err)
-	})
-	for _, d := range ownFolders {
-		wg.Go(func() {
-			fi, err := h.Lstat(ctx, l.join(d))
-			if err == nil && !fi.IsDir() {
-				problem("%s is %s, not a folder: fleetdeploy never works through one; move it away", l.join(d), kindOf(fi.Mode()))
-			}
-			fail(err)
-		})
 	}
-	var lockText string
-	var lockErr error
-	wg.Go(func() { lockText, lockErr = h.Readlink(ctx, l.Lock()) })
-	var lockInfo fs.FileInfo
-	wg.Go(func() {
-		var err error
-		lockInfo, err = h.Lstat(ctx, l.Lock())
-		fail(err)
-	})
-	var hasManifest bool
-	if s.Latest != "" {
-		wg.Go(func() {
-			b, err := h.ReadFile(ctx, l.Marker(s.Latest), maxMarker)
+	b, err := history.Get()
+	fail(err)
+	s.readHistory(b, int64(len(b)) == historyTail)
+	for i, sp := range shared {
+		if _, err := sharedInfo[i].Get(); isNotExist(err) { // a root yet to be made has none
+			s.NoShared = append(s.NoShared, sp)
+		} else {
 			fail(err)
-			for _, line := range strings.Split(string(b), "\n") {
-				s.Marker.set(line)
-			}
-		})
-		wg.Go(func() {
-			fi, err := h.Lstat(ctx, l.Marker(s.Latest)+".manifest")
-			hasManifest = err == nil && fi.Mode().IsRegular()
-			fail(err)
-		})
-	}
-	wg.Go(func() {
-		names, err := h.ReadDir(ctx, l.join(".fleetdeploy", "builds"))
-		fail(err)
-		for _, n := range names {
-			if id, ok := strings.CutSuffix(n, ".bad"); ok && IsRelease(id) {
-				mu.Lock()
-				s.Bad = append(s.Bad, id)
-				mu.Unlock()
-			}
 		}
-	})
-	wg.Go(func() {
-		b, err := h.ReadTail(ctx, l.History(), historyTail)
-		fail(err)
-		s.readHistory(b, int64(len(b)) == historyTail)
-	})
-	noShared := make([]bool, len(shared))
-	for i, p := range shared {
-		wg.Go(func() {
-			_, err := h.Lstat(ctx, l.join("shared", p))
-			noShared[i] = isNotExist(err)
-			fail(err)
-		})
 	}
-	wg.Wait()
+	li, err := lockInfo.Get()
+	fail(err)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	if lockInfo != nil {
-		s.Lock = &LockInfo{Refreshed: lockInfo.ModTime()}
-		if lockErr == nil && lockInfo.Mode()&fs.ModeSymlink != 0 {
-			s.Lock.Text, s.Lock.Holder = lockText, ParseHolder(lockText)
+	slices.Sort(s.Bad)
+
+	if s.Latest != "" {
+		if m, ok := s.markerFromHistory(); ok {
+			s.Marker, s.Manifest = m, m.Checksum
+		} else if err := s.readMarker(ctx, h, l); err != nil {
+			return nil, err
+		}
+	}
+	if li != nil {
+		s.Lock = &LockInfo{Refreshed: li.ModTime()}
+		if text, err := lockText.Get(); err == nil && li.Mode()&fs.ModeSymlink != 0 {
+			s.Lock.Text, s.Lock.Holder = text, ParseHolder(text)
 		} else {
-			s.Lock.NotOurs = kindOf(lockInfo.Mode())
+			s.Lock.NotOurs = kindOf(li.Mode())
 		}
 		s.Lock.Now = hostNow(ctx, h, l, randomName())
 	}
-	if hasManifest {
+	return s, nil
+}
+
+// markerFromHistory is the live build's marker as the history's last line
+// tells it, when that line is the up that made the live build and carries
+// its manifest's digest (versions before it did not write one).
+func (s *State) markerFromHistory() (Marker, bool) {
+	if len(s.History) == 0 {
+		return Marker{}, false
+	}
+	e := s.History[len(s.History)-1]
+	if e.Kind() != ActionUp || e.Release != s.Latest || e.Checksum == "" {
+		return Marker{}, false
+	}
+	return Marker{Release: e.Release, Checksum: e.Checksum, Previous: e.Previous, Created: e.Time.UTC().Format(time.RFC3339), By: e.By, Source: e.Source}, true
+}
+
+// readMarker reads the live build's marker, and whether its manifest is
+// there, in one round trip more.
+func (s *State) readMarker(ctx context.Context, h remote.Host, l Layout) error {
+	p := remote.NewPipeline(h)
+	marker := p.ReadFile(l.Marker(s.Latest), maxMarker)
+	manifest := p.Lstat(l.Marker(s.Latest) + ".manifest")
+	if err := p.Wait(ctx); err != nil {
+		return err
+	}
+	b, err := marker.Get()
+	if err != nil && !isNotExist(err) {
+		return err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		s.Marker.set(line)
+	}
+	fi, err := manifest.Get()
+	if err != nil && !isNotExist(err) {
+		return err
+	}
+	if err == nil && fi.Mode().IsRegular() {
 		s.Manifest = s.Marker.Checksum
 	}
-	slices.Sort(s.Bad)
-	for i, p := range shared {
-		if noShared[i] { // a root yet to be made has none
-			s.NoShared = append(s.NoShared, p)
-		}
-	}
-	return s, nil
+	return nil
 }
 
 // Writable checks that the login user can write in root, or, for a root not

@@ -18,8 +18,8 @@ var (
 	unprepareSh string
 	//go:embed scripts/lock.sh
 	lockSh string
-	//go:embed scripts/cleanup.sh
-	cleanupSh string
+	//go:embed scripts/finish.sh
+	finishSh string
 	//go:embed scripts/inspect.sh
 	inspectSh string
 	//go:embed scripts/verify.sh
@@ -34,7 +34,7 @@ var (
 	prepareScript   = &remote.Script{Name: "prepare", Body: libSh + prepareSh}
 	unprepareScript = &remote.Script{Name: "unprepare", Body: libSh + unprepareSh, Brief: true}
 	lockScript      = &remote.Script{Name: "lock", Body: lockSh, Brief: true}
-	cleanupScript   = &remote.Script{Name: "cleanup", Body: libSh + cleanupSh, Brief: true}
+	finishScript    = &remote.Script{Name: "finish", Body: libSh + finishSh, Brief: true}
 	sweepScript     = &remote.Script{Name: "sweep", Body: libSh + sweepSh, Brief: true}
 	probeScript     = &remote.Script{Name: "probe", Body: probeSh, Brief: true}
 	inspectScript   = &remote.Script{Name: "inspect", Body: libSh + inspectSh, Brief: true}
@@ -49,6 +49,7 @@ const (
 	exitSharedMissing = 3  // EXIT_SHARED_MISSING: a shared file is missing on the host
 	exitExists        = 17 // EXIT_EXISTS: builds/ID exists already
 	exitLocked        = 75 // EXIT_LOCKED: the lock is held; its holder on stdout
+	exitLockLost      = 76 // EXIT_LOCK_LOST: the lock is no longer this run's; "lock<TAB>TEXT" on stdout
 	exitCorrupt       = 78 // EXIT_CORRUPT: the live build's manifest is corrupt
 	exitDirty         = 79 // EXIT_DIRTY: reused files changed by hand; "dirty<TAB>path" lines on stdout
 )

@@ -17,6 +17,7 @@ func TestExitCodesAgree(t *testing.T) {
 		"EXIT_SHARED_MISSING": exitSharedMissing,
 		"EXIT_EXISTS":         exitExists,
 		"EXIT_LOCKED":         exitLocked,
+		"EXIT_LOCK_LOST":      exitLockLost,
 		"EXIT_CORRUPT":        exitCorrupt,
 		"EXIT_DIRTY":          exitDirty,
 	}
@@ -63,7 +64,7 @@ func TestScriptsParse(t *testing.T) {
 	}
 	for _, s := range []*struct{ name, body string }{
 		{"prepare", prepareScript.Body}, {"unprepare", unprepareScript.Body}, {"lock", lockScript.Body},
-		{"cleanup", cleanupScript.Body}, {"inspect", inspectScript.Body}, {"verify", verifyScript.Body},
+		{"cleanup", finishScript.Body}, {"inspect", inspectScript.Body}, {"verify", verifyScript.Body},
 		{"sweep", sweepScript.Body}, {"probe", probeScript.Body},
 	} {
 		if out, err := exec.Command(dash, "-n", "-c", s.body).CombinedOutput(); err != nil {

@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/fleetdeploy/fleetdeploy/remote"
@@ -39,11 +39,13 @@ type State struct {
 	Problems []string
 
 	snapshot string // see Snapshot
+	fresh    bool   // no .fleetdeploy folder: a host never deployed to
 }
 
 // HistoryEntry is one line of the live history: a build that went live.
 //
-// A line is TIME, ACTION, RELEASE, BY, PREVIOUS and SOURCE, separated by tabs.
+// A line is TIME, ACTION, RELEASE, BY, PREVIOUS, SOURCE and, on up lines,
+// CHECKSUM, separated by tabs.
 // Versions before health checks wrote the first four only (and "deploy" for
 // "up"); such lines read with Previous and Source empty.
 type HistoryEntry struct {
@@ -53,6 +55,10 @@ type HistoryEntry struct {
 	By       string // user@machine pid N
 	Previous string // the build live before ("" when none, or unknown in older lines)
 	Source   string // where the build came from (a git commit, an artifact's checksum); "" when unknown
+	// Checksum is the digest of the build's manifest, on up lines (versions
+	// before it wrote none): the next run reads it here rather than from the
+	// build's marker, a round trip earlier.
+	Checksum string
 }
 
 // History actions.
@@ -73,7 +79,11 @@ func (e HistoryEntry) Kind() string {
 }
 
 func (e HistoryEntry) line() string {
-	return strings.Join([]string{e.Time.UTC().Format(time.RFC3339), e.Action, e.Release, sanitize(e.By), e.Previous, sanitize(e.Source)}, "\t")
+	f := []string{e.Time.UTC().Format(time.RFC3339), e.Action, e.Release, sanitize(e.By), e.Previous, sanitize(e.Source)}
+	if e.Checksum != "" {
+		f = append(f, sanitize(e.Checksum))
+	}
+	return strings.Join(f, "\t")
 }
 
 // Marker is what a host knows of one build.
@@ -130,71 +140,79 @@ func (s *State) WentLive(id string) bool {
 // as read just before the rest of the state (see Snapshot).
 func (s *State) Fingerprint() string { return s.snapshot }
 
-// Snapshot reads over SFTP, starting no process, what a concurrent deploy or
-// rollback changes on a host: where latest points, the names in builds/, in
-// staging and in pending, and the size and time of the live history.
-// Inspect takes it before it reads the rest of the state, so that a change
-// made after the state was read always shows in a later Snapshot.
+// Snapshot reads over SFTP, in one round trip and starting no process, what
+// a concurrent deploy or rollback changes on a host: where latest points,
+// the times of builds/, staging and pending (a name added or removed sets
+// its folder's time) and the size and time of the live history. Look takes
+// it in the same round trip as the rest of the state, its requests first,
+// so that a change made after the state was read shows in a later Snapshot;
+// TakeLock takes it with the lock.
+//
+// SFTP gives times to the second: a change to those folders in the second
+// the state was read goes unseen. What matters cannot: a run that changes
+// the host holds the lock meanwhile (the state read would have shown it, or
+// it came after), and a run that went through its switch moved latest or
+// grew the history, both exact; one that failed left nothing, or leftovers
+// the next run sweeps.
 func Snapshot(ctx context.Context, h remote.Host, l Layout) (string, error) {
-	s, err := snapshot(ctx, h, l)
+	p := remote.NewPipeline(h)
+	sn := readSnapshot(p, l)
+	if err := p.Wait(ctx); err != nil {
+		return "", err
+	}
+	s, err := sn()
 	return s.fingerprint, err
 }
 
-// snap is a Snapshot, with where latest pointed for inspect to use.
+// snap is a Snapshot, with where latest pointed for Look to use.
 type snap struct {
 	fingerprint string
 	latest      string // "link:<target>", "none", "dir" or "other"
-	dirs        [3][]string
 }
 
-func snapshot(ctx context.Context, h remote.Host, l Layout) (snap, error) {
-	var latest, history string
-	var dirs [3][]string
-	errs := make([]error, 5)
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		t, err := h.Readlink(ctx, l.Latest())
-		if err == nil {
-			latest = "link:" + t
-			return
-		}
-		fi, err := h.Lstat(ctx, l.Latest())
+// readSnapshot adds a Snapshot's requests to p; once p is waited for, the
+// function returned reads their answers.
+func readSnapshot(p *remote.Pipeline, l Layout) func() (snap, error) {
+	link, latest := p.Readlink(l.Latest()), p.Lstat(l.Latest())
+	paths := []string{l.Builds(), l.join(".fleetdeploy", "staging"), l.join(".fleetdeploy", "pending"), l.History()}
+	stats := make([]*remote.Result[fs.FileInfo], len(paths))
+	for i, d := range paths {
+		stats[i] = p.Lstat(d)
+	}
+	return func() (snap, error) {
+		var s snap
+		var errs []error
+		fi, err := latest.Get()
+		t, lerr := link.Get()
 		switch {
+		case lerr == nil:
+			s.latest = "link:" + t
 		case isNotExist(err):
-			latest = "none"
+			s.latest = "none"
 		case err != nil:
-			errs[0] = err
+			errs = append(errs, err)
 		case fi.IsDir():
-			latest = "dir"
+			s.latest = "dir"
 		default:
-			latest = "other"
+			s.latest = "other"
 		}
-	})
-	for i, d := range []string{l.Builds(), l.join(".fleetdeploy", "staging"), l.join(".fleetdeploy", "pending")} {
-		wg.Go(func() {
-			names, err := h.ReadDir(ctx, d)
-			if err != nil && !isNotExist(err) {
-				errs[1+i] = err
+		seen := make([]string, len(paths))
+		for i, r := range stats {
+			fi, err := r.Get()
+			switch {
+			case isNotExist(err):
+				seen[i] = "none"
+			case err != nil:
+				errs = append(errs, err)
+			case i == len(paths)-1:
+				seen[i] = fmt.Sprintf("%d bytes at %d", fi.Size(), fi.ModTime().Unix())
+			default:
+				seen[i] = fmt.Sprintf("at %d", fi.ModTime().Unix())
 			}
-			dirs[i] = names
-		})
-	}
-	wg.Go(func() {
-		fi, err := h.Lstat(ctx, l.History())
-		switch {
-		case isNotExist(err):
-			history = "none"
-		case err != nil:
-			errs[4] = err
-		default:
-			history = fmt.Sprintf("%d bytes at %d", fi.Size(), fi.ModTime().Unix())
 		}
-	})
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return snap{}, err
+		s.fingerprint = fmt.Sprintf("latest %s; builds %s; staging %s; pending %s; history %s", s.latest, seen[0], seen[1], seen[2], seen[3])
+		return s, errors.Join(errs...)
 	}
-	return snap{fmt.Sprintf("latest %s; builds %q; staging %q; pending %q; history %s", latest, dirs[0], dirs[1], dirs[2], history), latest, dirs}, nil
 }
 
 // checkOutput bounds what the check script may print (manifest digest, files
@@ -249,6 +267,9 @@ func (s *State) addHistory(f []string) {
 	}
 	if len(f) > 5 {
 		e.Source = f[5]
+	}
+	if len(f) > 6 && strings.HasPrefix(f[6], "sha256:") {
+		e.Checksum = f[6]
 	}
 	s.History = append(s.History, e)
 }

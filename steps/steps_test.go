@@ -379,17 +379,17 @@ func TestLockIsExclusive(t *testing.T) {
 		t.Fatal(err)
 	}
 	alice, bob := NewLease(l, holder("alice")), NewLease(l, holder("bob"))
-	if err := run(t, h, Lock(alice, st.Fingerprint(), nil)); err != nil {
+	if err := run(t, h, Lock(alice, st)); err != nil {
 		t.Fatal(err)
 	}
 	defer alice.halt()
-	err = run(t, h, Lock(bob, st.Fingerprint(), nil))
+	err = run(t, h, Lock(bob, st))
 	var le *LockedError
 	if !errorsAs(err, &le) || le.Lock.Holder.By != "alice" {
 		t.Fatalf("second lock: %v", err)
 	}
 	// bob's undo leaves alice's lock alone, quietly: bob never held it.
-	if err := RunOps(t.Context(), h, Lock(bob, "", nil).Undo, nil, nil); err != nil {
+	if err := RunOps(t.Context(), h, Lock(bob, st).Undo, nil, nil); err != nil {
 		t.Errorf("undo of a lock never taken: %v", err)
 	}
 	if err := run(t, h, Unlock(bob)); err == nil || !strings.Contains(err.Error(), "held by alice") {
@@ -428,7 +428,7 @@ func TestLockLease(t *testing.T) {
 	h := &localHost{}
 	st, _ := Look(t.Context(), h, l.Root, nil)
 	dead := NewLease(l, NewHolder("dead", 30*time.Second).For("up", "20261125-101500", time.Now()))
-	if err := run(t, h, Lock(dead, st.Fingerprint(), nil)); err != nil {
+	if err := run(t, h, Lock(dead, st)); err != nil {
 		t.Fatal(err)
 	}
 	dead.halt() // killed: no more refreshes
@@ -454,7 +454,7 @@ func TestLockLease(t *testing.T) {
 		t.Errorf("describe: %s", st.Lock.Describe())
 	}
 	me := NewLease(l, NewHolder("me", 300*time.Millisecond).For("up", "20261125-101501", time.Now()))
-	if err := run(t, h, Lock(me, st.Fingerprint(), st.Lock)); err != nil {
+	if err := run(t, h, Lock(me, st)); err != nil {
 		t.Fatal(err)
 	}
 	if who, _ := os.Readlink(l.Lock()); who != me.Holder.String() {
@@ -467,14 +467,15 @@ func TestLockLease(t *testing.T) {
 	// Refreshed while running: its mtime moves on.
 	fi1, _ := os.Lstat(l.Lock())
 	waitFor(t, func() bool { fi2, err := os.Lstat(l.Lock()); return err == nil && fi2.ModTime().After(fi1.ModTime()) })
-	if err := (HoldsLock{Lease: me}).Run(t.Context(), h, nil); err != nil {
-		t.Errorf("holds its lock: %v", err)
+	stage := Stage(l, "20261125-101501", "", me)
+	if err := run(t, h, stage); err != nil {
+		t.Errorf("staging, holding its lock: %v", err)
 	}
 
 	// Removed by a forced unlock meanwhile: the run stops before its cutover.
 	os.Remove(l.Lock())
 	os.Symlink(holder("thief").String(), l.Lock())
-	if err := (HoldsLock{Lease: me}).Run(t.Context(), h, nil); err == nil || !strings.Contains(err.Error(), "thief") {
+	if err := run(t, h, stage); err == nil || !strings.Contains(err.Error(), "thief") {
 		t.Errorf("lost lock: %v", err)
 	}
 	me.halt()
@@ -497,7 +498,7 @@ func TestLockNotOurs(t *testing.T) {
 		!strings.Contains(msg, "fleetdeploy unlock --force prod") {
 		t.Errorf("message: %s", msg)
 	}
-	if err := run(t, h, Lock(NewLease(l, holder("me")), st.Fingerprint(), nil)); err == nil {
+	if err := run(t, h, Lock(NewLease(l, holder("me")), st)); err == nil {
 		t.Error("took a lock over a regular file")
 	}
 	if err := run(t, h, ForceUnlock(l)); err != nil {
@@ -516,7 +517,7 @@ func locked(t *testing.T, h *localHost, l Layout) *Lease {
 		t.Fatal(err)
 	}
 	ls := NewLease(l, holder("test"))
-	if err := run(t, h, Lock(ls, st.Fingerprint(), nil)); err != nil {
+	if err := run(t, h, Lock(ls, st)); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(ls.halt)
@@ -537,17 +538,29 @@ func waitFor(t *testing.T, cond func() bool) {
 
 // What a concurrent deploy or rollback changes between the read the plan is
 // made from and the lock makes the lock fail; the state read again is not
-// trusted blindly.
+// trusted blindly. The folders' times are to the second over SFTP (see
+// Snapshot): the changes of new names come a second later here.
 func TestLockNoticesChangeSincePlanning(t *testing.T) {
+	later := func(dir string) {
+		t.Helper()
+		at := time.Now().Add(2 * time.Second)
+		if err := os.Chtimes(dir, at, at); err != nil {
+			t.Fatal(err)
+		}
+	}
 	for name, change := range map[string]func(l Layout){
 		"a new build": func(l Layout) {
 			write(t, filepath.Join(l.Build("20261125-101501"), "x"), "a concurrent deploy was here")
+			later(l.Builds())
 		},
 		"a rollback": func(l Layout) {
 			write(t, l.History(), "2026-11-25T10:15:00Z\tdeploy\t20261125-101500\tme\n2026-11-25T10:16:00Z\trollback\t20261125-101500\tyou\n")
 		},
 		"a switch": func(l Layout) { os.Remove(l.Latest()); os.Symlink("builds/20261125-101501", l.Latest()) },
-		"staging":  func(l Layout) { write(t, filepath.Join(l.Staging("20261125-101502"), "x"), "upload under way") },
+		"staging": func(l Layout) {
+			write(t, filepath.Join(l.Staging("20261125-101502"), "x"), "upload under way")
+			later(filepath.Dir(l.Staging("20261125-101502")))
+		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			l := Layout{Root: t.TempDir()}
@@ -564,7 +577,7 @@ func TestLockNoticesChangeSincePlanning(t *testing.T) {
 			change(l)
 			ls := NewLease(l, holder("me"))
 			defer ls.halt()
-			if err := run(t, h, Lock(ls, st.Fingerprint(), nil)); err == nil || !strings.Contains(err.Error(), "changed between planning and locking") {
+			if err := run(t, h, Lock(ls, st)); err == nil || !strings.Contains(err.Error(), "changed between planning and locking") {
 				t.Fatalf("got %v", err)
 			}
 		})
@@ -581,7 +594,7 @@ func TestLockOnNewHost(t *testing.T) {
 	}
 	ls := NewLease(l, holder("me"))
 	defer ls.halt()
-	if err := run(t, h, Lock(ls, st.Fingerprint(), nil)); err != nil {
+	if err := run(t, h, Lock(ls, st)); err != nil {
 		t.Fatal(err)
 	}
 	if who, err := os.Readlink(l.Lock()); err != nil || who != ls.Holder.String() {

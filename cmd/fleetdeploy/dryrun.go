@@ -116,11 +116,7 @@ func (c *common) showPlan(view report.PlanView, targets []plan.Target, p *plan.P
 		h := report.PlanHost{PlannedHost: known[name], Hooks: hooks(name), Problems: problems[name]}
 		h.Host, h.Live = name, t.State.Latest
 		if p != nil {
-			for _, s := range p.Phase("finishing").Steps[name] {
-				if ids, ok := strings.CutPrefix(s.Name, "removing old builds "); ok {
-					h.Remove = strings.Split(ids, ", ")
-				}
-			}
+			h.Remove = p.Removes[name]
 			for _, n := range p.Notes {
 				if rest, ok := strings.CutPrefix(n, name+": "); ok {
 					h.Notes = append(h.Notes, remote.Sanitize(rest))

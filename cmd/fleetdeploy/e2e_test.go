@@ -209,9 +209,10 @@ func TestDryRunChangesNothingAndMatchesTheRun(t *testing.T) {
 			return run.ReplaceAllString(decided.ReplaceAllString(payload.ReplaceAllString(s, "< payload"), ""), "; run X;")
 		}
 		want := plannedOps(normal(planned))
-		// The live history's record ends with the source, as the marker does.
-		recorded := regexp.MustCompile(`\t(dir|git [^'\t]*|artifact [^'\t]*)'`)
-		got := executedOps(normal(recorded.ReplaceAllString(source.ReplaceAllString(sum.ReplaceAllString(out.String(), "checksum=(computed by the build)"), "source=(recorded by the build)"), "\t(recorded by the build)'")))
+		// The live history's record ends with the source and the checksum,
+		// as the marker has them.
+		recorded := regexp.MustCompile(`\t(dir|git [^'\t]*|artifact [^'\t]*)\tsha256:[0-9a-f]+'`)
+		got := executedOps(normal(recorded.ReplaceAllString(source.ReplaceAllString(sum.ReplaceAllString(out.String(), "checksum=(computed by the build)"), "source=(recorded by the build)"), "\t(recorded by the build)\t(computed by the build)'")))
 		for _, n := range f.names {
 			if strings.Join(want[n], "\n") != strings.Join(got[n], "\n") {
 				t.Errorf("%s: plan and run differ\nplanned:\n%s\nexecuted:\n%s", n, strings.Join(want[n], "\n"), strings.Join(got[n], "\n"))

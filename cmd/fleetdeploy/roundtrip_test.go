@@ -1,6 +1,8 @@
 package main
 
 import (
+	"encoding/json"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -39,13 +41,13 @@ func TestRoundTrips(t *testing.T) {
 		t.Helper()
 		link.Reset()
 		var out, errb strings.Builder
-		code := runWith(t.Context(), append([]string{"fleetdeploy", "--cache-dir", filepath.Join(t.TempDir(), name), "--keepalive", "1h"}, append(args, "-i", inv)...),
+		code := runWith(t.Context(), append([]string{"fleetdeploy", "--cache-dir", filepath.Join(t.TempDir(), name), "--keepalive", "1h", "--json", "-v"}, append(args, "-i", inv)...),
 			&out, &errb, time.Now, func(c *common) { c.wrapConn = func(nc net.Conn) net.Conn { return link.Wrap(nc) } })
 		if code != 0 {
 			t.Fatalf("%s: exit %d\n%s%s", name, code, out.String(), errb.String())
 		}
 		n := link.Waits()
-		t.Logf("%-12s %3d round trips (budget %d)", name, n, roundTripBudget[name])
+		t.Logf("%-12s %3d round trips (budget %d)%s", name, n, roundTripBudget[name], whereSpent(t, out.String(), link.WaitTimes()))
 		if n > roundTripBudget[name] {
 			t.Errorf("%s: %d round trips, over its budget of %d", name, n, roundTripBudget[name])
 		}
@@ -56,4 +58,54 @@ func TestRoundTrips(t *testing.T) {
 	count("redeploy", "up", "test")
 	count("status", "status", "test")
 	count("rollback", "rollback", "test")
+}
+
+// whereSpent says what the run was doing as each round trip began: the
+// last event (a stage, a phase, a step, an op with -v) told before it.
+func whereSpent(t *testing.T, events string, waits []time.Time) string {
+	t.Helper()
+	type event struct {
+		Type, Stage, Phase, Step, Op string
+		Time                         time.Time
+	}
+	var evs []event
+	for _, line := range strings.Split(strings.TrimSpace(events), "\n") {
+		var e event
+		if err := json.Unmarshal([]byte(line), &e); err != nil {
+			t.Fatalf("event %q: %v", line, err)
+		}
+		evs = append(evs, e)
+	}
+	var b strings.Builder
+	last, n := "", 0
+	flush := func() {
+		if n > 0 {
+			fmt.Fprintf(&b, "\n    %3d  %s", n, last)
+		}
+	}
+	for _, w := range waits {
+		doing := "connecting"
+		for _, e := range evs {
+			if e.Time.After(w) {
+				break
+			}
+			switch e.Type {
+			case "stage_start":
+				doing = e.Stage
+			case "phase_start":
+				doing = e.Phase
+			case "step_start":
+				doing = e.Phase + " / " + e.Step
+			case "op":
+				doing = e.Phase + " / " + e.Step + " / " + e.Op
+			}
+		}
+		if doing != last {
+			flush()
+			last, n = doing, 0
+		}
+		n++
+	}
+	flush()
+	return b.String()
 }

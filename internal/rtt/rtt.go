@@ -19,6 +19,7 @@ type Link struct {
 
 	mu    sync.Mutex
 	waits int
+	at    []time.Time
 }
 
 // Waits is how many times a client read waited for the server so far, over
@@ -29,10 +30,21 @@ func (l *Link) Waits() int {
 	return l.waits
 }
 
+// WaitTimes is, for each wait counted so far, about when the client sent
+// what it waited for (the answer's arrival less OneWay: the host's work
+// is small beside the delay): a test lays them beside what the client was
+// doing then, to say which step each round trip is spent on.
+func (l *Link) WaitTimes() []time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append([]time.Time(nil), l.at...)
+}
+
 // Reset sets the count back to zero.
 func (l *Link) Reset() {
 	l.mu.Lock()
 	l.waits = 0
+	l.at = nil
 	l.mu.Unlock()
 }
 
@@ -87,6 +99,7 @@ func (d *conn) Read(p []byte) (int, error) {
 	if time.Since(start) >= d.link.OneWay*9/10 {
 		d.link.mu.Lock()
 		d.link.waits++
+		d.link.at = append(d.link.at, time.Now().Add(-d.link.OneWay))
 		d.link.mu.Unlock()
 	}
 	n := copy(p, d.rest)

@@ -1,5 +1,17 @@
 #!/bin/sh
-# fleetdeploy-cleanup removes builds unless a process still uses them: its
+# fleetdeploy-finish ends a run on a host, in one command (one round trip):
+#   - appends the run's line to the live history (record=), on a line of its
+#     own, and removes the never-live mark of the build it names;
+#   - removes the staged links (unstage=next, unstage=back);
+#   - removes old builds (id=), unless a process still uses them (below);
+#   - gives the deploy lock back (lock=TEXT) when it still holds TEXT: a lock
+#     taken over or removed meanwhile is left alone, and said so.
+# Every part is tried even when one before failed, the lock last: a run
+# that could not record its history still unlocks. It fails (EXIT_FAILED,
+# stderr says what) when a part failed, and ends with EXIT_LOCK_LOST, the
+# lock's text on stdout as "lock<TAB>TEXT", when the lock is not this run's.
+#
+# An old build is removed unless a process still uses it: its
 # working or root directory, an open file or a mapped file is inside the
 # build, compared by device and inode (paths differ through symlinks). Files
 # shared by hard links with other builds do not count: removing this build's
@@ -14,16 +26,45 @@
 # by hand (see prepare's suspects).
 #
 # Parameters: root=DIR live=ID id=ID (list: the builds to remove)
+#   record=LINE unmark=ID unstage=next|back (list) lock=TEXT
 
-root='' live=''
+# Exit statuses; steps/scripts.go holds the same numbers.
+EXIT_FAILED=1    # a part failed: stderr says what
+EXIT_LOCK_LOST=76 # the lock is not this run's: "lock<TAB>TEXT" on stdout
+
+root='' live='' record='' unmark='' lock=''
 for kv do
 	case $kv in
 	root=*) root=${kv#*=} ;;
 	live=*) live=${kv#*=} ;;
+	record=*) record=${kv#*=} ;;
+	unmark=*) unmark=${kv#*=} ;;
+	lock=*) lock=${kv#*=} ;;
 	esac
 done
-cd -- "$root" || exit 1
+cd -- "$root" || exit "$EXIT_FAILED"
 own_folders .
+ok=1
+
+if [ -n "$record" ]; then
+	h=.fleetdeploy/history
+	if [ -L "$h" ] || { [ -e "$h" ] && [ ! -f "$h" ]; }; then
+		echo "$root/$h is not a regular file: the switch is not recorded in it" >&2
+		ok=
+	elif ! {
+		if [ -s "$h" ] && [ -n "$(tail -c 1 "$h")" ]; then echo; fi
+		printf '%s\n' "$record"
+	} >>"$h"; then
+		ok=
+	fi
+fi
+case $unmark in '' | *[!0-9-]*) ;; *) rm -f -- ".fleetdeploy/pending/$unmark" || ok= ;; esac
+for kv do
+	case $kv in
+	unstage=next) rm -f -- .fleetdeploy/next || ok= ;;
+	unstage=back) rm -f -- .fleetdeploy/back || ok= ;;
+	esac
+done
 
 # in_use lists the open files, working directories and mapped files of every
 # process we may see, as "pid<TAB>dev:inode" (st_dev in decimal, as find's %D
@@ -53,10 +94,13 @@ user() {
 	awk -F'\t' -v ids="$procs.ids" 'BEGIN { while ((getline l < ids) > 0) k[l] = 1 } ($2 in k) { sub("/proc/", "", $1); sub("/.*", "", $1); print $1; exit }' "$procs"
 }
 
-procs=$(mktemp) || exit 1
-trap 'rm -f "$procs" "$procs.ids"' EXIT
-in_use
-ok=1
+remove=
+for kv do case $kv in id=*) remove=1 ;; esac; done
+if [ -n "$remove" ]; then
+	procs=$(mktemp) || exit "$EXIT_FAILED"
+	trap 'rm -f "$procs" "$procs.ids"' EXIT
+	in_use
+fi
 for kv do
 	case $kv in id=*) ;; *) continue ;; esac
 	id=${kv#id=}
@@ -83,8 +127,23 @@ case $live in '' | *[!0-9-]*) ;; *)
 	if [ -f "$r" ] && [ ! -L "$r" ]; then touch -c -- "$r" || ok=; fi
 	;;
 esac
-if [ "$visible" -lt "$total" ]; then
+if [ -n "$remove" ] && [ "$visible" -lt "$total" ]; then
 	echo "NOTE: the in-use check saw $visible of $total processes (others belong to other users or are hidden): builds used only by those may have been removed"
 fi
-if [ -z "$ok" ]; then exit 1; fi
+if [ -n "$lock" ]; then
+	l=.fleetdeploy/lock
+	if [ -L "$l" ]; then
+		now=$(readlink -- "$l")
+		if [ "$now" = "$lock" ]; then
+			rm -f -- "$l" || ok=
+		else
+			printf 'lock\t%s\n' "$now"
+			exit "$EXIT_LOCK_LOST"
+		fi
+	elif [ -e "$l" ]; then
+		echo "$root/$l is not a symlink, not fleetdeploy's lock: left alone" >&2
+		ok=
+	fi
+fi
+if [ -z "$ok" ]; then exit "$EXIT_FAILED"; fi
 exit 0
