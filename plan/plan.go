@@ -181,12 +181,16 @@ func Deploy(env *inventory.Environment, targets []Target, release string, b Buil
 			ph.prepare.add(name, s)
 		}
 		marker := steps.Marker{Release: release, Checksum: b.Checksum, Previous: st.Latest, Created: now.UTC().Format(time.RFC3339), By: by, Source: b.Source}
-		ph.prepare.add(name, steps.Prepare(l, marker, b.Payloads[name], env.Shared))
 		hookEnv := steps.HookEnv(t.Host.Root, release, st.Latest)
-		for _, hk := range env.HooksFor(inventory.BeforeCutover, name) {
-			ph.prepare.add(name, steps.Hook(l, string(inventory.BeforeCutover), release, hk, hookEnv))
+		if before := env.HooksFor(inventory.BeforeCutover, name); len(before) > 0 {
+			ph.prepare.add(name, steps.Prepare(l, marker, b.Payloads[name], env.Shared))
+			for _, hk := range before {
+				ph.prepare.add(name, steps.Hook(l, string(inventory.BeforeCutover), release, hk, hookEnv))
+			}
+			ph.prepare.add(name, steps.Stage(l, release, st.Latest, lease))
+		} else {
+			ph.prepare.add(name, steps.PrepareAndStage(l, marker, b.Payloads[name], env.Shared, st.Latest, lease))
 		}
-		ph.prepare.add(name, steps.Stage(l, release, st.Latest, lease))
 
 		ph.cutover.add(name, steps.Swap(l, st.Latest != ""))
 

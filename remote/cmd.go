@@ -5,6 +5,7 @@ package remote
 
 import (
 	_ "embed"
+	"encoding/base64"
 	"io"
 	"strings"
 )
@@ -37,6 +38,13 @@ type Cmd struct {
 	// with its whole process group, as soon as the session goes away (unless
 	// it is a Brief script, left to end by itself).
 	Stdin io.Reader
+	// Inline, for a Script, is its input carried in the command itself, as a
+	// last parameter inline=BASE64 (String shows Input alone, as for Stdin):
+	// a small input then costs no round trip of its own, where Stdin waits
+	// for the exec's answer (OpenSSH opens a command's input once it runs).
+	// sshd hands the whole command to the login shell as one argument,
+	// which Linux caps at 128 KiB: keep it well below.
+	Inline []byte
 	// Pace, with Stdin, holds the input back to what the command reports
 	// having read (see Pace).
 	Pace *Pace
@@ -132,6 +140,9 @@ func (c Cmd) words(display bool) []string {
 	}
 	for _, p := range c.Params {
 		w = append(w, p.word())
+	}
+	if c.Inline != nil && !display {
+		w = append(w, "inline="+base64.StdEncoding.EncodeToString(c.Inline))
 	}
 	return w
 }

@@ -92,6 +92,18 @@ func Prepare(l Layout, m Marker, p Payload, shared []inventory.SharedPath) Step 
 	}
 }
 
+// PrepareAndStage is Prepare, then Stage in the same command: a round trip
+// less, for a host with no hook to run in between.
+func PrepareAndStage(l Layout, m Marker, p Payload, shared []inventory.SharedPath, current string, ls *Lease) Step {
+	s := Prepare(l, m, p, shared)
+	u := s.Ops[0].(Upload)
+	u.Stage = &Staging{Current: current, Lease: ls}
+	s.Name += " and staging cutover"
+	s.Ops[0] = u
+	s.Undo = append(s.Undo, RemoveIfExists(l.Next()), RemoveIfExists(l.Back()))
+	return s
+}
+
 // Upload runs the prepare script fed the payload. When the host finds files
 // of its live build changed by hand (or its manifest corrupt), it undoes the
 // attempt and sends, once, the payload Payload.Redo gives.
@@ -100,6 +112,14 @@ type Upload struct {
 	Marker  Marker
 	Payload Payload
 	Shared  []inventory.SharedPath
+	Stage   *Staging // when set, the script stages the cutover too
+}
+
+// Staging is what staging the cutover needs: the build live now (the way
+// back; "" for none) and the lock, checked to be still this run's.
+type Staging struct {
+	Current string
+	Lease   *Lease
 }
 
 // Calls is the prepare command with its payload.
@@ -125,7 +145,7 @@ func (u Upload) cmd(p Payload) remote.Cmd {
 	switch {
 	case p.Gzip:
 		z = "gzip"
-	case p.Window > 0:
+	case p.Window > 0 && !inline(p):
 		z = "paced"
 		pace = &remote.Pace{Window: max(p.Window, 2*tarReport), Read: tarRead}
 	}
@@ -142,6 +162,9 @@ func (u Upload) cmd(p Payload) remote.Cmd {
 		ps = append(ps, remote.Param{Name: "shared", Value: kind + ":" + s.Path})
 	}
 	ps = list(ps, "skip", p.Skip)
+	if u.Stage != nil {
+		ps = append(ps, params("stage", "1", "back", u.Stage.Current, "lock", u.Stage.Lease.Holder.String())...)
+	}
 	return remote.Cmd{Script: prepareScript, Params: ps, Pace: pace, Input: p.input()}
 }
 
@@ -150,13 +173,40 @@ func (u Upload) undo() remote.Cmd {
 	return remote.Cmd{Script: unprepareScript, Params: params("root", u.Layout.Root, "id", u.Marker.Release, "token", u.Marker.token())}
 }
 
-// Run sends the payload, and the redo when the host asks for it.
+// Run sends the payload, and the redo when the host asks for it; when it
+// stages too, a lock found not to be this run's is the error.
 func (u Upload) Run(ctx context.Context, h remote.Host, out io.Writer) error {
+	stdout, err := u.run(ctx, h, out)
+	if u.Stage == nil {
+		return err
+	}
+	var x *remote.ExitError
+	if errors.As(err, &x) && x.Status == exitLockLost {
+		held, _ := lockLine(stdout)
+		return lostLock(held)
+	}
+	if err == nil {
+		return u.Stage.Lease.holds(u.Stage.Lease.Holder.String(), nil) // the refresher's word
+	}
+	return err
+}
+
+// lockLine finds a script's "lock<TAB>TEXT" line in its output.
+func lockLine(stdout []byte) (string, bool) {
+	for _, line := range strings.Split(string(stdout), "\n") {
+		if text, ok := strings.CutPrefix(line, "lock\t"); ok {
+			return text, true
+		}
+	}
+	return "", false
+}
+
+func (u Upload) run(ctx context.Context, h remote.Host, out io.Writer) ([]byte, error) {
 	p := u.Payload
 	stdout, err := send(ctx, h, u.cmd(p), p)
 	var x *remote.ExitError
 	if p.Redo == nil || !errors.As(err, &x) || (x.Status != exitDirty && x.Status != exitCorrupt) {
-		return err
+		return stdout, err
 	}
 	var dirty []string
 	for _, line := range strings.Split(string(stdout), "\n") {
@@ -167,18 +217,17 @@ func (u Upload) Run(ctx context.Context, h remote.Host, out io.Writer) error {
 	slices.Sort(dirty) // a file can be found by its record and by its hash
 	dirty = slices.Compact(dirty)
 	if _, uerr := h.Run(ctx, u.undo()); uerr != nil {
-		return errors.Join(err, uerr)
+		return nil, errors.Join(err, uerr)
 	}
 	again, rerr := p.Redo(dirty, x.Status == exitCorrupt)
 	if rerr != nil {
-		return errors.Join(err, rerr)
+		return nil, errors.Join(err, rerr)
 	}
 	c := u.cmd(again)
 	if out != nil {
 		fmt.Fprintf(out, "%s\n", c.String())
 	}
-	_, err = send(ctx, h, c, again)
-	return err
+	return send(ctx, h, c, again)
 }
 
 // tarReport is how often the prepare script's tar reports its progress when
@@ -199,7 +248,17 @@ func tarRead(line []byte) (int64, bool) {
 	return records * 128 * 512, true
 }
 
-// send runs the prepare command with p's payload as its input.
+// inlineMax bounds a payload sent in the command itself (remote.Cmd.Inline;
+// base64 makes it a third larger): the prepare script takes some 20 KiB of
+// the 128 KiB a command may have.
+const inlineMax = 48 << 10
+
+// inline reports whether payload p goes in the command itself: a small one
+// (a redeploy's few files), which then costs no round trip of its own.
+func inline(p Payload) bool { return p.Open != nil && p.Size > 0 && p.Size <= inlineMax }
+
+// send runs the prepare command with p's payload as its input: in the
+// command itself when small (inline), else on stdin.
 func send(ctx context.Context, h remote.Host, c remote.Cmd, p Payload) ([]byte, error) {
 	if p.Open == nil {
 		return nil, errors.New("no payload")
@@ -209,6 +268,17 @@ func send(ctx context.Context, h remote.Host, c remote.Cmd, p Payload) ([]byte, 
 		return nil, err
 	}
 	defer r.Close()
+	if inline(p) {
+		data, err := io.ReadAll(io.LimitReader(r, inlineMax+1))
+		if err != nil {
+			return nil, err
+		}
+		if len(data) > inlineMax {
+			return nil, fmt.Errorf("the payload is larger than its size said (%d bytes)", p.Size)
+		}
+		c.Inline = data
+		return h.Run(ctx, c)
+	}
 	c.Stdin = r
 	return h.Run(ctx, c)
 }
@@ -394,15 +464,12 @@ func (f finishOp) Run(ctx context.Context, h remote.Host, out io.Writer) error {
 		f.lease.halt()
 	}
 	stdout, err := h.Run(ctx, f.cmd)
+	var ee *remote.ExitError
+	if held, ok := lockLine(stdout); ok && errors.As(err, &ee) && ee.Status == exitLockLost {
+		err = fmt.Errorf("the lock is now held by %s: leaving it", remote.Sanitize(ParseHolder(held).Who()))
+	}
 	for _, line := range strings.SplitAfter(string(stdout), "\n") {
-		if text, ok := strings.CutPrefix(strings.TrimSuffix(line, "\n"), "lock\t"); ok {
-			var ee *remote.ExitError
-			if errors.As(err, &ee) && ee.Status == exitLockLost {
-				err = fmt.Errorf("the lock is now held by %s: leaving it", remote.Sanitize(ParseHolder(text).Who()))
-			}
-			continue
-		}
-		if out != nil && line != "" {
+		if out != nil && line != "" && !strings.HasPrefix(line, "lock\t") {
 			io.WriteString(out, line)
 		}
 	}

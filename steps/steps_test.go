@@ -1149,3 +1149,68 @@ func TestHandEditWithRestoredMtimeFound(t *testing.T) {
 		t.Errorf("the new build's b.php is %q, want the build's", got)
 	}
 }
+
+// A small payload goes in the command itself (no stdin: a round trip less),
+// and prepare stages the cutover in the same command: next and back point
+// at the new and the live build, and the lock is checked. A lock that is no
+// longer this run's fails it, and the undo leaves nothing of it.
+func TestPrepareInlineAndStaged(t *testing.T) {
+	const live, id = "20261125-101500", "20261125-101501"
+	l := Layout{Root: t.TempDir()}
+	h := &localHost{}
+	if err := run(t, h, Prepare(l, marker(live), fullPayload(t, map[string]string{"index.php": "v1"}), nil)); err != nil {
+		t.Fatal(err)
+	}
+	ls := NewLease(l, holder("me"))
+	defer ls.halt()
+	st, err := Look(t.Context(), h, l.Root, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := run(t, h, Lock(ls, st)); err != nil {
+		t.Fatal(err)
+	}
+	small := func(body string) Payload {
+		p := fullPayload(t, map[string]string{"index.php": body})
+		r, _ := p.Open()
+		data, _ := io.ReadAll(r)
+		p.Size = int64(len(data))
+		p.Window = 1 << 20 // would be paced on stdin
+		return p
+	}
+	s := PrepareAndStage(l, marker(id), small("v2"), nil, live, ls)
+	if err := run(t, h, s); err != nil {
+		t.Fatal(err)
+	}
+	shown := h.cmds[len(h.cmds)-1]
+	if strings.Contains(shown, "inline=") || !strings.Contains(shown, "'z=plain'") || !strings.Contains(shown, "'stage=1'") {
+		t.Errorf("command shown as %s", shown)
+	}
+	if b, err := os.ReadFile(filepath.Join(l.Build(id), "index.php")); string(b) != "v2" {
+		t.Fatalf("index.php %q, %v", b, err)
+	}
+	for link, want := range map[string]string{l.Next(): LinkTarget(id), l.Back(): LinkTarget(live)} {
+		if got, err := os.Readlink(link); got != want {
+			t.Errorf("%s -> %q (%v), want %q", link, got, err, want)
+		}
+	}
+
+	// The lock taken over meanwhile: the staging says so, and the undo
+	// removes the build and the links.
+	const id2 = "20261125-101502"
+	os.Remove(l.Lock())
+	os.Symlink(holder("thief").String(), l.Lock())
+	s = PrepareAndStage(l, marker(id2), small("v3"), nil, live, ls)
+	err = run(t, h, s)
+	if err == nil || !strings.Contains(err.Error(), "thief") {
+		t.Fatalf("got %v, want the thief named", err)
+	}
+	if err := RunOps(t.Context(), h, s.Undo, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{l.Build(id2), l.Next(), l.Back(), l.Pending(id2)} {
+		if _, err := os.Lstat(p); !os.IsNotExist(err) {
+			t.Errorf("%s left after the undo (%v)", p, err)
+		}
+	}
+}

@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/fleetdeploy/fleetdeploy/build"
@@ -21,6 +23,9 @@ type shipping struct {
 	env    *inventory.Environment
 	cache  fleet.Cache
 	window int64 // steps.Payload.Window of uncompressed payloads (paceWindow)
+	// olds, when set, waits for the live builds' manifests read ahead
+	// (readManifests); else decide reads them.
+	olds func() map[string]*build.Manifest
 }
 
 // payloads decides and makes what each host receives: only the files its
@@ -64,25 +69,63 @@ func (s shipping) payloads(ctx context.Context, targets []plan.Target, art *buil
 	return out, nil
 }
 
-// decide reads the manifests of the hosts' live builds and decides what
-// each host is sent (plan.ShipAll); olds are those manifests, by digest.
+// decide decides what each host is sent (plan.ShipAll), from the manifests
+// of the hosts' live builds; olds are those manifests, by digest.
 func (s shipping) decide(ctx context.Context, targets []plan.Target, art *build.Artifact) (map[string]plan.Shipment, map[string]*build.Manifest) {
-	olds := map[string]*build.Manifest{}
-	for _, t := range targets {
-		st := t.State
-		if st.Latest == "" || st.Manifest == "" {
-			continue
-		}
-		if _, ok := olds[st.Manifest]; ok {
-			continue
-		}
-		m, err := s.cache.Manifest(ctx, s.f.Conns[t.Host.Name], t.Host.Root, st.Latest, st.Manifest)
-		if err != nil {
-			s.c.out.Printf("%s: %v: sending the whole build\n", t.Host.Name, err)
-		}
-		olds[st.Manifest] = m
+	olds := s.olds
+	if olds == nil {
+		olds = readManifests(ctx, s.c, s.f, s.cache, targets)
 	}
-	return plan.ShipAll(art.Manifest, s.env, targets, olds, s.c.compress), olds
+	o := olds()
+	return plan.ShipAll(art.Manifest, s.env, targets, o, s.c.compress), o
+}
+
+// readManifests starts reading the manifests of the hosts' live builds, once
+// per distinct build: from this machine's cache, else from a host, verified
+// against its digest. It returns at once; the function it returns waits for
+// them. up calls it as soon as the hosts are reached, so that the reads
+// (two round trips when the cache lacks one) overlap the build. A manifest
+// that cannot be read is nil: that host gets the whole build, and is told so.
+func readManifests(ctx context.Context, c *common, f *fleet.Fleet, cache fleet.Cache, targets []plan.Target) func() map[string]*build.Manifest {
+	olds := map[string]*build.Manifest{}
+	var problems []string // told when waited for: a run that stops first tells none
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for _, t := range targets {
+			st := t.State
+			if st.Latest == "" || st.Manifest == "" {
+				continue
+			}
+			mu.Lock()
+			_, seen := olds[st.Manifest]
+			olds[st.Manifest] = nil
+			mu.Unlock()
+			if seen {
+				continue
+			}
+			wg.Go(func() {
+				m, err := cache.Manifest(ctx, f.Conns[t.Host.Name], t.Host.Root, st.Latest, st.Manifest)
+				mu.Lock()
+				if err != nil {
+					problems = append(problems, fmt.Sprintf("%s: %v: sending the whole build", t.Host.Name, err))
+				}
+				olds[st.Manifest] = m
+				mu.Unlock()
+			})
+		}
+		wg.Wait()
+	}()
+	return sync.OnceValue(func() map[string]*build.Manifest {
+		<-done
+		slices.Sort(problems)
+		for _, p := range problems {
+			c.out.Printf("%s\n", p)
+		}
+		return olds
+	})
 }
 
 // payload writes (once per distinct transfer) the payload of a shipment.

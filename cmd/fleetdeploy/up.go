@@ -147,13 +147,14 @@ func runUp(ctx context.Context, c *common, o upOptions) (err error) {
 	if err := plan.Refuse(env, targets, true); err != nil {
 		return err
 	}
+	olds := readManifests(ctx, c, f, cache, targets)
 	r := <-built
 	if r.err != nil {
 		return fmt.Errorf("building: %w", r.err)
 	}
 	art := r.art
 	defer func() { art.Remove() }()
-	s := shipping{c: c, f: f, env: env, cache: cache, window: paceWindow(f.FarthestRTT())}
+	s := shipping{c: c, f: f, env: env, cache: cache, window: paceWindow(f.FarthestRTT()), olds: olds}
 	if rtt := f.NearestRTT(); !c.compress && c.compressWhole(rtt) {
 		c.compress = true
 		c.out.Printf("the nearest host is %s away: a whole build is sent gzipped (--compress=false: never)\n", rtt.Round(time.Millisecond))

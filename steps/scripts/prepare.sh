@@ -20,7 +20,14 @@
 #   - publish: write the marker, mark the build as never live, move it to builds/;
 #   - replace shared paths by relative links into shared/;
 #   - (other than in link mode) record every file's size, mtime and inode, so
-#     that a later deploy notices files changed by hand.
+#     that a later deploy notices files changed by hand;
+#   - with stage=1, stage the cutover: next -> the new build, back -> the live
+#     one, and check that the lock still holds this run's text (else
+#     EXIT_LOCK_LOST, its text on stdout as "lock<TAB>TEXT"), which saves the
+#     round trip of a staging step of its own.
+#
+# A small payload comes in the command itself (inline=BASE64, a round trip
+# less than stdin, which OpenSSH opens only once the command runs).
 #
 # The never-live mark is made first and holds a token of this run: the undo
 # (fleetdeploy-unprepare) removes the build only when the mark holds that
@@ -41,19 +48,22 @@
 #   token=TEXT    names this run in the never-live mark
 #   shared=d:PATH or f:PATH  a shared folder or file (list)
 #   skip=PATH     a file of the live build not to reuse (list)
+#   inline=BASE64 the payload itself, instead of stdin
+#   stage=1       stage the cutover; back=ID the live build ("" for none); lock=TEXT the lock's text
 
 # Exit statuses; steps/scripts.go holds the same numbers, and a test fails
 # when the two disagree.
 EXIT_FAILED=1         # anything else: stderr says what
 EXIT_SHARED_MISSING=3 # a shared file is missing on the host
 EXIT_EXISTS=17        # builds/ID exists already
+EXIT_LOCK_LOST=76     # the lock is no longer this run's: "lock<TAB>TEXT" on stdout
 EXIT_CORRUPT=78       # the live build's manifest is corrupt: send the whole build
 EXIT_DIRTY=79         # reused files changed by hand: their paths on stdout, "dirty<TAB>path"
 
 set -e
 
 params() {
-	root='' id='' from='' how='' z='' want='' marker='' token=''
+	root='' id='' from='' how='' z='' want='' marker='' token='' inline='' stage='' back='' lock=''
 	for kv do
 		case $kv in
 		root=*) root=${kv#*=} ;;
@@ -64,6 +74,10 @@ params() {
 		want=*) want=${kv#*=} ;;
 		marker=*) marker=${kv#*=} ;;
 		token=*) token=${kv#*=} ;;
+		inline=*) inline=${kv#*=} ;;
+		stage=*) stage=${kv#*=} ;;
+		back=*) back=${kv#*=} ;;
+		lock=*) lock=${kv#*=} ;;
 		shared=* | skip=*) ;;
 		*)
 			echo "fleetdeploy-prepare: unknown parameter ${kv%%=*}" >&2
@@ -71,7 +85,7 @@ params() {
 			;;
 		esac
 	done
-	case $id$from in *[!0-9-]*)
+	case $id$from$back in *[!0-9-]*)
 		echo "bad build ID $id or $from" >&2
 		exit "$EXIT_FAILED"
 		;;
@@ -379,6 +393,33 @@ record() {
 	fi
 }
 
+# inline_input makes the payload given in the command the script's input:
+# decoded into a file that is gone once open.
+inline_input() {
+	if [ -z "$inline" ]; then return 0; fi
+	in=$(mktemp)
+	printf '%s' "$inline" | base64 -d >"$in"
+	exec <"$in"
+	rm -f -- "$in"
+	inline=
+}
+
+# stage makes the links the cutover renames and puts back (what a killed
+# run left there goes first), then checks that the lock is still this run's.
+stage() {
+	if [ "$stage" != 1 ]; then return 0; fi
+	phase="staging the cutover"
+	rm -f -- "$root/.fleetdeploy/next" "$root/.fleetdeploy/back"
+	ln -s -- "builds/$id" "$root/.fleetdeploy/next"
+	if [ -n "$back" ]; then ln -s -- "builds/$back" "$root/.fleetdeploy/back"; fi
+	held=
+	if [ -L "$root/.fleetdeploy/lock" ]; then held=$(readlink -- "$root/.fleetdeploy/lock"); fi
+	if [ "$held" != "$lock" ]; then
+		printf 'lock\t%s\n' "$held"
+		exit "$EXIT_LOCK_LOST"
+	fi
+}
+
 # failed says, when the script fails, in which phase.
 failed() {
 	rc=$?
@@ -390,6 +431,7 @@ phase=unpacking
 trap failed EXIT
 start
 lists "$@"
+inline_input
 unpack
 cd -- "$st"
 if [ -n "$from" ]; then
@@ -406,3 +448,4 @@ publish
 phase="linking shared paths"
 link_shared "$@"
 record
+stage

@@ -48,7 +48,7 @@ fi
 if have cp; then
 	if cp --help 2>/dev/null | grep -q -- '--reflink'; then tool cp ok "--reflink, --parents"; else tool cp wrong "no --reflink: GNU coreutils needed"; fi
 fi
-for t in b2sum sha256sum gzip awk setsid mkdir mv rm ln readlink chmod date df; do
+for t in b2sum sha256sum gzip base64 mktemp awk setsid mkdir mv rm ln readlink chmod date df; do
 	if have "$t"; then tool "$t" ok ""; fi
 done
 
