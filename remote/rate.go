@@ -8,8 +8,8 @@ package remote
 // where unknown: other systems, and hosts reached through a jump host or a
 // ProxyCommand (no TCP connection of their own).
 func (c *Client) DeliveryRate() (float64, bool) {
-	if c.link == nil || c.link.via != nil || c.link.conn == nil {
+	if c.link == nil || c.link.tcp == nil {
 		return 0, false
 	}
-	return kernelDeliveryRate(c.link.conn.Conn)
+	return kernelDeliveryRate(c.link.tcp)
 }
