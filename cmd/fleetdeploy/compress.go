@@ -84,10 +84,7 @@ func wholeGzip(rates []float64, nearest time.Duration) (gz bool, why string) {
 	for _, r := range rates {
 		slowest = min(slowest, r)
 	}
-	if slowest < gzipBelow {
-		return true, fmt.Sprintf("the last upload to the slowest host ran at %s (gzip pays below %s)", rateText(slowest), rateText(gzipBelow))
-	}
-	return false, fmt.Sprintf("the last upload to the slowest host ran at %s (gzip pays below %s)", rateText(slowest), rateText(gzipBelow))
+	return slowest < gzipBelow, fmt.Sprintf("the last upload to the slowest host ran at %s (gzip pays below %s per host)", rateText(slowest), rateText(gzipBelow))
 }
 
 // rateText is a rate for people, in Mbit/s as links are sold.
