@@ -221,6 +221,7 @@ func (b *bench) startLink(t *testing.T) {
 	}
 	t.Logf("link: %s; %s", spec, check)
 	b.run.Link = spec.Short()
+	b.run.RTT = 2 * spec.Delay
 	delay := "no delay added"
 	if spec.Delay > 0 {
 		delay = fmt.Sprintf("%s per packet, so %s round trip", fmtDelay(spec.Delay), fmtDelay(2*spec.Delay))
@@ -759,7 +760,7 @@ func (b *bench) deployTwice(t *testing.T, fl *fleet, tool string, rep int, roots
 				command = "rollback"
 			}
 			run = func() RunResult {
-				return RunFleetdeploy(ctx, b.clients(), bin, command, inv, report, logf, strings.Fields(*flagFDFlags)...)
+				return RunFleetdeploy(ctx, b.clients(), bin, command, inv, report, filepath.Join(b.work, "fleetdeploy-cache"), logf, strings.Fields(*flagFDFlags)...)
 			}
 		case toolRsync:
 			bl := &Baseline{Creds: fl.creds, Log: logf, Dir: b.work, NS: b.clients()}

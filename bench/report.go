@@ -55,6 +55,10 @@ type Run struct {
 	Notes       []string
 	Elapsed     time.Duration
 	Load        string // how busy the machine was with other work
+
+	// RTT is the link's round trip as set (twice -link's delay), which the
+	// round-trips column divides wall times by; 0 on loopback.
+	RTT time.Duration
 }
 
 type groupKey struct {
@@ -311,9 +315,9 @@ func (r *Run) Markdown() string {
 		b.WriteString("\n")
 	}
 
-	b.WriteString("Wall time is the median of the repetitions (min–max); wire bytes are per host, both directions, the median host of the median repetition, and `max` the busiest host of any repetition; skew is the latest minus the earliest switch of `latest` over all hosts, as the watchers saw them (median, max); skew bound is fleetdeploy's own bound on it, its last swap answer minus its first swap request (median, max): every swap happened in between, so a skew above the bound means a watcher woke late; CPU/host is the CPU time the deploy cost, the tool's and the hosts' alike (every process the bench started: the tool, what it ran, the sshd hosts and what they ran, and the bench's watchers), divided by the hosts (median repetition), with its ratio to rsync's: on a fleet where every host has its own cores, the hosts' share of it is each host's own work; RSS is the peak of the deploying process (rsync: the largest per-host `rsync`, or `ssh` for its rollback, and all hosts' peaks added up); other load is the share of the machine's CPU that processes outside the bench used during the deploy (median, min–max): high values mean a disturbed measurement.\n\n")
-	b.WriteString("| hosts | deploy | tool | n | wall s | vs rsync | wire/host up | wire/host down | wire/host total | % of build | max host | skew ms | skew bound ms | CPU/host | peak RSS | other load |\n")
-	b.WriteString("|---:|---|---|---:|---|---:|---:|---:|---:|---:|---:|---|---|---|---|---|\n")
+	b.WriteString("Wall time is the median of the repetitions (min–max); wire bytes are per host, both directions, the median host of the median repetition, and `max` the busiest host of any repetition; skew is the latest minus the earliest switch of `latest` over all hosts, as the watchers saw them (median, max); skew bound is fleetdeploy's own bound on it, its last swap answer minus its first swap request (median, max): every swap happened in between, so a skew above the bound means a watcher woke late; CPU/host is the CPU time the deploy cost, the tool's and the hosts' alike (every process the bench started: the tool, what it ran, the sshd hosts and what they ran, and the bench's watchers), divided by the hosts (median repetition), with its ratio to rsync's: on a fleet where every host has its own cores, the hosts' share of it is each host's own work; RSS is the peak of the deploying process (rsync: the largest per-host `rsync`, or `ssh` for its rollback, and all hosts' peaks added up); other load is the share of the machine's CPU that processes outside the bench used during the deploy (median, min–max): high values mean a disturbed measurement; round trips is the median wall time divided by the link's round trip (twice -link's delay; – on loopback): the deploy's time, all its work included, counted in round trips, so it is at least the number of round trips on its critical path.\n\n")
+	b.WriteString("| hosts | deploy | tool | n | wall s | vs rsync | round trips | wire/host up | wire/host down | wire/host total | % of build | max host | skew ms | skew bound ms | CPU/host | peak RSS | other load |\n")
+	b.WriteString("|---:|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|---|---|\n")
 	for _, g := range r.groups() {
 		k := g.key
 		hosts := fmt.Sprint(k.hosts)
@@ -326,7 +330,7 @@ func (r *Run) Markdown() string {
 			n = fmt.Sprintf("%d of %d", len(ok), len(g.phases))
 		}
 		if len(ok) == 0 {
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | failed: %s | | | | | | | | | | |\n", hosts, k.kind, k.tool, n, oneLine(g.phases[0]))
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | failed: %s | | | | | | | | | | | |\n", hosts, k.kind, k.tool, n, oneLine(g.phases[0]))
 			continue
 		}
 		lo, hi := minMax(g.walls())
@@ -366,8 +370,8 @@ func (r *Run) Markdown() string {
 				bound += fmt.Sprintf(" (%s)", ms(slices.Max(bs)))
 			}
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
-			hosts, k.kind, k.tool, n, wall, ratio,
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+			hosts, k.kind, k.tool, n, wall, ratio, roundTrips(g.wall(), r.RTT),
 			bytesH(up), bytesH(down), bytesH(tot), pct, bytesH(g.maxHost()),
 			skew, bound, cpu, rss, other)
 	}
@@ -411,6 +415,14 @@ func (r *Run) Markdown() string {
 		b.WriteString("\n")
 	}
 	return b.String()
+}
+
+// roundTrips is a wall time in round trips of the link ("–" without a delay).
+func roundTrips(wall, rtt time.Duration) string {
+	if rtt <= 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f", wall.Seconds()/rtt.Seconds())
 }
 
 func oneLine(p Phase) string {

@@ -178,10 +178,16 @@ func WrapMain(report string, args []string) int {
 
 // RunFleetdeploy runs `fleetdeploy FLAGS command bench -i inv` (command: up
 // or rollback) in network namespace ns (nil: the bench's own) and times it
-// from exec to exit.
-func RunFleetdeploy(ctx context.Context, ns *netns, bin, command, inv, report string, log io.Writer, flags ...string) RunResult {
+// from exec to exit. cache (when not "") is its XDG_CACHE_HOME: a run's own,
+// so that what fleetdeploy remembers (manifests, the rates earlier uploads
+// measured, which choose compression) comes from this run's deploys only,
+// not from an earlier run over another link or the machine's own deploys.
+func RunFleetdeploy(ctx context.Context, ns *netns, bin, command, inv, report, cache string, log io.Writer, flags ...string) RunResult {
 	m := Command(ctx, report, bin, append(flags, command, "bench", "-i", inv)...)
 	m.Cmd.Env = childEnv()
+	if cache != "" {
+		m.Cmd.Env = append(m.Cmd.Env, "XDG_CACHE_HOME="+cache)
+	}
 	var out bytes.Buffer
 	m.Cmd.Stdout = io.MultiWriter(log, &out)
 	m.Cmd.Stderr = log

@@ -124,6 +124,7 @@ func TestTransport(t *testing.T) {
 		fmt.Fprintf(&b, "| %s | %.2f (%.2f–%.2f) | %.1fx | %.2f |\n", r.name, m.Seconds(), minD(r.wall).Seconds(), maxD(r.wall).Seconds(), m.Seconds()/base.Seconds(), median(r.clientCPU).Seconds())
 	}
 	b.WriteString("\nSFTP pays at least one round trip per file (open, write, close; plus mkdir per folder) and, with defaults, one per 32 KiB write; the tar stream pays one for the whole build, and the host's `tar` creates the files locally. Files in flight at once hide the round trips but not the per-request work on both ends.\n")
+	b.WriteString(compressionSection)
 	t.Log("\n" + b.String())
 	if *flagTransportOut != "" {
 		if err := os.WriteFile(*flagTransportOut, []byte(b.String()), 0o644); err != nil {
@@ -265,3 +266,30 @@ func sshdVersion() string {
 	out, _ := exec.Command("/usr/sbin/sshd", "-V").CombinedOutput()
 	return strings.TrimSpace(firstLine(string(out)))
 }
+
+// compressionSection is docs/TRANSPORT.md's section on compression, measured
+// by hand (bench/run.sh -link, -fdflags --compress): kept as it is when the
+// table above is generated again.
+const compressionSection = `
+## Compression: chosen from what the link carried
+
+Not generated: measured by hand on 2026-12-06 and kept here by TestTransport as it is (bench/transport_test.go, ` + "`" + `compressionSection` + "`" + `).
+
+A first deploy sends the whole build; a redeploy's delta is always gzipped (mostly tar headers). Whether a whole build is gzipped used to follow the delay (gzip from 10 ms up). Latency is no lack of bandwidth: gzip costs this machine's CPU once per payload, gunzip costs every host's CPU, and the bytes saved matter only where the link is what holds the upload back. Measured, 4 OpenSSH hosts, the benchmark app (3017 files, 44.8 MiB; its tar of 49.6 MB gzips to 0.71 of that: 36 MB of it are incompressible assets), ` + "`" + `bench/run.sh -hosts 4 -reps 1 -baseline-max 0 -fdflags --compress[=false]` + "`" + `, one repetition each (wall s of the first deploy; CPU/host: the tool's and the hosts' CPU, divided by the hosts):
+
+| link (` + "`" + `-link` + "`" + `) | plain | gzip | kernel's delivery rate per host after the upload | the rule chooses |
+|---|---|---|---|---|
+| loopback | 0.98 s, 418 ms CPU/host | 1.64 s, 718 ms | ~10 GB/s | plain: 0.92, 0.94 s |
+| 25 ms each way, no cap | 3.59 s, 676 ms | 3.93 s, 934 ms | ~41 MB/s | gzip with nothing on record (3.77 s), then plain (3.87 s, 30 % other load) |
+| 25 ms each way, 100 Mbit/s shared | 19.11 s, 2859 ms | 14.40 s, 2272 ms | 3.3–4.9 MB/s | gzip: 14.06 s |
+
+CPU rates on this machine, the same tar: Go's ` + "`" + `gzip.BestSpeed` + "`" + ` (what ` + "`" + `build` + "`" + ` writes payloads with) 200–290 MB/s; ` + "`" + `gzip -dc` + "`" + ` 290 MB/s (0.17 s); ` + "`" + `tar -x` + "`" + ` alone 0.08–0.11 s, behind ` + "`" + `gzip -dc` + "`" + ` 0.23–0.24 s. zstd -1 would do better (0.07 s to compress, 0.03 s to expand, ratio 0.70) but Debian 12 hosts have it only if installed, and Go's standard library has none: gzip stays.
+
+The model, per host, for a build of S bytes gzipping to r·S, a path carrying b bytes/s to the host, this machine's gzip G and the host's gunzip U:
+
+    plain: S/b        gzip: S/G + r·S/b + S/U        gzip pays when b < (1 − r) / (1/G + 1/U)
+
+With G = 250 MB/s, U = 290 MB/s and r = 0.71 that is about 40 MB/s (320 Mbit/s) per host, whatever S. The hosts upload at once, so b is each host's share of the laptop's uplink: 100 Mbit/s shared by 16 hosts is 0.8 MB/s each, and a gigabit LAN shared by 16 is 8 MB/s: both gzip. U is counted as if gunzip never overlapped the transfer (a host busy serving, or many small VMs on one machine, cannot hide it); G once, since the payload is made once and shared.
+
+b is real: after each run, for every host whose payload was 8 MiB or more, fleetdeploy reads the kernel's delivery rate of that host's TCP connection (` + "`" + `TCP_INFO` + "`" + `, ` + "`" + `remote.Client.DeliveryRate` + "`" + `: the rate the path delivered the upload at, apart from either end's CPU, and not lowered by the small exchanges after it), or through a jump host the payload's bytes over its duration, and keeps it with the round trip in the cache folder (` + "`" + `links/` + "`" + `, one small file per host as reached: user, address, port, jump). The next deploy reads those files before making payloads: no round trip, no wait. The slowest host ends an upload, so the slowest recorded rate decides; a record older than 30 days, or made over a round trip more than twice (+2 ms) or less than half of today's (the laptop moved), is set aside. With no usable record — the first deploy from this machine — the delay is the only clue: gzip when even the nearest host is 10 ms away, as before, and the upload is measured for the next. ` + "`" + `--compress` + "`" + ` and ` + "`" + `--compress=false` + "`" + ` still decide when given; ` + "`" + `plan` + "`" + ` shows the same choice. Where the model is wrong (a build far more or less compressible than 0.71, a host with a slow CPU) the flag overrides it.
+`

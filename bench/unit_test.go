@@ -146,3 +146,23 @@ func TestCPUPerHost(t *testing.T) {
 		}
 	}
 }
+
+// Over a delayed link each row gives its wall time in round trips of the
+// link; on loopback the column is blank.
+func TestRoundTripsColumn(t *testing.T) {
+	r := &Run{RTT: 50 * time.Millisecond}
+	for i, w := range []time.Duration{900, 1000, 1300} { // median 1.0 s: 20 round trips
+		r.Phases = append(r.Phases, Phase{Backend: "openssh", Hosts: 4, Tool: toolFD, Kind: kindRe, Rep: i, RunResult: RunResult{Wall: w * time.Millisecond}})
+	}
+	r.Phases = append(r.Phases, Phase{Backend: "openssh", Hosts: 4, Tool: toolRsync, Kind: kindRe, RunResult: RunResult{Wall: 6 * time.Second}})
+	md := r.Markdown()
+	for _, want := range []string{"| vs rsync | round trips |", "| 1.00 (0.90–1.30) | 0.17x | 20 |", "| 6.00 |  | 120 |"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("no %q in\n%s", want, md)
+		}
+	}
+	r.RTT = 0
+	if md := r.Markdown(); !strings.Contains(md, "| 0.17x | – |") {
+		t.Errorf("loopback: no blank round trips in\n%s", md)
+	}
+}

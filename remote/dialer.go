@@ -444,7 +444,7 @@ func (d *Dialer) connect(ctx context.Context, cfg *Config, via *link, role strin
 	if u := da.used.Load(); u != nil {
 		info.Auth = *u
 	}
-	l := &link{name: cfg.Name, role: role, conn: wc, ssh: client, via: via, done: make(chan struct{}), every: cfg.KeepaliveInterval}
+	l := &link{name: cfg.Name, role: role, conn: wc, tcp: tcp, ssh: client, via: via, done: make(chan struct{}), every: cfg.KeepaliveInterval}
 	l.heard.Store(time.Now().UnixNano())
 	go l.keepalive(cfg.KeepaliveInterval, cfg.KeepaliveMax)
 	return l, info, nil
@@ -637,6 +637,7 @@ type link struct {
 	name  string
 	role  string // "host" or "jump host", for messages
 	conn  *watchedConn
+	tcp   *net.TCPConn // the connection's own TCP socket; nil through a jump host or a ProxyCommand
 	ssh   *ssh.Client
 	via   *link
 	done  chan struct{}

@@ -28,3 +28,26 @@ func kernelRTT(conn net.Conn) (time.Duration, bool) {
 	}
 	return time.Duration(info.Min_rtt) * time.Microsecond, true
 }
+
+// kernelDeliveryRate is the goodput the kernel last measured on conn
+// (TCP_INFO's delivery_rate, bytes per second): after a bulk upload, the
+// rate the path delivered it at, which later small exchanges do not lower.
+func kernelDeliveryRate(conn net.Conn) (float64, bool) {
+	tc, ok := conn.(*net.TCPConn)
+	if !ok {
+		return 0, false
+	}
+	raw, err := tc.SyscallConn()
+	if err != nil {
+		return 0, false
+	}
+	var info *unix.TCPInfo
+	var ierr error
+	if err := raw.Control(func(fd uintptr) { info, ierr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) }); err != nil || ierr != nil {
+		return 0, false
+	}
+	if info.Delivery_rate == 0 {
+		return 0, false
+	}
+	return float64(info.Delivery_rate), true
+}

@@ -314,23 +314,8 @@ func TestPaceWindow(t *testing.T) {
 	}
 }
 
-func TestCompressWholeBuildsOnSlowLinksOnly(t *testing.T) {
-	for _, c := range []struct {
-		set, compress bool
-		rtt           time.Duration
-		want          bool
-	}{
-		{false, false, 200 * time.Microsecond, false},
-		{false, false, 20 * time.Millisecond, true},
-		{true, false, 20 * time.Millisecond, false},
-		{true, true, 200 * time.Microsecond, true},
-	} {
-		cm := &common{compressSet: c.set, compress: c.compress}
-		if got := cm.compressWhole(c.rtt); got != c.want {
-			t.Errorf("--compress given %v (%v), rtt %s: %v, want %v", c.set, c.compress, c.rtt, got, c.want)
-		}
-	}
-	// The flag reaches the decision: --compress=false is "given".
+// --compress and --compress=false are "given": the automatic choice is off.
+func TestCompressFlagIsGiven(t *testing.T) {
 	for args, want := range map[string]bool{"--compress=false": true, "--compress": true, "": false} {
 		var set bool
 		r := realRunners()

@@ -154,11 +154,9 @@ func runUp(ctx context.Context, c *common, o upOptions) (err error) {
 	}
 	art := r.art
 	defer func() { art.Remove() }()
-	s := shipping{c: c, f: f, env: env, cache: cache, window: paceWindow(f.FarthestRTT()), olds: olds}
-	if rtt := f.NearestRTT(); !c.compress && c.compressWhole(rtt) {
-		c.compress = true
-		c.out.Printf("the nearest host is %s away: a whole build is sent gzipped (--compress=false: never)\n", rtt.Round(time.Millisecond))
-	}
+	links := newLinkStore(cache)
+	c.chooseCompression(env, f, links, false)
+	s := shipping{c: c, f: f, env: env, cache: cache, window: paceWindow(f.FarthestRTT()), meter: newUploadMeter(time.Now), olds: olds}
 	var payloads map[string]steps.Payload
 	c.rep.Stage(report.StageMaking, "")
 	// When the source folder changed while the hosts were being reached (a
@@ -197,7 +195,9 @@ func runUp(ctx context.Context, c *common, o upOptions) (err error) {
 	}
 	c.rep.Planned(planned)
 	c.notes(p)
-	if _, err = plan.Execute(ctx, p, f.Conns, c.execOptions()); err != nil {
+	_, err = plan.Execute(ctx, p, f.Conns, c.execOptions())
+	s.meter.record(env, f.Conns, links) // after the run: no wait added to it
+	if err != nil {
 		return err
 	}
 	c.narrowedNote(env, o.sel)
@@ -448,19 +448,3 @@ func contentBytes(m *build.Manifest) int64 {
 	}
 	return n
 }
-
-// compressWhole says whether whole builds are gzipped, for a fleet whose
-// nearest host is a round trip rtt away: as --compress says when given, else
-// on slow links only. Measured (BENCHMARKS.md): on loopback gunzip costs each
-// host more CPU than the bytes save; over 20 ms and 200 Mbit/s it makes a
-// first deploy faster.
-func (c *common) compressWhole(rtt time.Duration) bool {
-	if c.compressSet {
-		return c.compress
-	}
-	return rtt >= slowLinkRTT
-}
-
-// slowLinkRTT is the round trip from which a link counts as slow (a WAN, not
-// a LAN or loopback): whole builds are then gzipped unless --compress=false.
-const slowLinkRTT = 10 * time.Millisecond
