@@ -1205,6 +1205,12 @@ func TestPrepareInlineAndStaged(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "thief") {
 		t.Fatalf("got %v, want the thief named", err)
 	}
+	// The never-live mark is a symlink to the run's token: made in one
+	// symlink(2), it can never be there without it (a run killed while
+	// writing a file mark left it empty, and its undo could not claim it).
+	if tok, err := os.Readlink(l.Pending(id2)); tok != marker(id2).token() {
+		t.Errorf("never-live mark -> %q (%v), want the token", tok, err)
+	}
 	if err := RunOps(t.Context(), h, s.Undo, nil, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -29,7 +29,8 @@
 # A small payload comes in the command itself (inline=BASE64, a round trip
 # less than stdin, which OpenSSH opens only once the command runs).
 #
-# The never-live mark is made first and holds a token of this run: the undo
+# The never-live mark is made first and holds a token of this run (a
+# symlink's target; older versions wrote a file): the undo
 # (fleetdeploy-unprepare) removes the build only when the mark holds that
 # token, so it can never remove a build this run did not make.
 #
@@ -117,11 +118,15 @@ start() {
 			break
 		fi
 	done
-	if [ -e "$b" ] || [ -L "$b" ] || [ -e "$root/.fleetdeploy/pending/$id" ]; then
+	pm="$root/.fleetdeploy/pending/$id"
+	if [ -e "$b" ] || [ -L "$b" ] || [ -e "$pm" ] || [ -L "$pm" ]; then
 		echo "builds/$id exists already" >&2
 		exit "$EXIT_EXISTS"
 	fi
-	printf '%s\n' "$token" >"$root/.fleetdeploy/pending/$id"
+	# The mark is a symlink to the token, made in one symlink(2): never there
+	# without its token (a file written by a run killed at that moment was
+	# left empty, and no undo could tell it was its own).
+	ln -s -- "$token" "$pm"
 }
 
 # unpack extracts the payload. Members land in the staging folder, the

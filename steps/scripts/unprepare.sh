@@ -26,7 +26,11 @@ discard "$s" "$id.staging" || ok=
 rm -f -- "$s.skip" "$s.reuse" "$s.shared" "$s.found" "$s.dirty" "$s.suspect" || ok=
 tok=
 p=".fleetdeploy/pending/$id"
-if [ -f "$p" ] && [ ! -L "$p" ]; then IFS= read -r tok <"$p" || :; fi
+if [ -L "$p" ]; then
+	tok=$(readlink -- "$p")
+elif [ -f "$p" ]; then
+	IFS= read -r tok <"$p" || : # a mark of an older version
+fi
 if [ -n "$tok" ] && [ "$tok" = "$token" ]; then
 	discard "builds/$id" "$id" || ok=
 	rm -f -- ".fleetdeploy/builds/$id" ".fleetdeploy/builds/$id.manifest" ".fleetdeploy/builds/$id.stat" || ok=
