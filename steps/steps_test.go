@@ -1220,3 +1220,80 @@ func TestPrepareInlineAndStaged(t *testing.T) {
 		}
 	}
 }
+
+// Finishing records the switch (on a line of its own, whatever the history
+// ended with), removes the mark and the staged links and gives the lock
+// back, in one command. A part that fails does not stop the others: the
+// lock is given back even when the history could not be written; and a
+// lock that is not this run's is left alone, and said so.
+func TestFinish(t *testing.T) {
+	const id = "20261125-101501"
+	entry := HistoryEntry{Time: time.Date(2026, 11, 25, 10, 15, 1, 0, time.UTC), Action: ActionUp, Release: id, By: "me", Previous: "20261125-101500", Checksum: "sha256:ab"}
+	setup := func(t *testing.T) (Layout, *Lease) {
+		l := Layout{Root: t.TempDir()}
+		write(t, l.History(), "2026-11-25T10:15:00Z\tup\t20261125-101500\tme") // no newline at its end
+		write(t, l.Pending(id), "token")
+		for _, p := range []string{l.Next(), l.Back()} {
+			os.Symlink(LinkTarget(id), p)
+		}
+		ls := NewLease(l, holder("me"))
+		os.Symlink(ls.Holder.String(), l.Lock())
+		return l, ls
+	}
+	fin := func(l Layout, ls *Lease) Step {
+		return Finish(l, Finishing{Record: &entry, Unstage: []string{"next", "back"}, Lease: ls})
+	}
+	gone := func(t *testing.T, paths ...string) {
+		t.Helper()
+		for _, p := range paths {
+			if _, err := os.Lstat(p); !os.IsNotExist(err) {
+				t.Errorf("%s still there (%v)", p, err)
+			}
+		}
+	}
+	h := &localHost{}
+
+	t.Run("all goes well", func(t *testing.T) {
+		l, ls := setup(t)
+		if err := run(t, h, fin(l, ls)); err != nil {
+			t.Fatal(err)
+		}
+		b, _ := os.ReadFile(l.History())
+		if want := "2026-11-25T10:15:00Z\tup\t20261125-101500\tme\n" + entry.line() + "\n"; string(b) != want {
+			t.Errorf("history %q, want %q", b, want)
+		}
+		gone(t, l.Pending(id), l.Next(), l.Back(), l.Lock())
+	})
+	t.Run("the history is a symlink", func(t *testing.T) {
+		l, ls := setup(t)
+		elsewhere := filepath.Join(t.TempDir(), "elsewhere")
+		write(t, elsewhere, "not fleetdeploy's\n")
+		os.Remove(l.History())
+		os.Symlink(elsewhere, l.History())
+		err := run(t, h, fin(l, ls))
+		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Fatalf("got %v", err)
+		}
+		if b, _ := os.ReadFile(elsewhere); string(b) != "not fleetdeploy's\n" {
+			t.Errorf("wrote through the link: %q", b)
+		}
+		gone(t, l.Pending(id), l.Next(), l.Back(), l.Lock())
+	})
+	t.Run("the lock is another run's", func(t *testing.T) {
+		l, ls := setup(t)
+		thief := holder("thief").String()
+		os.Remove(l.Lock())
+		os.Symlink(thief, l.Lock())
+		err := run(t, h, fin(l, ls))
+		if err == nil || !strings.Contains(err.Error(), "held by thief") {
+			t.Fatalf("got %v", err)
+		}
+		if who, _ := os.Readlink(l.Lock()); who != thief {
+			t.Errorf("the thief's lock is now %q", who)
+		}
+		if b, _ := os.ReadFile(l.History()); !strings.HasSuffix(string(b), entry.line()+"\n") {
+			t.Errorf("history %q", b)
+		}
+		gone(t, l.Pending(id), l.Next(), l.Back())
+	})
+}
