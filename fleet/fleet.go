@@ -20,7 +20,7 @@ import (
 // Options say how hosts are reached. Zero durations and counts mean "not
 // given": ssh_config decides, then remote's defaults.
 type Options struct {
-	MaxConnects    int // SSH handshakes in flight at once
+	MaxConnects    int // SSH handshakes in flight at once, in all (this machine's CPU)
 	ConnectTimeout time.Duration
 	Keepalive      time.Duration
 	KeepaliveMax   int
@@ -112,7 +112,32 @@ func (f *Fleet) Close() {
 	}
 }
 
-// Connect dials every host, at most o.MaxConnects handshakes at once. With
+// maxStartups is how many unauthenticated connections one sshd takes at
+// once: OpenSSH's MaxStartups (10:30:100 by default) drops some of those
+// past 10.
+const maxStartups = 10
+
+// startupBounds bounds the handshakes in flight to each sshd that sees them
+// unauthenticated (maxStartups each): each host's own, and, through
+// ProxyCommands, which each open a connection of their own and usually all
+// to one bastion, that bastion's (one bound for all of them). Hosts reached
+// through jump hosts share the one connection to each jump host, made once
+// (remote.Dialer); their handshakes run over its channels.
+type startupBounds map[string]chan struct{}
+
+func (b startupBounds) of(cfg remote.Config) chan struct{} {
+	key := "host " + cfg.Addr
+	if cfg.ProxyCommand != "" && len(cfg.Jumps) == 0 {
+		key = "proxy"
+	}
+	if b[key] == nil {
+		b[key] = make(chan struct{}, maxStartups)
+	}
+	return b[key]
+}
+
+// Connect dials every host, at most o.MaxConnects handshakes at once, and
+// at most maxStartups to any one sshd (see startupBounds). With
 // partial, hosts that fail are reported in the map and left out; otherwise
 // any failure closes everything and returns every host's error. then, when
 // not nil, runs for each host as soon as it is connected, outside the
@@ -133,16 +158,28 @@ func Connect(ctx context.Context, env *inventory.Environment, o Options, partial
 	failed := map[string]error{}
 	var errs []error
 	handshakes := make(chan struct{}, max(1, o.MaxConnects))
+	routes := startupBounds{}
 	var wg sync.WaitGroup
 	for i, h := range env.Hosts {
+		cfg, rerr := o.resolve(sc, h)
+		var route chan struct{}
+		if rerr == nil {
+			route = routes.of(cfg)
+		}
 		wg.Go(func() {
 			var c *remote.Client
-			cfg, err := o.resolve(sc, h)
+			err := rerr
 			if err == nil {
 				select {
-				case handshakes <- struct{}{}:
-					c, err = f.dialer.Dial(ctx, cfg)
-					<-handshakes
+				case route <- struct{}{}:
+					select {
+					case handshakes <- struct{}{}:
+						c, err = f.dialer.Dial(ctx, cfg)
+						<-handshakes
+					case <-ctx.Done():
+						err = ctx.Err()
+					}
+					<-route
 				case <-ctx.Done():
 					err = ctx.Err()
 				}

@@ -151,7 +151,7 @@ func newApp(c *common, r runners) *cli.App {
 			helpFlag(),
 			&cli.StringFlag{Name: "inventory", Aliases: []string{"i"}, Value: "hosts.yml", Usage: "inventory `FILE`", Destination: &c.inventory},
 			&cli.IntFlag{Name: "parallel", Value: 0, Usage: "hosts prepared at once (0: all)", Destination: &c.parallel},
-			&cli.IntFlag{Name: "max-connects", Value: 10, Usage: "SSH handshakes in flight at once (sshd's MaxStartups drops unauthenticated connections past 10)", Destination: &c.maxConnects},
+			&cli.IntFlag{Name: "max-connects", Value: 64, Usage: "SSH handshakes in flight at once, in all (to any one sshd, or through ProxyCommands, at most 10: sshd's MaxStartups)", Destination: &c.maxConnects},
 			&cli.DurationFlag{Name: "connect-timeout", Value: remote.DefaultConnectTimeout, Usage: "bound on TCP connect + SSH handshake + authentication", Destination: &c.connectTimeout},
 			&cli.DurationFlag{Name: "keepalive", Value: remote.DefaultKeepaliveInterval, Usage: "interval of SSH keepalives on open connections", Destination: &c.keepalive},
 			&cli.IntFlag{Name: "keepalive-count", Value: remote.DefaultKeepaliveMax, Usage: "keepalive intervals without an answer before a host is declared gone", Destination: &c.keepaliveMax},
