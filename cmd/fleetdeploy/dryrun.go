@@ -8,6 +8,7 @@ import (
 
 	"github.com/fleetdeploy/fleetdeploy/fleet"
 	"github.com/fleetdeploy/fleetdeploy/inventory"
+	"github.com/fleetdeploy/fleetdeploy/link"
 	"github.com/fleetdeploy/fleetdeploy/plan"
 	"github.com/fleetdeploy/fleetdeploy/remote"
 	"github.com/fleetdeploy/fleetdeploy/report"
@@ -37,7 +38,7 @@ func (c *common) planDeploy(ctx context.Context, env *inventory.Environment, f *
 		b = plan.Build{Checksum: art.Checksum, Source: art.Source.String(), Manifest: art.Manifest}
 		view.Build = fmt.Sprintf("%s (%d files, %s), from %s", art.Checksum, art.Manifest.Files(), report.Bytes(contentBytes(art.Manifest)), builtFrom(env, art))
 		c.reportBuild(env, from, art)
-		c.chooseCompression(env, f, newLinkStore(cache), true)
+		c.chooseCompression(env, f, link.NewStore(cache.Base()), true)
 		s := shipping{c: c, f: f, env: env, cache: cache}
 		ships, _ := s.decide(ctx, targets, art)
 		for _, t := range targets {

@@ -11,6 +11,7 @@ import (
 	"github.com/fleetdeploy/fleetdeploy/build"
 	"github.com/fleetdeploy/fleetdeploy/fleet"
 	"github.com/fleetdeploy/fleetdeploy/inventory"
+	"github.com/fleetdeploy/fleetdeploy/link"
 	"github.com/fleetdeploy/fleetdeploy/plan"
 	"github.com/fleetdeploy/fleetdeploy/steps"
 )
@@ -22,8 +23,8 @@ type shipping struct {
 	f      *fleet.Fleet
 	env    *inventory.Environment
 	cache  fleet.Cache
-	window int64        // steps.Payload.Window of uncompressed payloads (paceWindow)
-	meter  *uploadMeter // times each host's upload, for the next run's choice of compression; nil: not timed
+	window int64       // steps.Payload.Window of uncompressed payloads (paceWindow)
+	meter  *link.Meter // times each host's upload, for the next run's choice of compression; nil: not timed
 	// olds, when set, waits for the live builds' manifests read ahead
 	// (readManifests); else decide reads them.
 	olds func() map[string]*build.Manifest
@@ -136,7 +137,7 @@ func (s shipping) payload(art *build.Artifact, sh plan.Shipment, host string) (s
 		return steps.Payload{}, fmt.Errorf("making the payload: %w", err)
 	}
 	return steps.Payload{
-		Open: s.meter.wrap(host, s.c.rep.CountSent(host, p.Open)), From: sh.From, Copy: sh.Copy, Skip: p.Skip, Gzip: p.Gzip,
+		Open: s.meter.Wrap(host, s.c.rep.CountSent(host, p.Open)), From: sh.From, Copy: sh.Copy, Skip: p.Skip, Gzip: p.Gzip,
 		ManifestSum: art.ManifestSum, Sent: p.Sent, Size: p.Size, Window: s.f.Window(host, s.window),
 	}, nil
 }

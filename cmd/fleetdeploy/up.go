@@ -12,6 +12,7 @@ import (
 	"github.com/fleetdeploy/fleetdeploy/build"
 	"github.com/fleetdeploy/fleetdeploy/fleet"
 	"github.com/fleetdeploy/fleetdeploy/inventory"
+	"github.com/fleetdeploy/fleetdeploy/link"
 	"github.com/fleetdeploy/fleetdeploy/plan"
 	"github.com/fleetdeploy/fleetdeploy/remote"
 	"github.com/fleetdeploy/fleetdeploy/report"
@@ -154,9 +155,9 @@ func runUp(ctx context.Context, c *common, o upOptions) (err error) {
 	}
 	art := r.art
 	defer func() { art.Remove() }()
-	links := newLinkStore(cache)
+	links := link.NewStore(cache.Base())
 	c.chooseCompression(env, f, links, false)
-	s := shipping{c: c, f: f, env: env, cache: cache, window: paceWindow(f.FarthestRTT()), meter: newUploadMeter(time.Now), olds: olds}
+	s := shipping{c: c, f: f, env: env, cache: cache, window: paceWindow(f.FarthestRTT()), meter: link.NewMeter(time.Now), olds: olds}
 	var payloads map[string]steps.Payload
 	c.rep.Stage(report.StageMaking, "")
 	// When the source folder changed while the hosts were being reached (a
@@ -196,7 +197,7 @@ func runUp(ctx context.Context, c *common, o upOptions) (err error) {
 	c.rep.Planned(planned)
 	c.notes(p)
 	_, err = plan.Execute(ctx, p, f.Conns, c.execOptions())
-	s.meter.record(env, f.Conns, links) // after the run: no wait added to it
+	s.meter.Record(env, f.Conns, links) // after the run: no wait added to it
 	if err != nil {
 		return err
 	}
