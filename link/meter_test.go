@@ -2,6 +2,7 @@ package link
 
 import (
 	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -105,8 +106,12 @@ func TestUploadMeterConcurrent(t *testing.T) {
 // A nil meter times nothing, and records nothing.
 func TestNilMeter(t *testing.T) {
 	var m *Meter
-	if m.Wrap("web1", func() (io.ReadCloser, error) { return nil, nil }) != nil {
-		t.Error("a nil meter wrapped a payload")
+	open := m.Wrap("web1", func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader("tar")), nil })
+	if open == nil {
+		t.Fatal("a nil meter lost the payload")
+	}
+	if rc, err := open(); err != nil || rc == nil {
+		t.Errorf("the payload through a nil meter: %v, %v", rc, err)
 	}
 	m.Record(&inventory.Environment{Hosts: []inventory.Host{{Name: "web1"}}}, nil, NewStore(t.TempDir()))
 }
