@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fleetdeploy/fleetdeploy/internal/golden"
 	"github.com/fleetdeploy/fleetdeploy/inventory"
 	"github.com/fleetdeploy/fleetdeploy/remote"
 	"github.com/fleetdeploy/fleetdeploy/steps"
@@ -439,7 +440,7 @@ func TestGuardedPlanGolden(t *testing.T) {
 	}
 	var b bytes.Buffer
 	Print(&b, p)
-	golden(t, b.Bytes())
+	golden.Check(t, t.Name(), b.Bytes())
 }
 
 // Two runs a host recorded alike (same second, action and who) are two

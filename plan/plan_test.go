@@ -2,19 +2,15 @@ package plan
 
 import (
 	"bytes"
-	"flag"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/fleetdeploy/fleetdeploy/internal/golden"
 	"github.com/fleetdeploy/fleetdeploy/inventory"
 	"github.com/fleetdeploy/fleetdeploy/steps"
 )
-
-var update = flag.Bool("update", false, "rewrite golden files")
 
 func hist(ids ...string) []steps.HistoryEntry {
 	var out []steps.HistoryEntry
@@ -126,7 +122,7 @@ func TestDeployPlanGolden(t *testing.T) {
 	}
 	var b bytes.Buffer
 	Print(&b, p)
-	golden(t, b.Bytes())
+	golden.Check(t, t.Name(), b.Bytes())
 	if w := p.Phase("locking").Waves; w[0][0] != "web1.example.com" {
 		t.Errorf("lock order %v: want sorted by user@address:port", w)
 	}
@@ -170,22 +166,4 @@ func withHosts(env *inventory.Environment, targets []Target) *inventory.Environm
 		env.Hosts = append(env.Hosts, t.Host)
 	}
 	return env
-}
-
-func golden(t *testing.T, got []byte) {
-	t.Helper()
-	path := filepath.Join("testdata", t.Name()+".golden")
-	if *update {
-		os.MkdirAll("testdata", 0o755)
-		if err := os.WriteFile(path, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("output differs from %s (run with -update if intended):\n%s", path, got)
-	}
 }

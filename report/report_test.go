@@ -5,44 +5,18 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/fleetdeploy/fleetdeploy/internal/eventcheck"
+	"github.com/fleetdeploy/fleetdeploy/internal/golden"
 	"github.com/fleetdeploy/fleetdeploy/plan"
 	"github.com/fleetdeploy/fleetdeploy/remote"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
-
-// golden compares got with testdata/<name>.golden (rewritten with -update).
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to write it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs from %s (run with -update to accept):\n--- got\n%s\n--- want\n%s", name, path, got, want)
-	}
-}
 
 // clock is a fixed clock that the test moves.
 type clock struct {
@@ -244,7 +218,7 @@ func TestPlainGolden(t *testing.T) {
 			if strings.ContainsAny(out.String(), "\x1b\r") {
 				t.Errorf("escape sequences in the plain view:\n%q", out.String())
 			}
-			golden(t, tc.name, out.String())
+			golden.Check(t, tc.name, []byte(out.String()))
 		})
 	}
 }
@@ -310,7 +284,7 @@ func TestSummaryTable(t *testing.T) {
 		t.Fatalf("no table:\n%s", out.String())
 	}
 	table, _, _ = strings.Cut("HOST "+table, "\ndeployed ")
-	golden(t, "summary_table", table+"\n")
+	golden.Check(t, "summary_table", []byte(table+"\n"))
 	lines := strings.Split(table, "\n")
 	// Natural order: web2 before web10.
 	if !strings.HasPrefix(lines[1], "web1 ") || !strings.HasPrefix(lines[2], "web2 ") || !strings.HasPrefix(lines[3], "web10 ") {
@@ -360,9 +334,9 @@ func TestLiveFrameAtTwoHundredHosts(t *testing.T) {
 			t.Errorf("line of %d columns on a 100-column terminal: %q", n, l)
 		}
 	}
-	golden(t, "live_200_hosts", strings.Join(frame, "\n")+"\n")
+	golden.Check(t, "live_200_hosts", []byte(strings.Join(frame, "\n")+"\n"))
 	narrow := x.r.Frame(40)
-	golden(t, "live_200_hosts_narrow", strings.Join(narrow, "\n")+"\n")
+	golden.Check(t, "live_200_hosts_narrow", []byte(strings.Join(narrow, "\n")+"\n"))
 }
 
 // Before the hosts' phases, the live view shows the build and the
@@ -375,7 +349,7 @@ func TestLiveFrameWhileConnecting(t *testing.T) {
 	x.clk.add(1200 * time.Millisecond)
 	x.r.Connected("b", nil)
 	x.clk.add(3 * time.Second)
-	golden(t, "live_connecting", strings.Join(x.r.Frame(80), "\n")+"\n")
+	golden.Check(t, "live_connecting", []byte(strings.Join(x.r.Frame(80), "\n")+"\n"))
 }
 
 // Redrawing moves the cursor up over the last frame, erases it, prints the
@@ -435,13 +409,13 @@ func TestPlanView(t *testing.T) {
 	v.Hosts = append(v.Hosts, PlanHost{PlannedHost: PlannedHost{Host: "db1", Files: 3017, Bytes: 44 << 20, Known: true}})
 	var b strings.Builder
 	WritePlan(&b, v)
-	golden(t, "plan_view", b.String())
+	golden.Check(t, "plan_view", []byte(b.String()))
 
 	v.Hosts[2].Problems = []string{"checking lock: locked by bob@laptop pid 42 since 10:01 (up 20261125-100000)"}
 	v.Hosts[3].Notes = []string{"leaving builds/old alone: it is not in this host's live history"}
 	b.Reset()
 	WritePlan(&b, v)
-	golden(t, "plan_view_problems", b.String())
+	golden.Check(t, "plan_view_problems", []byte(b.String()))
 }
 
 // Every event of a run is one line of JSON: the first is start, the last

@@ -1,39 +1,15 @@
 package scaffold
 
 import (
-	"bytes"
-	"flag"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/fleetdeploy/fleetdeploy/internal/golden"
 	"github.com/fleetdeploy/fleetdeploy/inventory"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files")
-
-// golden compares got with testdata/<test name>.golden.
-func golden(t *testing.T, got []byte) {
-	t.Helper()
-	file := filepath.Join("testdata", filepath.FromSlash(t.Name())+".golden")
-	if *update {
-		if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(file, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("output differs from %s (run with -update to accept):\n%s", file, got)
-	}
-}
 
 // projectDir makes a folder named shop with the given files.
 func projectDir(t *testing.T, files map[string]string) string {
@@ -74,7 +50,7 @@ func TestInventory(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			golden(t, got)
+			golden.Check(t, t.Name(), got)
 			// With a host written in, it is a valid inventory saying the same.
 			withHost := strings.Replace(string(got), "# - web1.example.com", "- web1.example.com", 1)
 			file := filepath.Join(dir, FileName)

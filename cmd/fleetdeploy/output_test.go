@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -19,9 +18,8 @@ import (
 
 	"github.com/creack/pty"
 	"github.com/fleetdeploy/fleetdeploy/internal/eventcheck"
+	"github.com/fleetdeploy/fleetdeploy/internal/golden"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 const schemaFile = "../../docs/events.schema.json"
 
@@ -565,26 +563,7 @@ func TestPlanView(t *testing.T) {
 	}
 	got = regexp.MustCompile(`sha256:[0-9a-f]+`).ReplaceAllString(got, "sha256:CHECKSUM")
 	got = strings.ReplaceAll(got, src, "SRC")
-	goldenFile(t, "plan_view", got)
-}
-
-func goldenFile(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		os.MkdirAll("testdata", 0o755)
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to write it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs from %s (-update to accept):\n--- got\n%s\n--- want\n%s", name, path, got, want)
-	}
+	golden.Check(t, "plan_view", []byte(got))
 }
 
 // A plan on a fleet locked by a running deploy shows every host with its

@@ -3,17 +3,15 @@ package completion
 import (
 	"bytes"
 	"errors"
-	"flag"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/fleetdeploy/fleetdeploy/internal/golden"
 	"github.com/urfave/cli/v2"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
 
 // testApp has a flag or command of every kind the scripts treat apart:
 // files, folders, values, switches, aliases, hidden ones, and usage text
@@ -66,7 +64,7 @@ func TestWrite(t *testing.T) {
 				t.Fatal(err)
 			}
 			got := b.String()
-			golden(t, c.shell, got)
+			golden.Check(t, c.shell, []byte(got))
 			// (completion's hidden --environments is in the scripts: they call it.)
 			for _, hidden := range []string{"secret", "internal", "debug"} {
 				if strings.Contains(got, hidden) {
@@ -117,26 +115,4 @@ func (w *failingWriter) Write(p []byte) (int, error) {
 	}
 	w.n += len(p)
 	return len(p), nil
-}
-
-// golden compares got with testdata/<name>.golden (rewritten with -update).
-func golden(t *testing.T, name, got string) {
-	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run with -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs from %s (-update rewrites it):\n%s", name, path, got)
-	}
 }
