@@ -16,6 +16,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/fleetdeploy/fleetdeploy/internal/suggest"
 	"gopkg.in/yaml.v3"
 )
 
@@ -358,45 +359,24 @@ func (d *decoder) mapping(n *yaml.Node, key string) ([]pair, bool) {
 // unknown reports a key that is not one of known, with the closest known key as a hint.
 func (d *decoder) unknown(p pair, key string, known []string) {
 	msg := fmt.Sprintf("unknown key %q", p.key)
-	if s := suggest(p.key, known); s != "" {
+	if s := closestKey(p.key, known); s != "" {
 		msg += fmt.Sprintf(" (did you mean %s?)", s)
 	}
 	d.addf(p.line, "%s", prefixed(key, msg))
 }
 
-// suggest returns the known key closest to k, if it is close enough to be a typo.
-func suggest(k string, known []string) string {
+// closestKey returns the known key closest to k, if it is close enough to be a typo.
+func closestKey(k string, known []string) string {
 	best, bestDist := "", 3
 	if len(k) > 40 {
 		return ""
 	}
 	for _, c := range known {
-		if dist := levenshtein(strings.ToLower(k), c); dist < bestDist && dist < len(c) {
+		if dist := suggest.Distance(strings.ToLower(k), c); dist < bestDist && dist < len(c) {
 			best, bestDist = c, dist
 		}
 	}
 	return best
-}
-
-func levenshtein(a, b string) int {
-	ra, rb := []rune(a), []rune(b)
-	prev := make([]int, len(rb)+1)
-	cur := make([]int, len(rb)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(ra); i++ {
-		cur[0] = i
-		for j := 1; j <= len(rb); j++ {
-			cost := 1
-			if ra[i-1] == rb[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(rb)]
 }
 
 // inventory walks the top-level mapping into inv.

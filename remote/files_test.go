@@ -24,7 +24,7 @@ func TestReadsRefuseWhatIsNotARegularFile(t *testing.T) {
 	for _, tc := range []struct{ name, want string }{
 		{"fifo", "a FIFO"},
 		{"link", "a symlink"},
-		{"dir", "a directory"},
+		{"dir", "a folder"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), 5*time.Second)

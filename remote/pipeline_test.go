@@ -249,7 +249,7 @@ func TestPipelineErrors(t *testing.T) {
 				want string
 			}
 			var refused []refusal
-			for _, s := range []struct{ file, kind string }{{"fifo", "a FIFO"}, {"fifolink", "a symlink"}, {"statelink", "a symlink"}, {"builds", "a directory"}} {
+			for _, s := range []struct{ file, kind string }{{"fifo", "a FIFO"}, {"fifolink", "a symlink"}, {"statelink", "a symlink"}, {"builds", "a folder"}} {
 				refused = append(refused,
 					refusal{"ReadFile " + s.file, p.ReadFile(k.p(s.file), 0), "not a regular file (" + s.kind + ")"},
 					refusal{"ReadTail " + s.file, p.ReadTail(k.p(s.file), 10), "not a regular file (" + s.kind + ")"})

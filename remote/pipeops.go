@@ -379,7 +379,7 @@ func (f *flow) read(p string, limit int64, tail bool, lstat, open chan sftpReply
 	case lerr != nil:
 		return nil, lerr
 	case !fi.Mode().IsRegular():
-		return nil, fmt.Errorf("%s: %w (%s)", p, errNotRegular, fileKind(fi.Mode()))
+		return nil, fmt.Errorf("%s: %w (%s)", p, errNotRegular, FileKind(fi.Mode()))
 	case !tail && fi.Size() > limit:
 		return nil, fmt.Errorf("%s is %d bytes, over the %s limit for this file", p, fi.Size(), byteSize(limit))
 	}
@@ -513,7 +513,7 @@ func (f *flow) append(p string, data []byte, a []chan sftpReply) error {
 	switch {
 	case lerr == nil && !fi.Mode().IsRegular():
 		closeBut("")
-		return fmt.Errorf("%s: %w (%s)", p, errNotRegular, fileKind(fi.Mode()))
+		return fmt.Errorf("%s: %w (%s)", p, errNotRegular, FileKind(fi.Mode()))
 	case err1 == nil && lerr == nil:
 		h, size = h1, fi.Size()
 	case err1 == nil:

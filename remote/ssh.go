@@ -324,12 +324,16 @@ func (c *Client) ReadTail(ctx context.Context, p string, max int64) ([]byte, err
 // errNotRegular is a path that should be a regular file and is something else.
 var errNotRegular = errors.New("not a regular file")
 
-func fileKind(m fs.FileMode) string {
+// FileKind names a file's type for messages: "a symlink", "a folder", "a
+// FIFO"...
+func FileKind(m fs.FileMode) string {
 	switch {
 	case m&fs.ModeSymlink != 0:
 		return "a symlink"
 	case m.IsDir():
-		return "a directory"
+		return "a folder"
+	case m.IsRegular():
+		return "a regular file"
 	case m&fs.ModeNamedPipe != 0:
 		return "a FIFO"
 	case m&fs.ModeSocket != 0:
@@ -337,7 +341,7 @@ func fileKind(m fs.FileMode) string {
 	case m&fs.ModeDevice != 0:
 		return "a device"
 	}
-	return "mode " + m.String()
+	return "a special file (mode " + m.String() + ")"
 }
 
 // WriteFile writes data to a temporary name beside path (created with

@@ -107,7 +107,7 @@ func Look(ctx context.Context, h remote.Host, root string, shared []string) (*St
 			s.fresh = isNotExist(err)
 		}
 		if err == nil && !fi.IsDir() {
-			s.Problems = append(s.Problems, fmt.Sprintf("%s is %s, not a folder: fleetdeploy never works through one; move it away", l.join(d), kindOf(fi.Mode())))
+			s.Problems = append(s.Problems, fmt.Sprintf("%s is %s, not a folder: fleetdeploy never works through one; move it away", l.join(d), remote.FileKind(fi.Mode())))
 		}
 		fail(err)
 	}
@@ -140,7 +140,7 @@ func Look(ctx context.Context, h remote.Host, root string, shared []string) (*St
 		if text, err := lockText.Get(); err == nil && li.Mode()&fs.ModeSymlink != 0 {
 			s.Lock.Text, s.Lock.Holder = text, ParseHolder(text)
 		} else {
-			s.Lock.NotOurs = kindOf(li.Mode())
+			s.Lock.NotOurs = remote.FileKind(li.Mode())
 		}
 		s.Lock.Now = hostNow(ctx, h, l, randomName())
 	}
@@ -259,25 +259,6 @@ func isStagingName(n string) bool {
 		}
 	}
 	return false
-}
-
-// kindOf names a file's type for messages.
-func kindOf(m fs.FileMode) string {
-	switch {
-	case m&fs.ModeSymlink != 0:
-		return "a symlink"
-	case m.IsDir():
-		return "a folder"
-	case m.IsRegular():
-		return "a regular file"
-	case m&fs.ModeNamedPipe != 0:
-		return "a FIFO"
-	case m&fs.ModeSocket != 0:
-		return "a socket"
-	case m&fs.ModeDevice != 0:
-		return "a device"
-	}
-	return "a special file"
 }
 
 func randomName() string {

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/fleetdeploy/fleetdeploy/internal/suggest"
 	"github.com/urfave/cli/v2"
 )
 
@@ -160,7 +161,7 @@ func unknownCommand(app *cli.App, name string) error {
 func closest(typed string, candidates []string) string {
 	best, bestD, ties := "", -1, 0
 	for _, c := range candidates {
-		d := levenshtein(strings.ToLower(typed), strings.ToLower(c))
+		d := suggest.Distance(strings.ToLower(typed), strings.ToLower(c))
 		switch {
 		case bestD < 0 || d < bestD:
 			best, bestD, ties = c, d, 1
@@ -182,25 +183,4 @@ func closest(typed string, candidates []string) string {
 		return prefixed[0]
 	}
 	return ""
-}
-
-func levenshtein(a, b string) int {
-	ra, rb := []rune(a), []rune(b)
-	prev := make([]int, len(rb)+1)
-	cur := make([]int, len(rb)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(ra); i++ {
-		cur[0] = i
-		for j := 1; j <= len(rb); j++ {
-			cost := 1
-			if ra[i-1] == rb[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(rb)]
 }

@@ -1,0 +1,27 @@
+// Package suggest measures how far a typed word is from a known one, for
+// "did you mean" hints (an inventory's keys, the command line's commands
+// and flags).
+package suggest
+
+// Distance is the Levenshtein distance between a and b, in runes: the
+// fewest insertions, deletions and substitutions that turn one into the other.
+func Distance(a, b string) int {
+	ra, rb := []rune(a), []rune(b)
+	prev := make([]int, len(rb)+1)
+	cur := make([]int, len(rb)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(ra); i++ {
+		cur[0] = i
+		for j := 1; j <= len(rb); j++ {
+			cost := 1
+			if ra[i-1] == rb[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(rb)]
+}
