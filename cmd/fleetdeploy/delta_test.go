@@ -227,6 +227,34 @@ func TestCleanupKeepsBuildInUse(t *testing.T) {
 	})
 }
 
+// A process that holds open a file of the old build alone (changed since:
+// its only link) keeps that build too, wherever it works.
+func TestCleanupKeepsBuildWithOpenFile(t *testing.T) {
+	forEachBackend(t, 1, func(t *testing.T, f *testFleet) {
+		f.provision(t)
+		src := writeApp(t, "v1")
+		inv := f.writeInventory(t, inventoryOpts{source: src, keep: 1})
+		mustCLI(t, "up", "test", "-i", inv)
+		a := f.live(t, 0)
+		pid := strings.TrimSpace(f.exec(t, 0, `cd / && { sleep 60 <"$ROOT/`+a+`/index.php" >/dev/null 2>&1 & echo $!; }`))
+		t.Cleanup(func() { f.exec(t, 0, "kill "+pid+" 2>/dev/null; true") })
+		os.WriteFile(filepath.Join(src, "index.php"), []byte("v2"), 0o644)
+		mustCLI(t, "up", "test", "-i", inv)
+		r := mustCLI(t, "up", "test", "-i", inv)
+		if _, err := os.Stat(filepath.Join(f.roots[0], a)); err != nil {
+			t.Fatalf("cleanup removed %s while process %s reads its index.php:\n%s", a, pid, r.stdout)
+		}
+		if !strings.Contains(r.stdout, "keeping "+a+": in use by process "+pid) {
+			t.Errorf("the kept build is not reported:\n%s", r.stdout)
+		}
+		f.exec(t, 0, "kill "+pid)
+		mustCLI(t, "up", "test", "-i", inv)
+		if _, err := os.Stat(filepath.Join(f.roots[0], a)); err == nil {
+			t.Errorf("%s was not removed once no process used it", a)
+		}
+	})
+}
+
 func TestStatusFindsFilesChangedOnHost(t *testing.T) {
 	forEachBackend(t, 2, func(t *testing.T, f *testFleet) {
 		f.provision(t)

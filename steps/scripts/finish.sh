@@ -90,10 +90,7 @@ in_use() {
 
 # user prints the pid of a process using build $1, if any.
 user() {
-	{
-		find "$1" -xdev -type d -printf '%D:%i\n'
-		find "$1" -xdev -type f -links 1 -printf '%D:%i\n'
-	} >"$procs.ids"
+	find "$1" -xdev \( -type d -o -type f -links 1 \) -printf '%D:%i\n' >"$procs.ids"
 	awk -F'\t' -v ids="$procs.ids" 'BEGIN { while ((getline l < ids) > 0) k[l] = 1 } ($2 in k) { sub("/proc/", "", $1); sub("/.*", "", $1); print $1; exit }' "$procs"
 }
 
