@@ -4,8 +4,10 @@
 package remote
 
 import (
+	"bytes"
 	_ "embed"
 	"encoding/base64"
+	"fmt"
 	"io"
 	"strings"
 )
@@ -43,7 +45,8 @@ type Cmd struct {
 	// a small input then costs no round trip of its own, where Stdin waits
 	// for the exec's answer (OpenSSH opens a command's input once it runs).
 	// sshd hands the whole command to the login shell as one argument,
-	// which Linux caps at 128 KiB: keep it well below.
+	// which Linux caps at 128 KiB: Run sends an Inline input on stdin
+	// instead when the command would be longer (see maxWire).
 	Inline []byte
 	// Pace, with Stdin, holds the input back to what the command reports
 	// having read (see Pace).
@@ -145,6 +148,37 @@ func (c Cmd) words(display bool) []string {
 		w = append(w, "inline="+base64.StdEncoding.EncodeToString(c.Inline))
 	}
 	return w
+}
+
+// maxWire bounds the command sent in an exec request. sshd hands it to the
+// login shell as one argument, and Linux caps one argument at 128 KiB
+// (MAX_ARG_STRLEN): beyond, the shell fails with "Argument list too long"
+// and the command never runs. A few KiB are left for the NUL and for
+// shells that add to it.
+const maxWire = 124 << 10
+
+// fitted is c as it can be sent: an Inline input that would make the
+// command too long goes on stdin instead (the script reads either); a
+// command too long all the same is an error that says so.
+func (c Cmd) fitted() (Cmd, error) {
+	n := len(c.wire())
+	if n <= maxWire {
+		return c, nil
+	}
+	if c.Inline != nil && c.Stdin == nil {
+		c.Stdin, c.Inline = bytes.NewReader(c.Inline), nil
+		if n = len(c.wire()); n <= maxWire {
+			return c, nil
+		}
+	}
+	name := "the command"
+	switch {
+	case c.Script != nil:
+		name = "fleetdeploy-" + c.Script.Name
+	case len(c.Args) > 0:
+		name = c.Args[0]
+	}
+	return c, fmt.Errorf("%s: the command is %d KiB, over the %d KiB a command may have on a host", name, n>>10, maxWire>>10)
 }
 
 // wire is what is sent in the SSH exec request. sshd runs it with the login

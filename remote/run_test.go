@@ -164,3 +164,36 @@ func TestReadTail(t *testing.T) {
 		t.Errorf("ReadTail of a missing file: %v, want fs.ErrNotExist", err)
 	}
 }
+
+// An input carried in the command (Cmd.Inline) goes on stdin instead when
+// the command would be too long with it: sshd hands the login shell the
+// whole command as one argument, which Linux caps at 128 KiB (E2BIG, and
+// the command never runs). The script reads its input either way.
+func TestInlineTooLongGoesOnStdin(t *testing.T) {
+	script := &remote.Script{Name: "count", Body: `for kv do case $kv in inline=*) printf '%s' "${kv#inline=}" | base64 -d | wc -c; exit ;; esac; done; wc -c`}
+	for name, start := range hosts(t) {
+		t.Run(name, func(t *testing.T) {
+			h := start(t)
+			c, err := remote.Dial(t.Context(), h.cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			for _, param := range []int{0, 80 << 10} {
+				cmd := remote.Cmd{Script: script, Params: []remote.Param{{Name: "skip", Value: strings.Repeat("x", param)}}, Inline: []byte(strings.Repeat("y", 48<<10))}
+				out, err := c.Run(t.Context(), cmd)
+				if err != nil {
+					t.Fatalf("with a %d-byte parameter: %v", param, err)
+				}
+				if got := strings.TrimSpace(string(out)); got != "49152" {
+					t.Errorf("with a %d-byte parameter the script read %q bytes, want 49152", param, got)
+				}
+			}
+			// Too long even without its input: said before anything runs.
+			cmd := remote.Cmd{Script: script, Params: []remote.Param{{Name: "skip", Value: strings.Repeat("x", 130<<10)}}, Inline: []byte("y")}
+			if _, err := c.Run(t.Context(), cmd); err == nil || !strings.Contains(err.Error(), "fleetdeploy-count: the command is 130 KiB, over the 124 KiB a command may have on a host") {
+				t.Errorf("a command too long: %v", err)
+			}
+		})
+	}
+}

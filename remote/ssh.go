@@ -107,6 +107,10 @@ func (c *Client) Run(ctx context.Context, cmd Cmd) ([]byte, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	cmd, err := cmd.fitted()
+	if err != nil {
+		return nil, err
+	}
 	s, err := c.cmds.take(ctx)
 	if err != nil {
 		if ctx.Err() != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -251,6 +252,35 @@ func TestCleanupKeepsBuildWithOpenFile(t *testing.T) {
 		mustCLI(t, "up", "test", "-i", inv)
 		if _, err := os.Stat(filepath.Join(f.roots[0], a)); err == nil {
 			t.Errorf("%s was not removed once no process used it", a)
+		}
+	})
+}
+
+// A redeploy whose small payload rides in the command and whose list of
+// files not to reuse is long (a vendor folder removed) still fits: the
+// command would pass the 128 KiB one argument may have, so the payload goes
+// on stdin (it failed with "Argument list too long" on every host).
+func TestRedeployWithLongSkipListAndInlinePayload(t *testing.T) {
+	forEachBackend(t, 1, func(t *testing.T, f *testFleet) {
+		f.provision(t)
+		src := writeApp(t, "v1")
+		vendor := filepath.Join(src, "vendor", strings.Repeat("package-with-a-long-name-", 2))
+		os.MkdirAll(vendor, 0o755)
+		for i := range 850 {
+			os.WriteFile(filepath.Join(vendor, fmt.Sprintf("file-%04d.php", i)), []byte(fmt.Sprint(i)), 0o644)
+		}
+		inv := f.writeInventory(t, inventoryOpts{source: src})
+		mustCLI(t, "up", "test", "-i", inv)
+		os.RemoveAll(filepath.Join(src, "vendor"))
+		noise := make([]byte, 40<<10)
+		rand.Read(noise)
+		os.WriteFile(filepath.Join(src, "blob.bin"), noise, 0o644)
+		r := mustCLI(t, "up", "test", "-i", inv)
+		if !strings.Contains(r.stdout, "sending 1 files") {
+			t.Errorf("want a delta of one file:\n%s", r.stdout)
+		}
+		if got, want := contentTree(t, filepath.Join(f.roots[0], "latest"), ".env", "storage"), contentTree(t, src, "tests", "storage"); got != want {
+			t.Errorf("the build differs from the source:\n%s\nwant\n%s", got, want)
 		}
 	})
 }
