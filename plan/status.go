@@ -2,6 +2,7 @@ package plan
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -42,11 +43,11 @@ func FleetBuild(targets []Target) (id string, from Target) {
 // HostStatus is one host as `status` shows it.
 type HostStatus struct {
 	Host        string
-	Unreachable error  // connecting or reading failed; nothing else is known
-	Live        string // the live build, or what latest is instead
-	Previous    string // "" when unknown
-	Source      string // where the live build came from (its marker's source: a git commit, a checksum); "" when unknown
-	Builds      int
+	Unreachable error           // connecting or reading failed; nothing else is known
+	Live        string          // the live build, or what latest is instead
+	Previous    string          // "" when unknown
+	Source      string          // where the live build came from (its marker's source: a git commit, a checksum); "" when unknown
+	Builds      []string        // the builds on the host, oldest first
 	Lock        *steps.LockInfo // nil when unlocked
 	Notes       []string        // what is worth knowing
 	Problems    []string        // what is wrong (drift): status exits 4
@@ -99,7 +100,7 @@ func Assess(targets []Target, failed map[string]error, verify bool, verified map
 			continue
 		}
 		st := t.State
-		hs.Live, hs.Previous, hs.Builds, hs.Lock = st.Latest, st.Marker.Previous, len(st.Builds), st.Lock
+		hs.Live, hs.Previous, hs.Builds, hs.Lock = st.Latest, st.Marker.Previous, slices.Sorted(slices.Values(st.Builds)), st.Lock
 		hs.Source = liveSource(st)
 		if st.Latest != "" && st.IsBad(st.Latest) {
 			hs.Notes = append(hs.Notes, "the live build is marked bad (it failed a health check)")

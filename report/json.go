@@ -53,6 +53,20 @@ type connectedEvent struct {
 	DurationMS float64 `json:"duration_ms"`
 }
 
+type hostStatusEvent struct {
+	header
+	Host     string   `json:"host"`
+	OK       bool     `json:"ok"`
+	Error    *string  `json:"error"`
+	Live     *string  `json:"live"`
+	Source   *string  `json:"source"`
+	Previous *string  `json:"previous"`
+	Builds   []string `json:"builds"`
+	Lock     *string  `json:"lock"`
+	Problems []string `json:"problems"`
+	Notes    []string `json:"notes"`
+}
+
 type plannedEvent struct {
 	header
 	Action  string            `json:"action"`

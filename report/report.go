@@ -444,6 +444,25 @@ func (c *counting) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// HostStatus is one host's row of `status`, for the JSON stream (people
+// get the command's table, as a Message): unreachable hosts have ok false
+// and their error; lock is the lock's description, null when unlocked.
+func (r *Reporter) HostStatus(h plan.HostStatus) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	e := hostStatusEvent{header: r.header("host_status"), Host: h.Host, OK: h.Unreachable == nil,
+		Builds: nonNil(h.Builds), Problems: nonNil(h.Problems), Notes: nonNil(h.Notes)}
+	if h.Unreachable != nil {
+		e.Error = errText(h.Unreachable)
+	} else {
+		e.Live, e.Source, e.Previous = strp(h.Live), strp(h.Source), strp(h.Previous)
+	}
+	if h.Lock != nil {
+		e.Lock = strp(h.Lock.Describe())
+	}
+	r.emit(e)
+}
+
 // Message is free text for people (a command's own lines): shown as it is,
 // and as a message event in the JSON stream. During a run, -q hides it.
 func (r *Reporter) Message(text string) {

@@ -115,6 +115,37 @@ func TestJSONEventsOfRealRuns(t *testing.T) {
 		}
 	})
 
+	// status: one host_status event per host, in inventory order, with what
+	// its table row says; a host out of line carries its problems (exit 4).
+	t.Run("status", func(t *testing.T) {
+		live := f.live(t, 0)
+		r := fdPlain(t, t.Context(), "--json", "status", "test", "-i", inv)
+		if r.code != 0 {
+			t.Fatalf("%s", r)
+		}
+		hs := ofType(events(t, r.stdout), "host_status")
+		if len(hs) != 3 {
+			t.Fatalf("%d host_status events, want 3:\n%s", len(hs), r.stdout)
+		}
+		for i, h := range hs {
+			builds := h["builds"].([]any)
+			if h["host"] != f.names[i] || h["ok"] != true || h["error"] != nil || "builds/"+fmt.Sprint(h["live"]) != live ||
+				len(builds) == 0 || "builds/"+fmt.Sprint(builds[len(builds)-1]) != live || h["lock"] != nil || len(h["problems"].([]any)) != 0 {
+				t.Errorf("host %d: %v", i, h)
+			}
+		}
+		f.exec(t, 2, `cp -p "$ROOT/latest/index.php" "$ROOT/shared/index.orig" && echo tampered >> "$ROOT/latest/index.php"`)
+		defer f.exec(t, 2, `cat "$ROOT/shared/index.orig" > "$ROOT/latest/index.php" && touch -r "$ROOT/shared/index.orig" "$ROOT/latest/index.php" && rm "$ROOT/shared/index.orig"`)
+		r = fdPlain(t, t.Context(), "--json", "status", "test", "-i", inv)
+		if r.code != exitDrift {
+			t.Fatalf("want exit %d: %s", exitDrift, r)
+		}
+		hs = ofType(events(t, r.stdout), "host_status")
+		if len(hs) != 3 || len(hs[1]["problems"].([]any)) != 0 || !strings.Contains(fmt.Sprint(hs[2]["problems"]), "index.php") {
+			t.Errorf("a hand edit on %s is not its problem: %v", f.names[2], hs)
+		}
+	})
+
 	t.Run("failed", func(t *testing.T) {
 		f.exec(t, 1, `touch "$ROOT/shared/fail"`)
 		defer f.exec(t, 1, `rm "$ROOT/shared/fail"`)

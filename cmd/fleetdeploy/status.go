@@ -83,6 +83,7 @@ func runStatus(ctx context.Context, c *common, o statusOptions) error {
 	tw := tabwriter.NewWriter(&b, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "HOST\tLIVE\tSOURCE\tPREVIOUS\tBUILDS\tLOCK\tSTATE")
 	for _, h := range st.Hosts {
+		c.rep.HostStatus(h)
 		if h.Unreachable != nil {
 			err := h.Unreachable
 			var he *plan.HostError
@@ -93,7 +94,7 @@ func runStatus(ctx context.Context, c *common, o statusOptions) error {
 			continue
 		}
 		state := strings.Join(append(slices.Clone(h.Problems), h.Notes...), "; ")
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", h.Host, remote.Sanitize(orDash(h.Live)), remote.Sanitize(orDash(h.Source)), remote.Sanitize(orDash(h.Previous)), h.Builds,
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", h.Host, remote.Sanitize(orDash(h.Live)), remote.Sanitize(orDash(h.Source)), remote.Sanitize(orDash(h.Previous)), len(h.Builds),
 			remote.Sanitize(lockText(h.Lock)), remote.Sanitize(orWord(state, "ok")))
 	}
 	tw.Flush()
