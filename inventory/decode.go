@@ -697,6 +697,10 @@ func (d *decoder) remoteRoot(n *yaml.Node, key string) (string, bool) {
 		d.addf(n.Line, "%s: must be an absolute path on the hosts, got %q", key, p)
 		return "", false
 	}
+	if path.Clean(p) == "/" {
+		d.addf(n.Line, "%s: must be a folder of its own, not /: fleetdeploy makes builds/, shared/, latest and .fleetdeploy/ in it (e.g. /var/www/app)", key)
+		return "", false
+	}
 	return path.Clean(p), true
 }
 

@@ -544,12 +544,14 @@ func TestErrors(t *testing.T) {
 			"environments:",
 			"  production:",
 			"    root: ~/shop",
-			"    hosts: [{address: web1, root: srv}]",
+			"    hosts: [{address: web1, root: srv}, {address: web2, root: /}, {address: web3, root: /srv/..//}]",
 		),
 		want: []string{
 			`hosts.yml:3: root: must be an absolute path on the hosts, got "var/www"`,
 			`hosts.yml:6: root: must be an absolute path on the hosts, got "~/shop"`,
 			`hosts.yml:7: hosts.root: must be an absolute path on the hosts, got "srv"`,
+			`hosts.yml:7: hosts.root: must be a folder of its own, not /: fleetdeploy makes builds/, shared/, latest and .fleetdeploy/ in it (e.g. /var/www/app)`,
+			`hosts.yml:7: hosts.root: must be a folder of its own, not /: fleetdeploy makes builds/, shared/, latest and .fleetdeploy/ in it (e.g. /var/www/app)`,
 		},
 	}, {
 		name: "shared and exclude entries",
