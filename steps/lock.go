@@ -274,6 +274,16 @@ func (t TakeLock) Note() string {
 // first: an SFTP server carries requests out in order, so the state is read
 // under the lock), compares the state and starts refreshing the lock.
 func (t TakeLock) Run(ctx context.Context, h remote.Host, _ io.Writer) error {
+	err := t.take(ctx, h)
+	var le *LockedError
+	if errors.As(err, &le) && strings.TrimSpace(le.Lock.Text) == t.Lease.Holder.String() {
+		return fmt.Errorf("%s is locked by this very run, through another host of the inventory: two hosts reach the same root (one server under two names?); list it once", t.Lease.Layout.Root)
+	}
+	return err
+}
+
+// take is Run, without telling a lock of this run's own apart.
+func (t TakeLock) take(ctx context.Context, h remote.Host) error {
 	l := t.Lease.Layout
 	if t.Stale != nil {
 		if err := takeOver(ctx, h, t.Lease, t.Stale); err != nil {
@@ -422,7 +432,10 @@ func (r ReleaseLock) Run(ctx context.Context, h remote.Host, _ io.Writer) error 
 		}
 		return fmt.Errorf("the lock is now held by %s: leaving it", remote.Sanitize(ParseHolder(who).Who()))
 	}
-	return h.Remove(ctx, l.Lock())
+	if err := h.Remove(ctx, l.Lock()); err != nil && !isNotExist(err) {
+		return err
+	}
+	return nil
 }
 
 // ForceUnlock removes whatever is at the lock's path, for `fleetdeploy

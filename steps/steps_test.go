@@ -406,6 +406,42 @@ func TestLockIsExclusive(t *testing.T) {
 	}
 }
 
+// Two hosts of one inventory that reach the same root (one server under two
+// names) meet this run's own lock: said so, not "locked by another deploy"
+// with the advice to unlock; and the undos of both, racing to give the one
+// lock back, both succeed.
+func TestLockOfThisRunThroughAnotherHost(t *testing.T) {
+	for _, fresh := range []bool{false, true} {
+		l := Layout{Root: t.TempDir()}
+		if fresh {
+			l.Root = filepath.Join(l.Root, "app")
+		}
+		h := &localHost{}
+		st, err := Inspect(t.Context(), h, l.Root, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		me := holder("me")
+		web1, web1again := NewLease(l, me), NewLease(l, me)
+		if err := run(t, h, Lock(web1, st)); err != nil {
+			t.Fatal(err)
+		}
+		defer web1.halt()
+		err = run(t, h, Lock(web1again, st))
+		if err == nil || !strings.Contains(err.Error(), l.Root+" is locked by this very run, through another host of the inventory: two hosts reach the same root (one server under two names?); list it once") {
+			t.Errorf("fresh %v: the second lock: %v", fresh, err)
+		}
+		for _, ls := range []*Lease{web1again, web1} {
+			if err := RunOps(t.Context(), h, Lock(ls, st).Undo, nil, nil); err != nil {
+				t.Errorf("fresh %v: undo: %v", fresh, err)
+			}
+		}
+		if _, err := os.Lstat(l.Lock()); !os.IsNotExist(err) {
+			t.Errorf("fresh %v: the lock is left: %v", fresh, err)
+		}
+	}
+}
+
 // A lock's text names its run and lease, and reads back.
 func TestHolderReadsBack(t *testing.T) {
 	h := holder("alice@laptop pid 7")
