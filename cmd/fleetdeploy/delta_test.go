@@ -199,61 +199,43 @@ func TestHookRewritingReusedFileLeavesLiveBuildAlone(t *testing.T) {
 	})
 }
 
+// Cleanup keeps a build a process uses, and removes it once none does: a
+// long job (the subscriber import) working in it, or a process holding open
+// a file of that build alone (changed since: its only link), wherever it works.
 func TestCleanupKeepsBuildInUse(t *testing.T) {
-	forEachBackend(t, 1, func(t *testing.T, f *testFleet) {
-		f.provision(t)
-		src := writeApp(t, "v1")
-		inv := f.writeInventory(t, inventoryOpts{source: src, keep: 1})
-		mustCLI(t, "up", "test", "-i", inv)
-		a := f.live(t, 0)
-		// A long job (the subscriber import) started from build A.
-		pid := strings.TrimSpace(f.exec(t, 0, `cd "$ROOT/`+a+`/bin" && { sleep 60 </dev/null >/dev/null 2>&1 & echo $!; }`))
-		t.Cleanup(func() { f.exec(t, 0, "kill "+pid+" 2>/dev/null; true") })
-		mustCLI(t, "up", "test", "-i", inv)
-		r := mustCLI(t, "up", "test", "-i", inv)
-		if _, err := os.Stat(filepath.Join(f.roots[0], a)); err != nil {
-			t.Fatalf("cleanup removed %s while process %s works in it:\n%s", a, pid, r.stdout)
-		}
-		if !strings.Contains(r.stdout, "keeping "+a+": in use by process "+pid) {
-			t.Errorf("the kept build is not reported:\n%s", r.stdout)
-		}
-		f.exec(t, 0, "kill "+pid)
-		mustCLI(t, "up", "test", "-i", inv)
-		if _, err := os.Stat(filepath.Join(f.roots[0], a)); err == nil {
-			t.Errorf("%s was not removed once no process used it", a)
-		}
-		if n := len(f.builds(t, 0)); n != 2 {
-			t.Errorf("%d builds, want 2 (keep 1 + previous)", n)
-		}
-	})
-}
-
-// A process that holds open a file of the old build alone (changed since:
-// its only link) keeps that build too, wherever it works.
-func TestCleanupKeepsBuildWithOpenFile(t *testing.T) {
-	forEachBackend(t, 1, func(t *testing.T, f *testFleet) {
-		f.provision(t)
-		src := writeApp(t, "v1")
-		inv := f.writeInventory(t, inventoryOpts{source: src, keep: 1})
-		mustCLI(t, "up", "test", "-i", inv)
-		a := f.live(t, 0)
-		pid := strings.TrimSpace(f.exec(t, 0, `cd / && { sleep 60 <"$ROOT/`+a+`/index.php" >/dev/null 2>&1 & echo $!; }`))
-		t.Cleanup(func() { f.exec(t, 0, "kill "+pid+" 2>/dev/null; true") })
-		os.WriteFile(filepath.Join(src, "index.php"), []byte("v2"), 0o644)
-		mustCLI(t, "up", "test", "-i", inv)
-		r := mustCLI(t, "up", "test", "-i", inv)
-		if _, err := os.Stat(filepath.Join(f.roots[0], a)); err != nil {
-			t.Fatalf("cleanup removed %s while process %s reads its index.php:\n%s", a, pid, r.stdout)
-		}
-		if !strings.Contains(r.stdout, "keeping "+a+": in use by process "+pid) {
-			t.Errorf("the kept build is not reported:\n%s", r.stdout)
-		}
-		f.exec(t, 0, "kill "+pid)
-		mustCLI(t, "up", "test", "-i", inv)
-		if _, err := os.Stat(filepath.Join(f.roots[0], a)); err == nil {
-			t.Errorf("%s was not removed once no process used it", a)
-		}
-	})
+	for name, use := range map[string]string{
+		"working in it":  `cd "$ROOT/$B/bin" && { sleep 60 </dev/null >/dev/null 2>&1 & echo $!; }`,
+		"file held open": `cd / && { sleep 60 <"$ROOT/$B/index.php" >/dev/null 2>&1 & echo $!; }`,
+	} {
+		t.Run(name, func(t *testing.T) {
+			forEachBackend(t, 1, func(t *testing.T, f *testFleet) {
+				f.provision(t)
+				src := writeApp(t, "v1")
+				inv := f.writeInventory(t, inventoryOpts{source: src, keep: 1})
+				mustCLI(t, "up", "test", "-i", inv)
+				a := f.live(t, 0)
+				pid := strings.TrimSpace(f.exec(t, 0, "B="+a+"; "+use))
+				t.Cleanup(func() { f.exec(t, 0, "kill "+pid+" 2>/dev/null; true") })
+				os.WriteFile(filepath.Join(src, "index.php"), []byte("v2"), 0o644)
+				mustCLI(t, "up", "test", "-i", inv)
+				r := mustCLI(t, "up", "test", "-i", inv)
+				if _, err := os.Stat(filepath.Join(f.roots[0], a)); err != nil {
+					t.Fatalf("cleanup removed %s while process %s uses it:\n%s", a, pid, r.stdout)
+				}
+				if !strings.Contains(r.stdout, "keeping "+a+": in use by process "+pid) {
+					t.Errorf("the kept build is not reported:\n%s", r.stdout)
+				}
+				f.exec(t, 0, "kill "+pid)
+				mustCLI(t, "up", "test", "-i", inv)
+				if _, err := os.Stat(filepath.Join(f.roots[0], a)); err == nil {
+					t.Errorf("%s was not removed once no process used it", a)
+				}
+				if n := len(f.builds(t, 0)); n != 2 {
+					t.Errorf("%d builds, want 2 (keep 1 + previous)", n)
+				}
+			})
+		})
+	}
 }
 
 // A redeploy whose small payload rides in the command and whose list of
