@@ -161,11 +161,7 @@ func TestRunPacedWithoutReports(t *testing.T) {
 func TestServerVersion(t *testing.T) {
 	for name, start := range hosts(t) {
 		t.Run(name, func(t *testing.T) {
-			c, err := remote.Dial(t.Context(), start(t).cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
+			c := dial(t, newDialer(t, remote.DialerOptions{}), start(t).cfg)
 			v := c.ServerVersion()
 			if openssh := strings.HasPrefix(v, "SSH-2.0-OpenSSH_"); openssh != (name == "openssh") || !strings.HasPrefix(v, "SSH-2.0-") {
 				t.Errorf("%s host: server version %q", name, v)

@@ -63,11 +63,7 @@ func TestCancelledRunWaitsForTheCommandToEnd(t *testing.T) {
 	for name, start := range hosts(t) {
 		t.Run(name, func(t *testing.T) {
 			h := start(t)
-			c, err := remote.Dial(t.Context(), h.cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
+			c := dial(t, newDialer(t, remote.DialerOptions{}), h.cfg)
 			for _, tc := range []struct {
 				name string
 				cmd  remote.Cmd
@@ -174,11 +170,7 @@ func TestInlineTooLongGoesOnStdin(t *testing.T) {
 	for name, start := range hosts(t) {
 		t.Run(name, func(t *testing.T) {
 			h := start(t)
-			c, err := remote.Dial(t.Context(), h.cfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
+			c := dial(t, newDialer(t, remote.DialerOptions{}), h.cfg)
 			for _, param := range []int{0, 80 << 10} {
 				cmd := remote.Cmd{Script: script, Params: []remote.Param{{Name: "skip", Value: strings.Repeat("x", param)}}, Inline: []byte(strings.Repeat("y", 48<<10))}
 				out, err := c.Run(t.Context(), cmd)
