@@ -189,3 +189,34 @@ func TestInlineTooLongGoesOnStdin(t *testing.T) {
 		})
 	}
 }
+
+// A command that leaves a process in the background holding its output
+// (`cmd &` in a hook) is done once it ends: its output is read for a moment
+// more, then no longer waited for, and its stderr says why. A plain ssh
+// waits as long as that process runs.
+func TestBackgroundProcessHoldingOutputIsNotWaitedFor(t *testing.T) {
+	for name, start := range hosts(t) {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			c := dial(t, newDialer(t, remote.DialerOptions{}), start(t).cfg)
+			var errb strings.Builder
+			begin := time.Now()
+			out, err := c.Run(t.Context(), remote.Cmd{Args: []string{"sh", "-c", "echo started; sleep 30 & echo done"}, Stderr: &errb})
+			if took := time.Since(begin); took > 15*time.Second {
+				t.Errorf("Run took %s: it waited for the background process", took)
+			}
+			if err != nil || string(out) != "started\ndone\n" {
+				t.Errorf("got %q, %v; want its output and no error", out, err)
+			}
+			if !strings.Contains(errb.String(), "a process it started still holds its output open: not waited for") {
+				t.Errorf("stderr %q", errb.String())
+			}
+			// Output that keeps coming after the command ended, past the
+			// wait for a quiet channel, is read to its end.
+			out, err = c.Run(t.Context(), remote.Cmd{Args: []string{"sh", "-c", "(for i in 1 2 3 4 5 6 7; do sleep 1; echo $i; done) & echo now"}})
+			if err != nil || string(out) != "now\n1\n2\n3\n4\n5\n6\n7\n" {
+				t.Errorf("got %q, %v; want every line", out, err)
+			}
+		})
+	}
+}

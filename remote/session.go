@@ -15,6 +15,11 @@ import (
 type session struct {
 	ch   ssh.Channel
 	exit chan exitInfo // once the channel is closed: how the command ended
+	// ended is closed when the host says the command ended (exit-status or
+	// exit-signal). OpenSSH says so at once, and closes the channel only
+	// once its output is closed, which a process the command left running
+	// in the background may hold open for as long as it runs.
+	ended chan struct{}
 }
 
 // exitInfo is what the host said of a command's end.
@@ -29,19 +34,21 @@ func openSession(c *ssh.Client) (*session, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &session{ch: ch, exit: make(chan exitInfo, 1)}
+	s := &session{ch: ch, exit: make(chan exitInfo, 1), ended: make(chan struct{})}
 	go s.serve(reqs)
 	return s, nil
 }
 
 func (s *session) serve(reqs <-chan *ssh.Request) {
 	var e exitInfo
+	endOnce := sync.OnceFunc(func() { close(s.ended) })
 	for r := range reqs {
 		switch r.Type {
 		case "exit-status":
 			var p struct{ Status uint32 }
 			if ssh.Unmarshal(r.Payload, &p) == nil {
 				e = exitInfo{got: true, status: int(p.Status)}
+				endOnce()
 			}
 		case "exit-signal":
 			var p struct {
@@ -52,6 +59,7 @@ func (s *session) serve(reqs <-chan *ssh.Request) {
 			}
 			if ssh.Unmarshal(r.Payload, &p) == nil {
 				e = exitInfo{got: true, status: -1, signal: p.Signal}
+				endOnce()
 			}
 		default:
 			// Keepalives and the like, as x/crypto's sessions and OpenSSH do.

@@ -9,6 +9,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -199,14 +200,17 @@ func (c *Client) Run(ctx context.Context, cmd Cmd) ([]byte, error) {
 	go func() {
 		var outErr, errErr error
 		var copies sync.WaitGroup
-		copies.Go(func() { outErr = copyOut(outW, s.ch) })
-		copies.Go(func() { errErr = copyOut(errW, s.ch.Stderr()) })
+		var heard atomic.Int64 // when output last came, for waitOutput
+		copies.Go(func() { outErr = copyOut(outW, heardReader{s.ch, &heard}) })
+		copies.Go(func() { errErr = copyOut(errW, heardReader{s.ch.Stderr(), &heard}) })
 		<-exec.done
 		if exec.err != nil {
 			s.ch.Close() // nothing runs: the host keeps the channel open until told
 		}
+		if c.waitOutput(s, &copies, &heard, errW) {
+			outErr, errErr = nil, nil // the channel closed under them, on purpose
+		}
 		e := <-s.exit
-		copies.Wait()
 		if progress != nil {
 			progress.Flush() // the copy into it has ended
 		}
@@ -236,6 +240,64 @@ func (c *Client) Run(ctx context.Context, cmd Cmd) ([]byte, error) {
 		}
 	}
 	return stdout.Bytes(), err
+}
+
+// leftOpenGrace is how long Run waits, once the host said a command ended,
+// for output that does not come: output still on its way keeps coming
+// (every round trip at the least, however slow the link), so only a quiet
+// channel counts.
+const leftOpenGrace = 5 * time.Second
+
+// waitOutput waits for the command's output to be copied to its end. A
+// command that ended while a process it started in the background (`cmd &`
+// in a hook) still holds its output open is not waited for once nothing
+// has come for leftOpenGrace: the channel is closed (that process's next
+// write fails) and a line on its stderr says why, where a plain ssh would
+// hang until that process exits. It reports whether it cut the output
+// short so.
+func (c *Client) waitOutput(s *session, copies *sync.WaitGroup, heard *atomic.Int64, errW io.Writer) bool {
+	copied := make(chan struct{})
+	go func() {
+		copies.Wait()
+		close(copied)
+	}()
+	select {
+	case <-copied:
+		return false
+	case <-s.ended:
+	}
+	heard.CompareAndSwap(0, time.Now().UnixNano())
+	for {
+		quiet := time.Since(time.Unix(0, heard.Load()))
+		if quiet >= leftOpenGrace {
+			break
+		}
+		t := time.NewTimer(leftOpenGrace - quiet)
+		select {
+		case <-copied:
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+	}
+	s.ch.Close()
+	<-copied
+	fmt.Fprintln(errW, "fleetdeploy: the command ended, but a process it started still holds its output open: not waited for (start background processes with nohup CMD >/dev/null 2>&1 &)")
+	return true
+}
+
+// heardReader notes when data last came.
+type heardReader struct {
+	r     io.Reader
+	heard *atomic.Int64
+}
+
+func (h heardReader) Read(p []byte) (int, error) {
+	n, err := h.r.Read(p)
+	if n > 0 {
+		h.heard.Store(time.Now().UnixNano())
+	}
+	return n, err
 }
 
 // runOutcome is how a command ended, as Run reports it.

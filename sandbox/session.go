@@ -147,13 +147,14 @@ func (sess *session) start(command string) (run func(), err error) {
 		go func() {
 			defer srv.wg.Done()
 			_ = cmd.Wait()
-			// Like sshd, wait for the output to drain (or the channel to
-			// go) before reporting the exit, so no output is lost.
+			// Like sshd: the exit is reported at once; the channel closes
+			// once the output has drained (or the channel is gone), which
+			// a process left running in the background may put off.
+			name, payload := exitRequest(cmd.ProcessState)
+			_, _ = ch.SendRequest(name, false, payload)
 			output.Wait()
 			srv.forgetGroup(pgid)
 			_ = ch.CloseWrite()
-			name, payload := exitRequest(cmd.ProcessState)
-			_, _ = ch.SendRequest(name, false, payload)
 			_ = ch.Close()
 		}()
 	}
