@@ -788,6 +788,29 @@ func (r *Reporter) Result(code int, err error) {
 	}
 }
 
+// Idle says the command now waits on nothing the view shows (the sandbox
+// serves until Ctrl-C): the progress view and the heartbeat stop, the live
+// frame is erased, and what follows is written as plain lines.
+func (r *Reporter) Idle() {
+	r.stopTicking()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.o.Live {
+		return
+	}
+	var b strings.Builder
+	if r.drawn > 0 {
+		fmt.Fprintf(&b, "\r\x1b[%dA\x1b[J", r.drawn)
+	}
+	for _, l := range r.pending {
+		b.WriteString(l)
+		b.WriteByte('\n')
+	}
+	b.WriteString(showCursor)
+	io.WriteString(r.o.Human, b.String())
+	r.pending, r.drawn, r.o.Live = r.pending[:0], 0, false
+}
+
 // stopTicking ends the redraw loop, outside the lock it takes.
 func (r *Reporter) stopTicking() {
 	r.mu.Lock()

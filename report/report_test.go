@@ -520,3 +520,49 @@ func TestPlainHeartbeat(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// lockedBuffer is an output a ticking reporter can write to while the test reads it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// A command that goes on serving (the sandbox) says so with Idle: the live
+// frame is erased and stays away, the cursor comes back, and what follows
+// is plain lines; off a terminal, the heartbeat stops.
+func TestIdleStopsTheView(t *testing.T) {
+	for _, live := range []bool{true, false} {
+		out := &lockedBuffer{}
+		r := New(Options{Human: out, Live: live, Refresh: 2 * time.Millisecond, Heartbeat: 10 * time.Millisecond})
+		r.Message("serving")
+		for deadline := time.Now().Add(5 * time.Second); !strings.Contains(out.String(), "starting"); time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("live %v: no progress before Idle, the test shows nothing: %q", live, out.String())
+			}
+		}
+		r.Idle()
+		idle := out.String()
+		time.Sleep(50 * time.Millisecond)
+		r.Message("stopping")
+		rest := strings.TrimPrefix(out.String(), idle)
+		if rest != "stopping\n" {
+			t.Errorf("live %v: after Idle, %q; want the plain line alone", live, rest)
+		}
+		if live && (!strings.HasSuffix(idle, showCursor) || !strings.Contains(idle, "serving\n")) {
+			t.Errorf("live %v: Idle leaves %q", live, idle)
+		}
+		r.Result(0, nil)
+	}
+}

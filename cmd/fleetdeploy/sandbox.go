@@ -103,6 +103,7 @@ func runSandbox(ctx context.Context, c *common, o sandboxOptions) error {
 		return err
 	}
 	printUsage(c.out, sb)
+	c.rep.Idle() // a server now: no progress line "starting" for hours
 	<-ctx.Done()
 	c.out.Printf("\nstopping the sandbox\n")
 	if err := sb.Close(); err != nil {
