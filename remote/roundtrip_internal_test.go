@@ -134,3 +134,94 @@ func TestDialRoundTrips(t *testing.T) {
 		}
 	}
 }
+
+// bastionRoundTrips are the round trips of reaching hosts through one
+// bastion, the link to it the slow one (a laptop 50 ms from the cloud
+// region, the bastion next to the hosts): the bastion's own Dial (its
+// SFTP channel aside: no SFTP on a jump host) and, through its connection,
+// the host's direct-tcpip channel 1 and the host's own handshake as on a
+// direct link (TCP excepted: the bastion makes that connection, next to
+// the host). Hosts dialled at once share the bastion's connection and wait
+// for the same round trips.
+const (
+	bastionFirstRoundTrips = 7 + 1 + 8 // the bastion (TCP, SSH 6), the channel, the host (SSH 6, SFTP 2)
+	bastionNextRoundTrips  = 1 + 8     // the bastion already connected
+)
+
+// TestBastionRoundTrips counts the round trips of hosts reached through a
+// real OpenSSH bastion whose link is delayed: connecting three hosts at once
+// costs what one costs, and a host dialled once the bastion is connected
+// costs the channel and its own handshake.
+func TestBastionRoundTrips(t *testing.T) {
+	t.Parallel()
+	f := sshtest.StartWith(t, 3, sshtest.Options{Bastions: 1})
+	// Longer than TestDialRoundTrips' delay: the bastion's handshake, the
+	// channel and the hosts' handshakes come one after the other, and their
+	// CPU time adds up (some 100 ms here) where a shorter delay would round
+	// it into one round trip more.
+	const oneWay = 400 * time.Millisecond
+	d := NewDialer(DialerOptions{})
+	t.Cleanup(func() { d.Close() })
+	var mu sync.Mutex
+	var connect time.Duration
+	d.dialTCP = func(ctx context.Context, addr string) (net.Conn, error) {
+		var nd net.Dialer
+		begin := time.Now()
+		c, err := nd.DialContext(ctx, "tcp", addr)
+		mu.Lock()
+		connect = time.Since(begin)
+		mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		return delay(c, oneWay), nil
+	}
+	b := f.Bastions[0]
+	cfg := func(h *sshtest.Host) Config {
+		return Config{Name: h.Name, Addr: h.Name, User: f.User, Identity: f.Identity, KnownHosts: f.KnownHosts,
+			Jumps: []Config{{Name: "bastion", Addr: b.Name, User: f.User, Identity: f.Identity, KnownHosts: f.KnownHosts}}}
+	}
+	count := func(took time.Duration) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return 1 + int((took-connect+oneWay/2)/oneWay) // the TCP handshake is not delayed: count it as one
+	}
+
+	begin := time.Now()
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	for i := range 2 {
+		wg.Go(func() {
+			c, err := d.Dial(t.Context(), cfg(f.Hosts[i]))
+			if err == nil {
+				t.Cleanup(func() { c.Close() })
+			}
+			errs[i] = err
+		})
+	}
+	wg.Wait()
+	took := time.Since(begin)
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := count(took)
+	t.Logf("two hosts behind a bastion, at once: %d round trips (%v with %v added to each)", got, took.Round(time.Millisecond), oneWay)
+	if got > bastionFirstRoundTrips {
+		t.Errorf("%d round trips, budget %d", got, bastionFirstRoundTrips)
+	}
+
+	begin = time.Now()
+	c, err := d.Dial(t.Context(), cfg(f.Hosts[2]))
+	took = time.Since(begin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	got = int((took + oneWay/2) / oneWay)
+	t.Logf("one more host, the bastion connected: %d round trips (%v)", got, took.Round(time.Millisecond))
+	if got > bastionNextRoundTrips {
+		t.Errorf("%d round trips, budget %d", got, bastionNextRoundTrips)
+	}
+}
