@@ -141,7 +141,23 @@ func (c Cmd) words(display bool) []string {
 	if display {
 		w = w[3:]
 	}
+	var many, seen map[string]int
+	if display {
+		many, seen = map[string]int{}, map[string]int{}
+		for _, p := range c.Params {
+			many[p.Name]++
+		}
+	}
 	for _, p := range c.Params {
+		if n := many[p.Name]; n > shownOfList+1 {
+			seen[p.Name]++
+			if k := seen[p.Name]; k == shownOfList+1 {
+				w = append(w, fmt.Sprintf("%s=… (%d more)", p.Name, n-shownOfList))
+			}
+			if seen[p.Name] > shownOfList {
+				continue
+			}
+		}
 		w = append(w, p.word())
 	}
 	if c.Inline != nil && !display {
@@ -149,6 +165,11 @@ func (c Cmd) words(display bool) []string {
 	}
 	return w
 }
+
+// shownOfList is how many values of one parameter people see from a long
+// list (the files a redeploy does not reuse can be thousands): the first
+// few, then how many more.
+const shownOfList = 4
 
 // maxWire bounds the command sent in an exec request. sshd hands it to the
 // login shell as one argument, and Linux caps one argument at 128 KiB

@@ -1,6 +1,7 @@
 package remote
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -211,4 +212,26 @@ func alive(pid int) bool {
 	}
 	_, rest, _ := strings.Cut(string(data), ") ")
 	return !strings.HasPrefix(rest, "Z")
+}
+
+// People see the first values of a long list and how many more; the host
+// gets them all.
+func TestLongListShownShort(t *testing.T) {
+	var ps []Param
+	for i := range 7 {
+		ps = append(ps, Param{Name: "skip", Value: fmt.Sprintf("f%d", i)})
+	}
+	ps = append(ps, Param{Name: "shared", Value: "d:a"}, Param{Name: "root", Value: "/r"})
+	c := Cmd{Script: &Script{Name: "x", Body: "true"}, Params: ps}
+	want := `fleetdeploy-x 'skip=f0' 'skip=f1' 'skip=f2' 'skip=f3' 'skip=… (3 more)' 'shared=d:a' 'root=/r'`
+	if got := c.String(); got != want {
+		t.Errorf("shown as\n%s\nwant\n%s", got, want)
+	}
+	if r := c.Render(); !strings.Contains(r, "'skip=f6'") || strings.Contains(r, "more") {
+		t.Errorf("sent as %s", r)
+	}
+	c.Params = ps[2:]
+	if got := c.String(); !strings.Contains(got, "'skip=f6'") || strings.Contains(got, "more") {
+		t.Errorf("five values are shown in full: %s", got)
+	}
 }
