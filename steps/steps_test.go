@@ -302,6 +302,46 @@ func TestPrepareDelta(t *testing.T) {
 	}
 }
 
+// Linking the live build's files into the new one changes their ctime, as
+// a hand edit would: the live build's record is re-dated once they are
+// checked, so that a later look at that build (status after a rollback to
+// it, a deploy from it) finds nothing to hash; a hand edit made before the
+// deploy (mtime put back, ctime moved) leaves the record as it was, and is
+// still found.
+func TestPrepareResealsTheLiveRecord(t *testing.T) {
+	for _, edited := range []bool{false, true} {
+		l := Layout{Root: t.TempDir()}
+		h := &localHost{}
+		v1 := map[string]string{"a.php": "a", "b.php": "b", "c.php": "c"}
+		v2 := map[string]string{"a.php": "A", "b.php": "b", "c.php": "c"}
+		id1, id2 := "20261125-101500", "20261125-101501"
+		if err := run(t, h, Prepare(l, marker(id1), fullPayload(t, v1), nil)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(20 * time.Millisecond) // past the clock's tick: ctimes after the record's time
+		if edited {
+			p := filepath.Join(l.Build(id1), "c.php")
+			fi, _ := os.Stat(p)
+			os.Chmod(p, 0o600) // the inode changes, size and mtime do not
+			os.Chmod(p, fi.Mode())
+		}
+		if err := run(t, h, Prepare(l, marker(id2), deltaPayload(t, id1, v1, v2), nil)); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command("find", l.Build(id1), "-type", "f", "-cnewer", l.Marker(id1)+".stat").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		suspects := strings.Fields(string(out))
+		if !edited && len(suspects) != 0 {
+			t.Errorf("after linking, files newer than the live build's record: %v", suspects)
+		}
+		if edited && len(suspects) != 2 { // c.php, changed by hand; b.php, linked after it
+			t.Errorf("a hand edit before the deploy: suspects %v, want b.php and c.php (the record stays as it was)", suspects)
+		}
+	}
+}
+
 func readFile(t *testing.T, p string) string {
 	t.Helper()
 	b, err := os.ReadFile(p)

@@ -35,8 +35,9 @@
 # token, so it can never remove a build this run did not make.
 #
 # It starts few processes, each about a millisecond of CPU on a small VM on
-# every host: 8 for a delta in link mode (mkdir, gzip, tar, find, awk, b2sum,
-# rm, mv); see docs/REDEPLOY.md.
+# every host: 15 for a delta in link mode, staging included (ln, mkdir, find
+# twice, gzip, tar, awk, b2sum, touch, rm twice, mv, ln twice, readlink); a
+# payload in the command adds mktemp and base64; see docs/REDEPLOY.md.
 #
 # Parameters (name=value words; lists repeat the name):
 #   root=DIR      the deploy root
@@ -325,6 +326,17 @@ check() {
 	fi
 }
 
+# reseal re-dates the live build's record once this run's hard links to its
+# files are made (link(2) changes a file's ctime, as a hand edit does): when
+# nothing of that build had changed since its record was sealed (no
+# suspects), every change since is this run's own, and whoever looks at
+# that build next (status after a rollback to it, a deploy from it) need not
+# hash every file it shares with the new one. Before assemble, which removes
+# the suspects' list.
+reseal() {
+	if [ "$rec" = 1 ] && [ ! -s "$st.suspect" ]; then touch -c -- "$old.stat"; fi
+}
+
 # assemble completes the staging folder: the manifest beside the build, and
 # in copy mode the unchanged files copied from the live build.
 assemble() {
@@ -447,6 +459,7 @@ else
 fi
 phase="checking the files sent and the manifest"
 check
+reseal
 assemble
 phase=publishing
 publish
