@@ -735,10 +735,14 @@ func (b *bench) deployTwice(t *testing.T, fl *fleet, tool string, rep int, roots
 	defer logf.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	for _, kind := range []string{kindFirst, kindRe, kindRollback} {
+	for _, kind := range []string{kindFirst, kindRe, kindRollback, kindSteady} {
 		app, want := b.app1, b.v1
-		if kind == kindRe {
+		if kind == kindRe || kind == kindSteady {
 			app, want = b.app2, b.v2
+		}
+		keep := 5
+		if kind == kindSteady {
+			keep = 1
 		}
 		var run func() RunResult
 		switch tool {
@@ -751,7 +755,7 @@ func (b *bench) deployTwice(t *testing.T, fl *fleet, tool string, rep int, roots
 			}
 			inv := filepath.Join(b.work, fmt.Sprintf("inventory-%s-%d-%d-%s.yml", fl.backend, n, rep, kind))
 			fmt.Fprintf(logf, "=== %s %s\n", tool, kind)
-			if err := WriteInventory(inv, app.Dir, fl.addrs, roots, fl.creds, *flagHook, app.Outside); err != nil {
+			if err := WriteInventory(inv, app.Dir, fl.addrs, roots, fl.creds, *flagHook, app.Outside, keep); err != nil {
 				t.Fatal(err)
 			}
 			report := filepath.Join(b.work, "fleetdeploy.rusage")
@@ -765,8 +769,11 @@ func (b *bench) deployTwice(t *testing.T, fl *fleet, tool string, rep int, roots
 		case toolRsync:
 			bl := &Baseline{Creds: fl.creds, Log: logf, Dir: b.work, NS: b.clients()}
 			release, prev := "20250101-000001", ""
-			if kind == kindRe {
+			switch kind {
+			case kindRe:
 				release, prev = "20250101-000002", "20250101-000001"
+			case kindSteady:
+				release, prev, bl.Remove = "20250101-000003", "20250101-000001", "20250101-000002"
 			}
 			run = func() RunResult { return bl.Run(ctx, app.Dir, fl.addrs, roots, release, prev) }
 			if kind == kindRollback {
@@ -777,6 +784,9 @@ func (b *bench) deployTwice(t *testing.T, fl *fleet, tool string, rep int, roots
 		p.Backend, p.Hosts, p.Tool, p.Kind, p.Rep = fl.backend, n, tool, kind, rep
 		if p.Err == nil {
 			p.Err = CheckLive(roots, app.Probe, want)
+		}
+		if p.Err == nil && kind == kindSteady {
+			p.Err = checkBuilds(roots, 2) // the live one and the one before: the third went
 		}
 		var tot int64
 		for _, tr := range p.Traffic {
@@ -794,6 +804,20 @@ func (b *bench) deployTwice(t *testing.T, fl *fleet, tool string, rep int, roots
 			return // a redeploy after a failed first deploy measures nothing useful
 		}
 	}
+}
+
+// checkBuilds checks that every root holds n builds.
+func checkBuilds(roots []string, n int) error {
+	for _, r := range roots {
+		es, err := os.ReadDir(filepath.Join(r, "builds"))
+		if err != nil {
+			return err
+		}
+		if len(es) != n {
+			return fmt.Errorf("%s holds %d builds, want %d", r, len(es), n)
+		}
+	}
+	return nil
 }
 
 // phase runs one deploy between two reads of the byte counters, with a swap

@@ -36,6 +36,10 @@ const (
 	kindFirst    = "first"
 	kindRe       = "redeploy"
 	kindRollback = "rollback"
+	// kindSteady is a redeploy once the hosts hold as many builds as they
+	// keep: after the rollback, v2 again with keep 1, so that it removes one
+	// build of the app's size, as every redeploy does from then on.
+	kindSteady = "redeploy, keep reached"
 )
 
 // Run is everything one benchmark run produced.
@@ -86,7 +90,7 @@ func (r *Run) groups() []*group {
 		}
 		g.phases = append(g.phases, p)
 	}
-	order := map[string]int{"openssh": 0, "sandbox": 1, kindFirst: 0, kindRe: 1, kindRollback: 2}
+	order := map[string]int{"openssh": 0, "sandbox": 1, kindFirst: 0, kindRe: 1, kindRollback: 2, kindSteady: 3}
 	for i, tool := range r.Tools {
 		order[tool] = i
 	}
@@ -300,7 +304,7 @@ func (r *Run) Markdown() string {
 	}
 	b.WriteString("\n")
 	if r.App != nil {
-		fmt.Fprintf(&b, "App: %s: %d files, %s (%d bytes), tree sha256 %s…; the redeploy changes %d files (%s); the rollback switches back to the first build.",
+		fmt.Fprintf(&b, "App: %s: %d files, %s (%d bytes), tree sha256 %s…; the redeploy changes %d files (%s); the rollback switches back to the first build; *redeploy, keep reached* (where measured) deploys the second version again with `keep: 1`, which removes the build rolled back from, a whole app's worth of files, as every redeploy does once a host holds `keep` builds (rsync: `rm -rf` of its release after the swap).",
 			r.App.Name, r.App.Files, bytesH(r.App.Bytes), r.App.Bytes, r.App.Checksum[:16], len(r.App.Changed), strings.Join(r.App.Changed, ", "))
 		if r.App.Outside != "" {
 			fmt.Fprintf(&b, " fleetdeploy's inventory sets `outside_symlinks: %s` (rsync -a copies symlinks as they are).", r.App.Outside)

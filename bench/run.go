@@ -46,9 +46,9 @@ func WriteKnownHosts(path string, addrs []string, keys []ssh.PublicKey) error {
 // WriteInventory writes a fleetdeploy inventory with one environment, bench,
 // whose hosts are addrs with one root each, hook (when not "") as its
 // before_cutover hook and outside (when not "") as its outside_symlinks.
-func WriteInventory(path, source string, addrs, roots []string, c Creds, hook, outside string) error {
+func WriteInventory(path, source string, addrs, roots []string, c Creds, hook, outside string, keep int) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "# written by the fleetdeploy benchmark\napp: benchapp\nsource: %s\nroot: /nonexistent/bench\nkeep: 5\n", source)
+	fmt.Fprintf(&b, "# written by the fleetdeploy benchmark\napp: benchapp\nsource: %s\nroot: /nonexistent/bench\nkeep: %d\n", source, keep)
 	if outside != "" {
 		fmt.Fprintf(&b, "outside_symlinks: %s\n", outside)
 	}
@@ -247,7 +247,10 @@ type Baseline struct {
 	Log   io.Writer
 	Dir   string // for the wrapper's reports
 	NS    *netns // the network namespace rsync and ssh run in (nil: the bench's own)
-	mu    sync.Mutex
+	// Remove is an old release that Run removes after its swap, as a
+	// hand-rolled deploy keeping the last N releases does ("": none).
+	Remove string
+	mu     sync.Mutex
 }
 
 func (b *Baseline) sshCmd(port int) []string {
@@ -290,7 +293,11 @@ func (b *Baseline) Run(ctx context.Context, src string, addrs, roots []string, r
 				return
 			}
 			res[i].stats = parseRsyncStats(string(out))
-			swap := append(b.sshCmd(port), login, fmt.Sprintf("cd %s && ln -s builds/%s latest.new && mv -T latest.new latest", roots[i], release))
+			script := fmt.Sprintf("cd %s && ln -s builds/%s latest.new && mv -T latest.new latest", roots[i], release)
+			if b.Remove != "" {
+				script += " && rm -rf builds/" + b.Remove
+			}
+			swap := append(b.sshCmd(port), login, script)
 			cmd := exec.CommandContext(ctx, swap[0], swap[1:]...)
 			cmd.Env = childEnv()
 			if out, err := b.NS.CombinedOutput(cmd); err != nil {
