@@ -217,6 +217,12 @@ func TestBackgroundProcessHoldingOutputIsNotWaitedFor(t *testing.T) {
 			if err != nil || string(out) != "now\n1\n2\n3\n4\n5\n6\n7\n" {
 				t.Errorf("got %q, %v; want every line", out, err)
 			}
+			// The quiet is counted from the end, not from the last output
+			// before it, however long ago.
+			out, err = c.Run(t.Context(), remote.Cmd{Args: []string{"sh", "-c", "echo first; sleep 6; (sleep 1; echo late) &"}})
+			if err != nil || string(out) != "first\nlate\n" {
+				t.Errorf("got %q, %v; want both lines", out, err)
+			}
 		})
 	}
 }

@@ -266,9 +266,12 @@ func (c *Client) waitOutput(s *session, copies *sync.WaitGroup, heard *atomic.In
 		return false
 	case <-s.ended:
 	}
-	heard.CompareAndSwap(0, time.Now().UnixNano())
+	// Quiet since the end, or since the last output after it: output may
+	// come after the host's word that the command ended (sshd says so on
+	// the exit, then sends what it still holds).
+	ended := time.Now().UnixNano()
 	for {
-		quiet := time.Since(time.Unix(0, heard.Load()))
+		quiet := time.Since(time.Unix(0, max(heard.Load(), ended)))
 		if quiet >= leftOpenGrace {
 			break
 		}
