@@ -643,7 +643,7 @@ type link struct {
 	done  chan struct{}
 	once  sync.Once
 	every time.Duration
-	heard atomic.Int64 // when the last keepalive was answered (UnixNano)
+	heard atomic.Int64 // when the last keepalive was answered, or this process resumed from a stall (UnixNano)
 
 	mu   sync.Mutex
 	lost error // why we dropped the connection, if we did
@@ -652,12 +652,16 @@ type link struct {
 // keepalive drops the connection when the host stops answering, so that
 // every operation in flight fails instead of hanging. Behind a jump host
 // that is silent too, the jump host is dropped: it is the one to blame, and
-// every host behind it goes with it.
+// every host behind it goes with it. A tick that comes late by more than an
+// interval means this process did not run meanwhile (a laptop's lid closed,
+// a starved machine: seen, 10 s in CI): that silence is ours, not the
+// host's, and the count starts again.
 func (l *link) keepalive(every time.Duration, maxMissed int) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	replies := make(chan error, 1)
 	inFlight := false
+	last := time.Now()
 	for {
 		select {
 		case <-l.done:
@@ -668,7 +672,12 @@ func (l *link) keepalive(every time.Duration, maxMissed int) {
 				return // connection already gone
 			}
 			l.heard.Store(time.Now().UnixNano())
-		case now := <-t.C:
+		case <-t.C:
+			now := time.Now()
+			if now.Sub(last) > 2*every {
+				l.heard.Store(now.UnixNano())
+			}
+			last = now
 			if silent := now.Sub(time.Unix(0, l.heard.Load())); silent >= every*time.Duration(maxMissed) {
 				for v := l.via; v != nil; v = v.via {
 					if vs := now.Sub(time.Unix(0, v.heard.Load())); vs >= 2*v.every {
