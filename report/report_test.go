@@ -521,15 +521,21 @@ type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
 
-// lockedBuffer is an output a ticking reporter can write to while the test reads it.
+// lockedBuffer is an output a ticking reporter can write to while the test
+// reads it; wrote says that something came.
 type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu    sync.Mutex
+	b     bytes.Buffer
+	wrote chan struct{}
 }
 
 func (l *lockedBuffer) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	select {
+	case l.wrote <- struct{}{}:
+	default:
+	}
 	return l.b.Write(p)
 }
 
@@ -544,17 +550,19 @@ func (l *lockedBuffer) String() string {
 // is plain lines; off a terminal, the heartbeat stops.
 func TestIdleStopsTheView(t *testing.T) {
 	for _, live := range []bool{true, false} {
-		out := &lockedBuffer{}
+		out := &lockedBuffer{wrote: make(chan struct{}, 1)}
 		r := New(Options{Human: out, Live: live, Refresh: 2 * time.Millisecond, Heartbeat: 10 * time.Millisecond})
 		r.Message("serving")
-		for deadline := time.Now().Add(5 * time.Second); !strings.Contains(out.String(), "starting"); time.Sleep(time.Millisecond) {
-			if time.Now().After(deadline) {
+		timeout := time.After(5 * time.Second)
+		for !strings.Contains(out.String(), "starting") {
+			select {
+			case <-out.wrote:
+			case <-timeout:
 				t.Fatalf("live %v: no progress before Idle, the test shows nothing: %q", live, out.String())
 			}
 		}
-		r.Idle()
+		r.Idle() // returns once the ticker has stopped: nothing can come after it
 		idle := out.String()
-		time.Sleep(50 * time.Millisecond)
 		r.Message("stopping")
 		rest := strings.TrimPrefix(out.String(), idle)
 		if rest != "stopping\n" {

@@ -318,7 +318,24 @@ func TestPrepareResealsTheLiveRecord(t *testing.T) {
 		if err := run(t, h, Prepare(l, marker(id1), fullPayload(t, v1), nil)); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(20 * time.Millisecond) // past the clock's tick: ctimes after the record's time
+		// Past the clock's tick (ctimes move by 4 ms here): until a file
+		// changed now is newer than the record, as the links below will be.
+		sealed, err := os.Stat(l.Marker(id1) + ".stat")
+		if err != nil {
+			t.Fatal(err)
+		}
+		probe := filepath.Join(t.TempDir(), "probe")
+		for {
+			os.WriteFile(probe, nil, 0o644)
+			fi, err := os.Stat(probe)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := fi.Sys().(*syscall.Stat_t).Ctim
+			if time.Unix(c.Sec, c.Nsec).After(sealed.ModTime()) {
+				break
+			}
+		}
 		if edited {
 			p := filepath.Join(l.Build(id1), "c.php")
 			fi, _ := os.Stat(p)
