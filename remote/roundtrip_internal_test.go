@@ -59,6 +59,33 @@ func (d *delayedConn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// delayedDialer is a Dialer whose direct TCP connections are delayed by
+// oneWay (delay); count turns the time a dial took into round trips,
+// counting the TCP handshake, which is not delayed, as one.
+func delayedDialer(t *testing.T, oneWay time.Duration) (d *Dialer, count func(took time.Duration) int) {
+	d = NewDialer(DialerOptions{})
+	t.Cleanup(func() { d.Close() })
+	var mu sync.Mutex
+	var connect time.Duration
+	d.dialTCP = func(ctx context.Context, addr string) (net.Conn, error) {
+		var nd net.Dialer
+		begin := time.Now()
+		c, err := nd.DialContext(ctx, "tcp", addr)
+		mu.Lock()
+		connect = time.Since(begin)
+		mu.Unlock()
+		if err != nil {
+			return nil, err
+		}
+		return delay(c, oneWay), nil
+	}
+	return d, func(took time.Duration) int {
+		mu.Lock()
+		defer mu.Unlock()
+		return 1 + int((took-connect+oneWay/2)/oneWay)
+	}
+}
+
 // dialRoundTrips is Dial's budget on a known host with one key that works,
 // TCP connect included (see docs on issue 18): TCP 1; SSH versions and
 // KEXINITs 1 (x/crypto waits for the host's version line, sent as the
@@ -81,22 +108,7 @@ func TestDialRoundTrips(t *testing.T) {
 	// Long enough that the CPU time of a handshake (tens of ms under -race
 	// on a busy machine) rounds away, while one more round trip cannot.
 	const oneWay = 200 * time.Millisecond
-	d := NewDialer(DialerOptions{})
-	t.Cleanup(func() { d.Close() })
-	var mu sync.Mutex
-	var connect time.Duration
-	d.dialTCP = func(ctx context.Context, addr string) (net.Conn, error) {
-		var nd net.Dialer
-		begin := time.Now()
-		c, err := nd.DialContext(ctx, "tcp", addr)
-		mu.Lock()
-		connect = time.Since(begin)
-		mu.Unlock()
-		if err != nil {
-			return nil, err
-		}
-		return delay(c, oneWay), nil
-	}
+	d, count := delayedDialer(t, oneWay)
 	begin := time.Now()
 	c, err := d.Dial(t.Context(), Config{Name: h.Name, Addr: h.Name, User: f.User, Identity: f.Identity, KnownHosts: f.KnownHosts})
 	took := time.Since(begin)
@@ -104,9 +116,7 @@ func TestDialRoundTrips(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	mu.Lock()
-	got := 1 + int((took-connect+oneWay/2)/oneWay) // the TCP handshake is not delayed: count it as one
-	mu.Unlock()
+	got := count(took)
 	t.Logf("Dial: %d round trips (%v with %v added to each)", got, took.Round(time.Millisecond), oneWay)
 	if got > dialRoundTrips {
 		t.Errorf("Dial took %d round trips, budget %d", got, dialRoundTrips)
@@ -160,33 +170,12 @@ func TestBastionRoundTrips(t *testing.T) {
 	// CPU time adds up (some 100 ms here) where a shorter delay would round
 	// it into one round trip more.
 	const oneWay = 400 * time.Millisecond
-	d := NewDialer(DialerOptions{})
-	t.Cleanup(func() { d.Close() })
-	var mu sync.Mutex
-	var connect time.Duration
-	d.dialTCP = func(ctx context.Context, addr string) (net.Conn, error) {
-		var nd net.Dialer
-		begin := time.Now()
-		c, err := nd.DialContext(ctx, "tcp", addr)
-		mu.Lock()
-		connect = time.Since(begin)
-		mu.Unlock()
-		if err != nil {
-			return nil, err
-		}
-		return delay(c, oneWay), nil
-	}
+	d, count := delayedDialer(t, oneWay)
 	b := f.Bastions[0]
 	cfg := func(h *sshtest.Host) Config {
 		return Config{Name: h.Name, Addr: h.Name, User: f.User, Identity: f.Identity, KnownHosts: f.KnownHosts,
 			Jumps: []Config{{Name: "bastion", Addr: b.Name, User: f.User, Identity: f.Identity, KnownHosts: f.KnownHosts}}}
 	}
-	count := func(took time.Duration) int {
-		mu.Lock()
-		defer mu.Unlock()
-		return 1 + int((took-connect+oneWay/2)/oneWay) // the TCP handshake is not delayed: count it as one
-	}
-
 	begin := time.Now()
 	var wg sync.WaitGroup
 	errs := make([]error, 2)
