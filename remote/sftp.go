@@ -2,6 +2,7 @@ package remote
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -288,6 +289,17 @@ func (s *sftpSession) readLoop() {
 	s.fail(fmt.Errorf("%w: %v", ErrConnLost, err))
 }
 
+// printable reports whether b is text a shell would print: printable ASCII
+// and white space.
+func printable(b []byte) bool {
+	for _, c := range b {
+		if (c < 0x20 || c > 0x7e) && c != '\n' && c != '\r' && c != '\t' {
+			return false
+		}
+	}
+	return true
+}
+
 func readPacket(r *bufio.Reader) (byte, []byte, error) {
 	var hdr [5]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
@@ -295,6 +307,16 @@ func readPacket(r *bufio.Reader) (byte, []byte, error) {
 	}
 	n := binary.BigEndian.Uint32(hdr[:4])
 	if n < 1 || n > maxPacket {
+		if text := hdr[:]; printable(text) {
+			// The login shell of the host runs sftp-server and printed
+			// something first: the classic "is your shell clean?".
+			// The rest of its line, from what already came (a read could wait forever).
+			more, _ := r.Peek(min(r.Buffered(), 120))
+			if i := bytes.IndexByte(more, '\n'); i >= 0 {
+				more = more[:i]
+			}
+			return 0, nil, fmt.Errorf("sftp: the host sent text before SFTP began (%q): the login shell prints something even when not interactive (~/.bashrc, ~/.profile, /etc/bash.bashrc?); make it print only for interactive shells", Sanitize(strings.TrimSpace(string(text)+string(more))))
+		}
 		return 0, nil, fmt.Errorf("sftp: a packet of %d bytes", n)
 	}
 	body := make([]byte, n-1)
