@@ -500,6 +500,10 @@ func TestFrozenHostFailsWithinBound(t *testing.T) {
 	}
 	mustCLI(t, "unlock", "--force", "test", "-i", inv)
 	os.Remove(filepath.Join(f.roots[1], "shared", "started"))
+	// Nothing left to unlock: said so, not silence.
+	if u := mustCLI(t, "unlock", "test", "-i", inv); !strings.Contains(u.stdout, "no lock to remove: none of the 3 hosts is locked") {
+		t.Errorf("unlock with no lock: %s", u)
+	}
 }
 
 func TestInventoryErrorsExit2WithFileLine(t *testing.T) {

@@ -173,10 +173,12 @@ func runUnlock(ctx context.Context, c *common, o unlockOptions) error {
 	for _, e := range failed {
 		errs = append(errs, e)
 	}
+	locked := 0
 	for _, t := range targets {
 		if t.State == nil || t.State.Lock == nil {
 			continue
 		}
+		locked++
 		li := t.State.Lock
 		alive := li.Holder.Lease > 0 && !li.Stale() && !li.Now.IsZero()
 		if !o.force && (alive || li.NotOurs != "") {
@@ -194,6 +196,9 @@ func runUnlock(ctx context.Context, c *common, o unlockOptions) error {
 			continue
 		}
 		c.out.Printf("%s: removed the lock (%s)\n", t.Host.Name, li.Describe())
+	}
+	if locked == 0 && len(failed) == 0 {
+		c.out.Printf("no lock to remove: none of the %s is locked\n", count(len(targets), "host", "hosts"))
 	}
 	return plan.JoinHostErrors(errs)
 }
