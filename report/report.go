@@ -670,7 +670,7 @@ const inUsePrefix = "the in-use check saw "
 // output shows a line a host printed, prefixed with the host.
 func (r *Reporter) output(e plan.Event, h *host) {
 	r.emit(outputEvent{header: r.headerAt("output", e.Time), Phase: e.Phase, Host: e.Host, Step: e.Step, Stream: e.Stream, Text: e.Text})
-	text := remote.Sanitize(e.Text) // what a host prints never reaches the terminal raw
+	text := remote.Sanitize(redrawn(e.Text)) // what a host prints never reaches the terminal raw
 	if h.tails == nil {
 		h.tails = map[string]*tail{}
 	}
@@ -689,6 +689,22 @@ func (r *Reporter) output(e plan.Event, h *host) {
 		return
 	}
 	r.human(Normal, fmt.Sprintf("%s | %s", e.Host, text))
+}
+
+// redrawn is what a terminal shows of a line that a progress meter redrew
+// with carriage returns (composer, npm), or that ends in one (a script with
+// CRLF line ends): its last part that is not empty.
+func redrawn(s string) string {
+	if !strings.Contains(s, "\r") {
+		return s
+	}
+	parts := strings.Split(s, "\r")
+	for i := len(parts) - 1; i >= 0; i-- {
+		if parts[i] != "" {
+			return parts[i]
+		}
+	}
+	return ""
 }
 
 // tailLines is how many of a failing step's last lines per stream are shown.

@@ -273,6 +273,24 @@ func TestHostOutputIsSanitized(t *testing.T) {
 	}
 }
 
+// A progress meter's line redrawn with carriage returns shows as a terminal
+// would show it, its last state; a CRLF line end goes. The JSON stream keeps
+// the line as the host sent it.
+func TestRedrawnLinesShowTheirLastState(t *testing.T) {
+	var out, events bytes.Buffer
+	x := newRun(t, Options{Human: &out, JSON: &events}, []string{"web1"})
+	x.r.Start("up", "production", x.hosts)
+	for _, line := range []string{"progress 33%\rprogress 66%\rprogress 99%\r", "done\r"} {
+		x.event(plan.Event{Kind: plan.Output, Phase: "preparing", Host: "web1", Step: "running hook", Stream: "stdout", Text: line})
+	}
+	if !strings.Contains(out.String(), "web1 | progress 99%\nweb1 | done\n") {
+		t.Errorf("people see:\n%q", out.String())
+	}
+	if !strings.Contains(events.String(), `"text":"progress 33%\rprogress 66%\rprogress 99%\r"`) {
+		t.Errorf("the events changed the line:\n%s", events.String())
+	}
+}
+
 // The summary table at the end: per host the phases, upload and hooks, the
 // swap time, bytes and result; the fleet's times, bytes and skew.
 func TestSummaryTable(t *testing.T) {
