@@ -251,6 +251,14 @@ func (l *limitWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// versionControl are the names of version-control metadata, at any depth
+// (a checkout, a submodule's .git file, a package installed from source):
+// never part of a build made from a folder, as `git archive` would leave
+// them out. A web server serving the build would otherwise serve the
+// project's whole history. Build commands still see them (the scratch copy
+// has them): only the build leaves them out.
+var versionControl = map[string]bool{".git": true, ".hg": true, ".svn": true}
+
 // excluded reports whether rel (slash-separated) or one of its parents matches an exclude entry.
 func excluded(rel string, exclude []string) bool {
 	for _, e := range exclude {
@@ -324,7 +332,7 @@ func (s *scanner) list() ([]item, error) {
 	var items []item
 	content := false
 	err := walkSorted(s.tree, func(rel string, info fs.FileInfo) error {
-		if excluded(rel, s.exclude) {
+		if excluded(rel, s.exclude) || versionControl[path.Base(rel)] {
 			if info.IsDir() {
 				return filepath.SkipDir
 			}

@@ -88,6 +88,37 @@ func TestMakePacksSourceWithoutExcludes(t *testing.T) {
 	}
 }
 
+// Version-control metadata never goes into a build made from a folder, at
+// any depth, excluded or not (a web server would serve the project's
+// history); build commands still see it.
+func TestVersionControlLeftOut(t *testing.T) {
+	src := t.TempDir()
+	mkfile(t, src, "index.php", "x", 0o644)
+	mkfile(t, src, ".git/HEAD", "ref", 0o644)
+	mkfile(t, src, "vendor/acme/lib/.git", "gitdir: ../../../.git/modules/lib", 0o644)
+	mkfile(t, src, "vendor/acme/lib/src.php", "y", 0o644)
+	mkfile(t, src, "old/.svn/entries", "z", 0o644)
+	mkfile(t, src, ".gitignore", "vendor/", 0o644)
+	a, err := Make(t.Context(), Options{Source: src, Commands: []string{"test -f .git/HEAD && echo seen > git-was-there"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Remove()
+	got := entries(t, a)
+	for _, want := range []string{"index.php", "vendor/acme/lib/src.php", ".gitignore", "git-was-there", "old/"} {
+		if got[want] == nil {
+			t.Errorf("missing %s", want)
+		}
+	}
+	for name := range got {
+		for _, vc := range []string{".git", ".svn"} {
+			if name == vc+"/" || strings.HasPrefix(name, vc+"/") || strings.Contains(name, "/"+vc) {
+				t.Errorf("%s was packed", name)
+			}
+		}
+	}
+}
+
 func TestChecksumFollowsContentNotTime(t *testing.T) {
 	src := t.TempDir()
 	mkfile(t, src, "a.txt", "one", 0o644)
