@@ -173,6 +173,7 @@ func runUp(ctx context.Context, c *common, o upOptions) (err error) {
 		}
 		c.out.Printf("%v; building again\n", err)
 		art.Remove()
+		c.rep.Stage(report.StageBuilding, describeFrom(env, o.from))
 		if art, err = makeBuild(ctx, c, env, o.from, cache); err != nil {
 			return fmt.Errorf("building: %w", err)
 		}
@@ -409,6 +410,9 @@ type buildResult struct {
 // result once, then is closed.
 func startBuild(ctx context.Context, c *common, env *inventory.Environment, from buildFrom, cache fleet.Cache) <-chan buildResult {
 	out := make(chan buildResult, 1)
+	// Said here, not in the goroutine: "building" then "connecting", always
+	// in that order (a golden test saw them swap).
+	c.rep.Stage(report.StageBuilding, describeFrom(env, from))
 	go func() {
 		defer close(out)
 		art, err := makeBuild(ctx, c, env, from, cache)
@@ -417,9 +421,9 @@ func startBuild(ctx context.Context, c *common, env *inventory.Environment, from
 	return out
 }
 
-// makeBuild makes env's build (its commands' output shown with -v): from
+// makeBuild makes env's build (its commands' output shown with -v) from
 // the source folder, an artifact or a git ref, its outside symlinks treated
-// as the inventory says.
+// as the inventory says; the caller has told the building stage.
 func makeBuild(ctx context.Context, c *common, env *inventory.Environment, from buildFrom, cache fleet.Cache) (*build.Artifact, error) {
 	o := build.Options{
 		Source: env.Source, Commands: env.Build, Exclude: env.Exclude, CacheDir: cache.Base(),
@@ -429,7 +433,6 @@ func makeBuild(ctx context.Context, c *common, env *inventory.Environment, from 
 	if c.verbose {
 		o.Output = c.out
 	}
-	c.rep.Stage(report.StageBuilding, describeFrom(env, from))
 	art, err := build.Make(ctx, o)
 	var made *report.Built
 	if err == nil {
