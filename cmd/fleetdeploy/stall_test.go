@@ -17,7 +17,7 @@ import (
 func TestStalledClientKeepsItsHosts(t *testing.T) {
 	f := startOpenSSH(t, 2)
 	f.provision(t)
-	inv := f.writeInventory(t, inventoryOpts{source: writeApp(t, "v1"), before: []string{`'touch "$FLEETDEPLOY_ROOT/shared/running"; sleep 3'`}})
+	inv := f.writeInventory(t, inventoryOpts{source: writeApp(t, "v1"), before: []string{`'touch "$FLEETDEPLOY_ROOT/shared/running"; sleep 2; touch "$FLEETDEPLOY_ROOT/shared/slept"; sleep 1'`}})
 	cmd := fdCommand(t, "--keepalive", "200ms", "--keepalive-count", "3", "--cache-dir", t.TempDir(), "up", "test", "-i", inv)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -27,7 +27,8 @@ func TestStalledClientKeepsItsHosts(t *testing.T) {
 	t.Cleanup(func() { cmd.Process.Kill() })
 	waitFile(t, filepath.Join(f.roots[0], "shared", "running"), 30*time.Second)
 	cmd.Process.Signal(syscall.SIGSTOP)
-	time.Sleep(2 * time.Second) // over three times the keepalives' 0.6 s
+	// Stopped until the hook has slept 2 s: over three times the keepalives' 0.6 s.
+	waitFile(t, filepath.Join(f.roots[0], "shared", "slept"), 30*time.Second)
 	cmd.Process.Signal(syscall.SIGCONT)
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("stopped for 2 s mid-deploy: %v\n%s", err, out.String())
